@@ -1,0 +1,87 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsint/nsint/internal/flagconf"
+)
+
+func TestDefaults(t *testing.T) {
+	a, err := Parse([]string{"--node-name", "n1"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ReportFormat != "v2.0" || a.APIAddr != ":4048" || a.AttachMode != "auto" || !a.HostNetns ||
+		a.ReportInterval != time.Second || a.SnapLen != 128 || len(a.NetnsDirs) != 1 || a.NetnsDirs[0] != "/var/run/netns" {
+		t.Fatalf("unexpected defaults: %+v", a)
+	}
+	if a.SwitchIDSource != "hash of node name n1" {
+		t.Fatalf("switch id source %q", a.SwitchIDSource)
+	}
+}
+
+func TestEnvAndFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(file, []byte("report-format: v0.5\nnetns-dir: [/a, /b]\nhost-netns: false\nswitch-id: 198.18.0.9\n"), 0o644)
+	env := []string{"NSINT_COLLECTOR=coll.example,[fd00::5]:9000", "NSINT_NODE_NAME=n2"}
+	a, err := Parse([]string{"--config", file}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ReportFormat != "v0.5" || a.HostNetns || strings.Join(a.NetnsDirs, ",") != "/a,/b" || a.NodeName != "n2" {
+		t.Fatalf("file/env not applied: %+v", a)
+	}
+	if got := strings.Join(a.Collectors, ","); got != "coll.example:32766,[fd00::5]:9000" {
+		t.Fatalf("collectors = %s", got)
+	}
+	if a.SwitchID != 198<<24|18<<16|9 {
+		t.Fatalf("switch id %d", a.SwitchID)
+	}
+}
+
+func TestSwitchIDFromNodeIP(t *testing.T) {
+	a, err := Parse([]string{"--node-name", "x", "--node-ip", "198.18.1.2"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.SwitchID != 198<<24|18<<16|1<<8|2 {
+		t.Fatalf("switch id %d", a.SwitchID)
+	}
+}
+
+func TestInvalidValuesNameFieldAndValue(t *testing.T) {
+	cases := []struct {
+		args  []string
+		field string
+		value string
+	}{
+		{[]string{"--report-format", "v1.0"}, "report-format", "v1.0"},
+		{[]string{"--attach-mode", "xdp"}, "attach-mode", "xdp"},
+		{[]string{"--switch-id", "fd00::1"}, "switch-id", "fd00::1"},
+		{[]string{"--collector", "host:99999"}, "collector", "host:99999"},
+		{[]string{"--snaplen", "9000"}, "snaplen", "9000"},
+		{[]string{"--log-level", "loud"}, "log-level", "loud"},
+		{[]string{"--max-ports", "70000"}, "max-ports", "70000"},
+		{[]string{"--tc-handle", "zero"}, "tc-handle", "zero"},
+		{[]string{"--host-netns=false", "--netns-dir", ""}, "netns-dir", ""},
+	}
+	for _, c := range cases {
+		_, err := Parse(append([]string{"--node-name", "n"}, c.args...), nil, io.Discard)
+		e, ok := flagconf.FlagErrorValue(err)
+		if !ok {
+			t.Errorf("%v: err = %v, want a field error", c.args, err)
+			continue
+		}
+		if e.Field != c.field || e.Value != c.value {
+			t.Errorf("%v: error names %s=%q, want %s=%q (%v)", c.args, e.Field, e.Value, c.field, c.value, err)
+		}
+		if !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%v: message %q does not name the field", c.args, err)
+		}
+	}
+}
