@@ -1,0 +1,216 @@
+package exporter
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/intreport"
+)
+
+// hwIDMask keeps the 6 bits of hw_id both report versions carry.
+const hwIDMask = 0x3F
+
+// writableWaitMs bounds how long one batch waits for a full socket buffer of
+// one collector before dropping the rest of the batch for that collector.
+const writableWaitMs = 10
+
+// SendError is what Config.OnSendError receives: the latest error of one
+// collector and how many errors it had since the previous call.
+type SendError struct {
+	Collector string // as configured
+	Count     uint64 // errors since the previous OnSendError call for this collector, this one included
+	Err       error  // a unix.Errno such as ECONNREFUSED or ENETUNREACH
+}
+
+func (e *SendError) Error() string {
+	return fmt.Sprintf("send to collector %s: %v (%d errors since last report)", e.Collector, e.Err, e.Count)
+}
+
+func (e *SendError) Unwrap() error { return e.Err }
+
+// collector is one destination: its socket, its sequence numbers and counters.
+// Everything but the counters belongs to the sender goroutine.
+type collector struct {
+	name string // as configured
+	addr *net.UDPAddr
+	sa   unix.Sockaddr
+	fd   int
+
+	connected   bool
+	lastConnect time.Time
+
+	seq [hwIDMask + 1]uint32
+
+	sent      atomic.Uint64
+	errs      atomic.Uint64
+	dropped   atomic.Uint64
+	lastErrno atomic.Uintptr
+
+	pendingErrs uint64
+	lastNotice  time.Time
+}
+
+func openCollector(name string) (*collector, error) {
+	addr, sa, err := resolveCollector(name)
+	if err != nil {
+		return nil, err
+	}
+	family := unix.AF_INET6
+	if _, ok := sa.(*unix.SockaddrInet4); ok {
+		family = unix.AF_INET
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("socket for collector %s: %w", name, err)
+	}
+	c := &collector{name: name, addr: addr, sa: sa, fd: fd}
+	if err := c.connect(time.Now()); err != nil && !isRouteError(err) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("connect to collector %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// connect (re)connects the socket so the kernel reports ICMP errors for it and
+// picks the route and source address.
+func (c *collector) connect(now time.Time) error {
+	c.lastConnect = now
+	if err := unix.Connect(c.fd, c.sa); err != nil {
+		c.connected = false
+		return err
+	}
+	c.connected = true
+	return nil
+}
+
+// isRouteError tells the errors that mean "no way there right now" from
+// configuration errors.
+func isRouteError(err error) bool {
+	return errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) ||
+		errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENETDOWN)
+}
+
+// errnoOf extracts the errno of a system call error (EIO if there is none).
+func errnoOf(err error) unix.Errno {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return unix.EIO
+}
+
+func (c *collector) close() error {
+	if c.fd < 0 {
+		return nil
+	}
+	err := unix.Close(c.fd)
+	c.fd = -1
+	return err
+}
+
+// send numbers the n messages of the batch for this collector (slots gives
+// each message's slot) and hands them to the kernel.
+func (c *collector) send(e *Exporter, msgs []unix.Mmsghdr, slots []*slot) {
+	n := len(msgs)
+	// Every report gets its number, sent or not, so that a gap at the
+	// collector means a lost report.
+	for _, s := range slots {
+		seq := c.seq[s.hwID]
+		c.seq[s.hwID] = seq + 1
+		// The slot was encoded by intreport itself, so patching cannot
+		// fail short of a bug there; a failure would show as a gap.
+		_ = intreport.SetSequence(s.buf[:s.n], seq)
+	}
+	if !c.connected {
+		now := time.Now()
+		if now.Sub(c.lastConnect) < e.retryInterval {
+			c.dropped.Add(uint64(n))
+			return
+		}
+		if err := c.connect(now); err != nil {
+			c.fail(e, errnoOf(err), now)
+			c.dropped.Add(uint64(n))
+			return
+		}
+	}
+
+	off, retried := 0, false
+	for off < n {
+		sent, errno := sendmmsg(c.fd, msgs[off:])
+		if errno == 0 && sent == 0 {
+			errno = unix.EAGAIN // never seen; keeps the loop finite if it happens
+		}
+		if errno == 0 {
+			c.sent.Add(uint64(sent))
+			off += sent
+			retried = false
+			continue
+		}
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			if waitWritable(c.fd, writableWaitMs) {
+				continue
+			}
+		case unix.ECONNREFUSED:
+			// An ICMP port unreachable answered an earlier datagram; the
+			// kernel reports it once, on this call, and sent nothing. The
+			// current message deserves one more try: the collector may
+			// be back.
+			c.fail(e, errno, time.Now())
+			if !retried {
+				retried = true
+				continue
+			}
+			c.dropped.Add(1)
+			off++
+			retried = false
+			continue
+		case unix.EMSGSIZE:
+			c.fail(e, errno, time.Now())
+			c.dropped.Add(1)
+			off++
+			continue
+		}
+		// Anything else (ENETUNREACH, EHOSTUNREACH, ENOBUFS, EAGAIN after
+		// the bounded wait, ...) would fail the same way for the rest of
+		// the batch.
+		c.fail(e, errno, time.Now())
+		c.dropped.Add(uint64(n - off))
+		return
+	}
+}
+
+// fail counts one error and tells the caller about it at most once per
+// Config.ErrorInterval.
+func (c *collector) fail(e *Exporter, errno unix.Errno, now time.Time) {
+	c.errs.Add(1)
+	c.lastErrno.Store(uintptr(errno))
+	c.pendingErrs++
+	if e.onSendError == nil || (!c.lastNotice.IsZero() && now.Sub(c.lastNotice) < e.errorInterval) {
+		return
+	}
+	count := c.pendingErrs
+	c.pendingErrs, c.lastNotice = 0, now
+	e.onSendError(c.name, &SendError{Collector: c.name, Count: count, Err: errno})
+}
+
+func (c *collector) stats() CollectorStats {
+	st := CollectorStats{
+		Collector: c.name,
+		Address:   c.addr.String(),
+		Sent:      c.sent.Load(),
+		Errors:    c.errs.Load(),
+		Dropped:   c.dropped.Load(),
+	}
+	if errno := unix.Errno(c.lastErrno.Load()); errno != 0 {
+		st.LastError = errno
+	}
+	return st
+}

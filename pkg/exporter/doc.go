@@ -1,0 +1,32 @@
+// Package exporter sends encoded INT Telemetry Reports over UDP to one or more
+// collectors.
+//
+// It owns the path from "a report exists" to "a datagram left the socket": a
+// bounded queue of preallocated slots between the producer (the perf reader)
+// and one sender goroutine, per-(collector, hw_id) sequence numbers, batching
+// with sendmmsg(2), and the accounting of what was queued, dropped, sent and
+// refused. It does not decide when to report (the datapath does), does not
+// define the wire format (pkg/intreport does) and never logs: failures are
+// counted in Stats and, at most once per second per collector, handed to
+// Config.OnSendError for the caller to log.
+//
+// Lifetime and pitfalls:
+//
+//   - New resolves collector host names once; a name whose address changes
+//     later is not followed. It opens one connected UDP socket per collector;
+//     a collector without a route at start is not an error, its socket is
+//     connected later (every Config.RetryInterval while there is something to
+//     send), and the reports meant for it meanwhile are counted as dropped.
+//   - Enqueue never blocks: it encodes the report into a free slot (sequence
+//     number 0) or returns false and counts a queue drop. It may be called from
+//     several goroutines, but one producer is the intended use.
+//   - Run is the only sender. It patches the sequence number of each slot per
+//     collector just before sending, so every collector sees its own gap-free
+//     numbering per hw_id, and frees a slot only once every collector had its
+//     turn. A collector that refuses (ICMP port unreachable, ECONNREFUSED) or
+//     cannot be routed (ENETUNREACH) loses its own reports only; the others
+//     are not delayed beyond one bounded wait on a full socket buffer.
+//   - Memory is fixed at New: QueueLen slots of SlotSize bytes plus one batch of
+//     message headers. Nothing grows while a collector is unreachable.
+//   - Close releases the sockets; it stops a running Run first.
+package exporter
