@@ -1,0 +1,247 @@
+package ports
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrExhausted is returned by Acquire when every ID from 1 to the maximum is
+// in use.
+var ErrExhausted = errors.New("port ids exhausted")
+
+// Key is an interface identity on the node. Ifindex 0 names the namespace's
+// local-stack port.
+type Key struct {
+	Netns   uint64 // nsfs inode of the network namespace
+	Ifindex uint32 // 0 = the namespace's local stack
+}
+
+// Assignment is one port ID and the identity it belongs to.
+type Assignment struct {
+	Key
+	ID uint16
+}
+
+// Allocator assigns port IDs. It is safe for concurrent use.
+type Allocator struct {
+	dir string
+	max uint16
+
+	mu    sync.Mutex
+	ids   map[Key]uint16
+	owner map[uint16]Key
+	next  uint16 // next candidate ID, 1..max
+	gen   uint64 // bumped on every change
+
+	saveMu   sync.Mutex
+	savedGen uint64
+
+	exhausted  atomic.Uint64
+	saves      atomic.Uint64
+	saveErrors atomic.Uint64
+}
+
+// Open loads the allocator state from <stateDir>/ports.json if present, or
+// starts empty. IDs range from 1 to max; IDs already stored above a lowered
+// max are kept (they stay stable) but no new ones are handed out there.
+func Open(stateDir string, max uint16) (*Allocator, error) {
+	if max == 0 {
+		return nil, fmt.Errorf("open port allocator in %s: max must be at least 1", stateDir)
+	}
+	a := &Allocator{
+		dir:   stateDir,
+		max:   max,
+		ids:   make(map[Key]uint16),
+		owner: make(map[uint16]Key),
+		next:  1,
+	}
+	st, err := loadState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return a, nil
+	}
+	for _, e := range st.Ports {
+		k := Key{Netns: e.Netns, Ifindex: e.Ifindex}
+		if e.ID == 0 {
+			return nil, fmt.Errorf("load %s: port id 0 for netns %d ifindex %d", statePath(stateDir), e.Netns, e.Ifindex)
+		}
+		if _, dup := a.ids[k]; dup {
+			return nil, fmt.Errorf("load %s: netns %d ifindex %d listed twice", statePath(stateDir), e.Netns, e.Ifindex)
+		}
+		if _, dup := a.owner[e.ID]; dup {
+			return nil, fmt.Errorf("load %s: port id %d listed twice", statePath(stateDir), e.ID)
+		}
+		a.ids[k] = e.ID
+		a.owner[e.ID] = k
+	}
+	if st.Next >= 1 && st.Next <= max {
+		a.next = st.Next
+	}
+	return a, nil
+}
+
+// Acquire returns the ID of k, assigning the next free one if k has none.
+// It fails with ErrExhausted when no ID is free. If the state could not be
+// written, the assignment still stands in memory (the same k gets the same
+// ID again and the next successful write saves it) and the error says so.
+func (a *Allocator) Acquire(k Key) (uint16, error) {
+	a.mu.Lock()
+	if id, ok := a.ids[k]; ok {
+		a.mu.Unlock()
+		return id, nil
+	}
+	id, ok := a.take()
+	if !ok {
+		a.mu.Unlock()
+		a.exhausted.Add(1)
+		return 0, fmt.Errorf("acquire port for netns %d ifindex %d: %w (%d in use, max %d)",
+			k.Netns, k.Ifindex, ErrExhausted, a.inUseLocked(), a.max)
+	}
+	a.ids[k] = id
+	a.owner[id] = k
+	a.gen++
+	gen := a.gen
+	a.mu.Unlock()
+	if err := a.sync(gen); err != nil {
+		return id, fmt.Errorf("acquire port for netns %d ifindex %d: %w", k.Netns, k.Ifindex, err)
+	}
+	return id, nil
+}
+
+// take advances the cursor to the next ID not in use, so that a released ID
+// comes back only after every other ID has been handed out. Called with mu
+// held.
+func (a *Allocator) take() (uint16, bool) {
+	for range int(a.max) {
+		id := a.next
+		if a.next >= a.max {
+			a.next = 1
+		} else {
+			a.next++
+		}
+		if _, used := a.owner[id]; !used {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// Release forgets the ID of k. Releasing an unknown key does nothing.
+func (a *Allocator) Release(k Key) error {
+	a.mu.Lock()
+	id, ok := a.ids[k]
+	if !ok {
+		a.mu.Unlock()
+		return nil
+	}
+	delete(a.ids, k)
+	delete(a.owner, id)
+	a.gen++
+	gen := a.gen
+	a.mu.Unlock()
+	if err := a.sync(gen); err != nil {
+		return fmt.Errorf("release port %d of netns %d ifindex %d: %w", id, k.Netns, k.Ifindex, err)
+	}
+	return nil
+}
+
+// ReleaseNetns forgets every port of a namespace (its interfaces and its
+// local stack) and returns their IDs in ascending order.
+func (a *Allocator) ReleaseNetns(netns uint64) ([]uint16, error) {
+	released := a.forget(func(k Key) bool { return k.Netns == netns })
+	if len(released) == 0 {
+		return nil, nil
+	}
+	if err := a.syncNow(); err != nil {
+		return released, fmt.Errorf("release ports of netns %d: %w", netns, err)
+	}
+	return released, nil
+}
+
+// Prune forgets the ports of every namespace for which alive returns false,
+// typically once at start against the namespaces that exist now. It returns
+// the released IDs in ascending order.
+func (a *Allocator) Prune(alive func(netns uint64) bool) ([]uint16, error) {
+	seen := make(map[uint64]bool)
+	a.mu.Lock()
+	for k := range a.ids {
+		seen[k.Netns] = false
+	}
+	a.mu.Unlock()
+	// alive may be slow (it stats files): call it without holding mu.
+	for ns := range seen {
+		seen[ns] = alive(ns)
+	}
+	released := a.forget(func(k Key) bool { live, known := seen[k.Netns]; return known && !live })
+	if len(released) == 0 {
+		return nil, nil
+	}
+	if err := a.syncNow(); err != nil {
+		return released, fmt.Errorf("prune ports: %w", err)
+	}
+	return released, nil
+}
+
+func (a *Allocator) forget(match func(Key) bool) []uint16 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var released []uint16
+	for k, id := range a.ids {
+		if match(k) {
+			delete(a.ids, k)
+			delete(a.owner, id)
+			released = append(released, id)
+		}
+	}
+	if len(released) > 0 {
+		a.gen++
+	}
+	sort.Slice(released, func(i, j int) bool { return released[i] < released[j] })
+	return released
+}
+
+// Lookup returns the ID of k without assigning one.
+func (a *Allocator) Lookup(k Key) (uint16, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id, ok := a.ids[k]
+	return id, ok
+}
+
+// Assignments returns every assigned port, by ascending ID.
+func (a *Allocator) Assignments() []Assignment {
+	a.mu.Lock()
+	out := make([]Assignment, 0, len(a.ids))
+	for k, id := range a.ids {
+		out = append(out, Assignment{Key: k, ID: id})
+	}
+	a.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// InUse returns how many IDs are assigned.
+func (a *Allocator) InUse() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.ids)
+}
+
+func (a *Allocator) inUseLocked() int { return len(a.ids) }
+
+// Max returns the highest ID the allocator hands out.
+func (a *Allocator) Max() uint16 { return a.max }
+
+// Exhausted returns how many Acquire calls failed with ErrExhausted.
+func (a *Allocator) Exhausted() uint64 { return a.exhausted.Load() }
+
+// Saves returns how many times the state was written, and how many writes
+// failed.
+func (a *Allocator) Saves() (written, failed uint64) {
+	return a.saves.Load(), a.saveErrors.Load()
+}

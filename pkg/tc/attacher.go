@@ -1,0 +1,300 @@
+package tc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cilium/ebpf"
+)
+
+// Defaults for Config. The priority is above 0xC000 because the kernel
+// hands out priorities from 0xC000 downwards to filters added without one,
+// so no `tc filter add` without an explicit priority can land on ours.
+const (
+	DefaultPriority      uint16 = 0xC5A1
+	DefaultHandle        uint32 = 0x1A55
+	DefaultMaxConcurrent        = 8
+)
+
+// ErrClosed is returned by calls on a closed Attacher.
+var ErrClosed = errors.New("attacher closed")
+
+// Config configures an Attacher. The same PinDir, Priority and Handle must be
+// given to Cleanup and to every restart of the agent.
+type Config struct {
+	// Mode is ModeAuto (the default), ModeTCX or ModeLegacy.
+	Mode Mode
+	// PinDir is a directory on a BPF filesystem (e.g. /sys/fs/bpf/nsint)
+	// holding our TCX links; required in TCX mode (see MountBPFFS).
+	PinDir string
+	// Priority and Handle identify our legacy filters (0: the defaults).
+	Priority uint16
+	Handle   uint32
+	// MaxConcurrent bounds the attach/detach calls that run at once; further
+	// calls wait (0: DefaultMaxConcurrent).
+	MaxConcurrent int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Priority == 0 {
+		c.Priority = DefaultPriority
+	}
+	if c.Handle == 0 {
+		c.Handle = DefaultHandle
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
+	return c
+}
+
+// Target is one interface: its namespace and its index there.
+type Target struct {
+	// NetnsPath is a file bound to the namespace (/var/run/netns/x,
+	// /proc/<pid>/ns/net); "" means the agent's own namespace.
+	NetnsPath string
+	// Netns is the namespace's nsfs inode, checked against NetnsPath when
+	// not 0: a path that now names another namespace means the interface is
+	// gone.
+	Netns   uint64
+	Ifindex int
+	// Name is used in errors only; interfaces are identified by index.
+	Name string
+}
+
+// Stats are the Attacher's counters since New.
+type Stats struct {
+	Attached uint64 // new attachments
+	Replaced uint64 // programs replaced in place on an existing attachment
+	Detached uint64
+	Gone     uint64 // calls that found the interface or namespace gone
+	Failed   uint64 // other errors
+}
+
+// Attacher attaches programs to TC hooks. It is safe for concurrent use; at
+// most Config.MaxConcurrent calls run at once and calls for the same
+// namespace are serialised.
+type Attacher struct {
+	cfg    Config
+	slots  chan struct{}
+	closed atomic.Bool
+
+	mu    sync.Mutex
+	locks map[uint64]*netnsLock
+
+	attached, replaced, detached, gone, failed atomic.Uint64
+}
+
+type netnsLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// New returns an Attacher, resolving ModeAuto with HaveTCX. In TCX mode the
+// pin directory is created and must be on a BPF filesystem.
+func New(cfg Config) (*Attacher, error) {
+	cfg = cfg.withDefaults()
+	switch cfg.Mode {
+	case ModeAuto:
+		cfg.Mode = ModeLegacy
+		if HaveTCX() == nil {
+			cfg.Mode = ModeTCX
+		}
+	case ModeTCX:
+		if err := HaveTCX(); err != nil {
+			return nil, fmt.Errorf("attach mode tcx: %w", err)
+		}
+	case ModeLegacy:
+	default:
+		return nil, fmt.Errorf("attach mode %v: unknown", cfg.Mode)
+	}
+	if cfg.Mode == ModeTCX {
+		if cfg.PinDir == "" {
+			return nil, errors.New("attach mode tcx: no pin directory")
+		}
+		if err := os.MkdirAll(cfg.PinDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create pin dir %s: %w", cfg.PinDir, err)
+		}
+		on, err := onBPFFS(cfg.PinDir)
+		if err != nil {
+			return nil, err
+		}
+		if !on {
+			return nil, fmt.Errorf("pin dir %s: not on a BPF filesystem", cfg.PinDir)
+		}
+	}
+	return &Attacher{
+		cfg:   cfg,
+		slots: make(chan struct{}, cfg.MaxConcurrent),
+		locks: make(map[uint64]*netnsLock),
+	}, nil
+}
+
+// Mode returns the resolved mode: ModeTCX or ModeLegacy.
+func (a *Attacher) Mode() Mode { return a.cfg.Mode }
+
+// Config returns the configuration with defaults filled in and the mode
+// resolved.
+func (a *Attacher) Config() Config { return a.cfg }
+
+// Stats returns the counters.
+func (a *Attacher) Stats() Stats {
+	return Stats{
+		Attached: a.attached.Load(),
+		Replaced: a.replaced.Load(),
+		Detached: a.detached.Load(),
+		Gone:     a.gone.Load(),
+		Failed:   a.failed.Load(),
+	}
+}
+
+// Attach attaches prog to the dir hook of t, or replaces the program of our
+// existing attachment there in place (also one left by an earlier run), so
+// the hook is never without our program and never has two. Errors matching
+// ErrInterfaceGone mean the interface or its namespace vanished.
+func (a *Attacher) Attach(t Target, dir Direction, prog *ebpf.Program) error {
+	if err := a.check(t, dir); err != nil {
+		return err
+	}
+	if prog == nil {
+		return fmt.Errorf("attach %s: nil program", a.describe(t, dir, t.Netns))
+	}
+	release := a.enter()
+	defer release()
+	ns, err := openNetns(t.NetnsPath, t.Netns)
+	if err != nil {
+		return a.count(fmt.Errorf("attach %s: %w", a.describe(t, dir, t.Netns), err))
+	}
+	defer ns.close()
+	unlock := a.lockNetns(ns.inode)
+	defer unlock()
+
+	var replaced bool
+	if a.cfg.Mode == ModeTCX {
+		replaced, err = a.attachTCX(ns, t, dir, prog)
+	} else {
+		replaced, err = a.attachLegacy(ns, t, dir, prog)
+	}
+	if err == nil && !replaced {
+		// A new attachment: an earlier run in the other mode may have left
+		// one of ours on this hook. It goes only now that ours runs, so the
+		// hook is never unobserved, and afterwards there is exactly one.
+		if a.cfg.Mode == ModeTCX {
+			err = a.detachLegacy(ns, t, dir)
+		} else {
+			err = a.removePin(ns.inode, t.Ifindex, dir)
+		}
+	}
+	if err != nil {
+		return a.count(fmt.Errorf("attach %s: %w", a.describe(t, dir, ns.inode), err))
+	}
+	if replaced {
+		a.replaced.Add(1)
+	} else {
+		a.attached.Add(1)
+	}
+	return nil
+}
+
+// Detach removes our attachment from the dir hook of t; it does nothing when
+// there is none. When the namespace is already gone it still removes our TCX
+// pin for it (t.Netns must then be set) and returns nil.
+func (a *Attacher) Detach(t Target, dir Direction) error {
+	if err := a.check(t, dir); err != nil {
+		return err
+	}
+	release := a.enter()
+	defer release()
+	ns, err := openNetns(t.NetnsPath, t.Netns)
+	if errors.Is(err, ErrInterfaceGone) && t.Netns != 0 {
+		unlock := a.lockNetns(t.Netns)
+		defer unlock()
+		if err := a.removePin(t.Netns, t.Ifindex, dir); err != nil {
+			return a.count(fmt.Errorf("detach %s: %w", a.describe(t, dir, t.Netns), err))
+		}
+		a.detached.Add(1)
+		return nil
+	}
+	if err != nil {
+		return a.count(fmt.Errorf("detach %s: %w", a.describe(t, dir, t.Netns), err))
+	}
+	defer ns.close()
+	unlock := a.lockNetns(ns.inode)
+	defer unlock()
+
+	// Whatever the mode now, an earlier run may have used the other one.
+	err = errors.Join(a.removePin(ns.inode, t.Ifindex, dir), a.detachLegacy(ns, t, dir))
+	if err != nil {
+		return a.count(fmt.Errorf("detach %s: %w", a.describe(t, dir, ns.inode), err))
+	}
+	a.detached.Add(1)
+	return nil
+}
+
+// Close makes further calls fail with ErrClosed. It does not detach: pinned
+// TCX links and legacy filters stay attached for the next run to take over.
+func (a *Attacher) Close() error {
+	a.closed.Store(true)
+	return nil
+}
+
+func (a *Attacher) check(t Target, dir Direction) error {
+	if a.closed.Load() {
+		return ErrClosed
+	}
+	if !dir.valid() {
+		return fmt.Errorf("%s: invalid direction", a.describe(t, dir, t.Netns))
+	}
+	if t.Ifindex <= 0 {
+		return fmt.Errorf("%s: invalid ifindex", a.describe(t, dir, t.Netns))
+	}
+	return nil
+}
+
+func (a *Attacher) describe(t Target, dir Direction, inode uint64) string {
+	name := t.Name
+	if name == "" {
+		name = "?"
+	}
+	return fmt.Sprintf("%s %s (ifindex %d) in netns %d", dir, name, t.Ifindex, inode)
+}
+
+func (a *Attacher) count(err error) error {
+	if errors.Is(err, ErrInterfaceGone) {
+		a.gone.Add(1)
+	} else {
+		a.failed.Add(1)
+	}
+	return err
+}
+
+func (a *Attacher) enter() (release func()) {
+	a.slots <- struct{}{}
+	return func() { <-a.slots }
+}
+
+// lockNetns serialises calls on one namespace, so that two calls never race
+// on the same hook or on the namespace's pin directory.
+func (a *Attacher) lockNetns(inode uint64) (unlock func()) {
+	a.mu.Lock()
+	l := a.locks[inode]
+	if l == nil {
+		l = &netnsLock{}
+		a.locks[inode] = l
+	}
+	l.refs++
+	a.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		a.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(a.locks, inode)
+		}
+		a.mu.Unlock()
+	}
+}

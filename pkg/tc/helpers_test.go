@@ -1,0 +1,371 @@
+package tc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// counter is a SchedCLS program that counts the packets it sees in a
+// one-slot array map and hands every packet on (TC_ACT_UNSPEC / TCX_NEXT).
+type counter struct {
+	prog *ebpf.Program
+	m    *ebpf.Map
+	id   ebpf.ProgramID
+}
+
+func newCounter(tb testing.TB, name string) *counter {
+	tb.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		tb.Fatalf("create map: %v", err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	prog, err := loadCounter(name, m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { prog.Close() })
+	info, err := prog.Info()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		tb.Fatal("program has no id")
+	}
+	return &counter{prog: prog, m: m, id: id}
+}
+
+func loadCounter(name string, m *ebpf.Map) (*ebpf.Program, error) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    name,
+		Type:    ebpf.SchedCLS,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word), // key = 0
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, -1).WithSymbol("out"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", name, err)
+	}
+	return prog, nil
+}
+
+func (c *counter) count(tb testing.TB) uint64 {
+	tb.Helper()
+	var v []byte
+	if err := c.m.Lookup(uint32(0), &v); err != nil {
+		tb.Fatalf("read counter: %v", err)
+	}
+	return binary.NativeEndian.Uint64(v)
+}
+
+// requireTCX fails the test when the kernel lacks TCX, unless the run says
+// it targets a kernel without it (NSINT_NO_TCX=1, for older-kernel VMs).
+func requireTCX(tb testing.TB) {
+	tb.Helper()
+	netnstest.RequireRoot(tb)
+	err := HaveTCX()
+	if err == nil {
+		return
+	}
+	if os.Getenv("NSINT_NO_TCX") == "1" && errors.Is(err, ebpf.ErrNotSupported) {
+		tb.Skipf("skipping: kernel without TCX (%v)", err)
+	}
+	tb.Fatalf("TCX expected on this kernel: %v", err)
+}
+
+// privateBPFFS mounts a bpffs in a temporary directory, unmounted at cleanup
+// (which also drops every pin left in it).
+func privateBPFFS(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	mounted, err := MountBPFFS(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !mounted {
+		tb.Fatalf("%s already on bpffs", dir)
+	}
+	tb.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			tb.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+func modes(t *testing.T, fn func(t *testing.T, mode Mode)) {
+	t.Run("tcx", func(t *testing.T) {
+		requireTCX(t)
+		fn(t, ModeTCX)
+	})
+	t.Run("tc", func(t *testing.T) {
+		netnstest.RequireRoot(t)
+		fn(t, ModeLegacy)
+	})
+}
+
+func newAttacher(tb testing.TB, cfg Config) *Attacher {
+	tb.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+// pair is two test namespaces joined by a veth, eth0 on both sides, with
+// 198.18.0.1 in A and 198.18.0.2 in B.
+type pair struct {
+	dir  string
+	a, b *netnstest.NS
+	ifA  Target // eth0 in A
+}
+
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	dir := netnstest.Dir(t)
+	p := netnstest.Prefix(t)
+	a := netnstest.New(t, dir, p+"-a")
+	b := netnstest.New(t, dir, p+"-b")
+	netnstest.Veth(t, a, "eth0", b, "eth0")
+	netnstest.AddAddr(t, a, "eth0", "198.18.0.1/30")
+	netnstest.AddAddr(t, b, "eth0", "198.18.0.2/30")
+	return &pair{dir: dir, a: a, b: b, ifA: target(t, a, "eth0")}
+}
+
+func target(tb testing.TB, ns *netnstest.NS, name string) Target {
+	tb.Helper()
+	l, err := ns.NetlinkHandle(tb).LinkByName(name)
+	if err != nil {
+		tb.Fatalf("find %s in %s: %v", name, ns.Name, err)
+	}
+	return Target{NetnsPath: ns.Path, Netns: ns.Inode, Ifindex: l.Attrs().Index, Name: name}
+}
+
+// ping sends three echo requests from A to B and fails unless all return:
+// our programs must never lose traffic.
+func (p *pair) ping(t *testing.T) {
+	t.Helper()
+	out := p.a.Run(t, "ping", "-c3", "-i0.2", "-W2", "198.18.0.2")
+	if !strings.Contains(out, "3 received") {
+		t.Fatalf("ping: %s", out)
+	}
+}
+
+// foreign holds another tool's attachments on eth0 in A: a TCX program on
+// ingress and a cls_bpf filter on egress, plus a decoy cls_bpf filter that
+// carries our name at another priority. Each counts what it sees.
+type foreign struct {
+	tcx, cls, decoy *counter
+	tcxLink         link.Link
+}
+
+const (
+	foreignPrio = 1
+	decoyPrio   = 2
+)
+
+func addForeign(t *testing.T, p *pair) *foreign {
+	t.Helper()
+	f := &foreign{tcx: newCounter(t, "foreign_tcx"), cls: newCounter(t, "foreign_cls"), decoy: newCounter(t, "foreign_decoy")}
+	if HaveTCX() == nil {
+		err := p.a.Do(func() error {
+			var err error
+			f.tcxLink, err = link.AttachTCX(link.TCXOptions{Interface: p.ifA.Ifindex, Program: f.tcx.prog, Attach: ebpf.AttachTCXIngress})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("foreign tcx: %v", err)
+		}
+		t.Cleanup(func() { f.tcxLink.Close() })
+	}
+	h := p.a.NetlinkHandle(t)
+	if err := h.QdiscAdd(&netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: p.ifA.Ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
+	}}); err != nil {
+		t.Fatalf("foreign clsact: %v", err)
+	}
+	for _, fl := range []*netlink.BpfFilter{
+		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_EGRESS, Handle: 1, Priority: foreignPrio, Protocol: unix.ETH_P_ALL},
+			Fd: f.cls.prog.FD(), Name: "foreign", DirectAction: true},
+		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_EGRESS, Handle: DefaultHandle, Priority: decoyPrio, Protocol: unix.ETH_P_ALL},
+			Fd: f.decoy.prog.FD(), Name: filterName(Egress), DirectAction: true},
+	} {
+		if err := h.FilterAdd(fl); err != nil {
+			t.Fatalf("foreign filter %s: %v", fl.Name, err)
+		}
+	}
+	return f
+}
+
+// checkAlive asserts that every foreign attachment is still there and still
+// sees packets.
+func (f *foreign) checkAlive(t *testing.T, p *pair) {
+	t.Helper()
+	before := [3]uint64{f.tcx.count(t), f.cls.count(t), f.decoy.count(t)}
+	p.ping(t)
+	after := [3]uint64{f.tcx.count(t), f.cls.count(t), f.decoy.count(t)}
+	if f.tcxLink != nil && after[0] <= before[0] {
+		t.Errorf("foreign tcx program saw no packets (%d -> %d)", before[0], after[0])
+	}
+	if after[1] <= before[1] {
+		t.Errorf("foreign cls_bpf filter saw no packets (%d -> %d)", before[1], after[1])
+	}
+	if after[2] <= before[2] {
+		t.Errorf("decoy filter with our name saw no packets (%d -> %d)", before[2], after[2])
+	}
+	if f.tcxLink != nil {
+		if ids := tcxPrograms(t, p.a, p.ifA.Ifindex, Ingress); !contains(ids, f.tcx.id) {
+			t.Errorf("foreign tcx program %d not on ingress: %v", f.tcx.id, ids)
+		}
+	}
+	if !hasClsact(t, p.a, p.ifA.Ifindex) {
+		t.Error("clsact qdisc gone")
+	}
+}
+
+// tcxPrograms lists the program IDs on a TCX hook, queried inside ns.
+func tcxPrograms(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []ebpf.ProgramID {
+	tb.Helper()
+	var ids []ebpf.ProgramID
+	err := ns.Do(func() error {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: dir.tcxAttachType()})
+		if err != nil {
+			return err
+		}
+		for _, p := range res.Programs {
+			ids = append(ids, p.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("query tcx %s in %s: %v", dir, ns.Name, err)
+	}
+	return ids
+}
+
+// ourFilters lists the filters with our name, priority and handle on a hook.
+func ourFilters(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []*netlink.BpfFilter {
+	tb.Helper()
+	h, err := ns.Handle()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(ifindex)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fs, err := h.FilterList(l, clsactParent(dir))
+	if err != nil {
+		tb.Fatalf("list filters: %v", err)
+	}
+	var ours []*netlink.BpfFilter
+	for _, f := range fs {
+		if isOurFilter(f, dir, DefaultPriority, DefaultHandle) {
+			ours = append(ours, f.(*netlink.BpfFilter))
+		}
+	}
+	return ours
+}
+
+func hasClsact(tb testing.TB, ns *netnstest.NS, ifindex int) bool {
+	tb.Helper()
+	h, err := ns.Handle()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(ifindex)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	qs, err := h.QdiscList(l)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, q := range qs {
+		if q.Type() == "clsact" {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(ids []ebpf.ProgramID, id ebpf.ProgramID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// assertOurs checks that the hook carries exactly one attachment of ours and
+// that it runs want (0: that there is none of ours). progs are every program
+// of ours that could be there.
+func assertOurs(t *testing.T, mode Mode, ns *netnstest.NS, ifindex int, dir Direction, want *counter, progs ...*counter) {
+	t.Helper()
+	if mode == ModeTCX {
+		ids := tcxPrograms(t, ns, ifindex, dir)
+		n := 0
+		for _, c := range progs {
+			for _, id := range ids {
+				if id == c.id {
+					n++
+				}
+			}
+		}
+		switch {
+		case want == nil && n != 0:
+			t.Errorf("%s: %d programs of ours attached, want none (%v)", dir, n, ids)
+		case want != nil && (n != 1 || !contains(ids, want.id)):
+			t.Errorf("%s: %d programs of ours attached (%v), want exactly %d", dir, n, ids, want.id)
+		}
+		return
+	}
+	fs := ourFilters(t, ns, ifindex, dir)
+	switch {
+	case want == nil && len(fs) != 0:
+		t.Errorf("%s: %d filters of ours, want none", dir, len(fs))
+	case want != nil && (len(fs) != 1 || ebpf.ProgramID(fs[0].Id) != want.id):
+		ids := []int{}
+		for _, f := range fs {
+			ids = append(ids, f.Id)
+		}
+		t.Errorf("%s: filters of ours run programs %v, want exactly [%d]", dir, ids, want.id)
+	}
+}
+
+// dropWithoutDetach simulates `kill -9`: the Attacher and the program file
+// descriptors of the old process are gone, nothing was detached.
+func dropWithoutDetach(cs ...*counter) {
+	for _, c := range cs {
+		c.prog.Close()
+	}
+	runtime.GC()
+}

@@ -1,0 +1,121 @@
+package tc
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Mode selects how programs are attached.
+type Mode int
+
+const (
+	// ModeAuto uses TCX when the kernel has it and legacy tc otherwise.
+	ModeAuto Mode = iota
+	// ModeTCX forces TCX links (kernel 6.6+).
+	ModeTCX
+	// ModeLegacy forces clsact + cls_bpf filters.
+	ModeLegacy
+)
+
+// String returns the flag spelling of m: "auto", "tcx" or "tc".
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeTCX:
+		return "tcx"
+	case ModeLegacy:
+		return "tc"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ParseMode parses the --attach-mode flag: "auto", "tcx" or "tc".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "auto":
+		return ModeAuto, nil
+	case "tcx":
+		return ModeTCX, nil
+	case "tc":
+		return ModeLegacy, nil
+	}
+	return 0, fmt.Errorf("attach mode %q: want auto, tcx or tc", s)
+}
+
+// Direction is the TC hook: ingress or egress.
+type Direction int
+
+const (
+	// Ingress is the hook for packets the interface receives.
+	Ingress Direction = iota
+	// Egress is the hook for packets the interface sends.
+	Egress
+)
+
+// String returns "ingress" or "egress".
+func (d Direction) String() string {
+	switch d {
+	case Ingress:
+		return "ingress"
+	case Egress:
+		return "egress"
+	}
+	return fmt.Sprintf("Direction(%d)", int(d))
+}
+
+func (d Direction) valid() bool { return d == Ingress || d == Egress }
+
+func (d Direction) tcxAttachType() ebpf.AttachType {
+	if d == Egress {
+		return ebpf.AttachTCXEgress
+	}
+	return ebpf.AttachTCXIngress
+}
+
+// HaveTCX reports whether the kernel supports TCX links: nil when it does,
+// an error wrapping ebpf.ErrNotSupported when it does not, another error when
+// the probe itself failed. The result is computed once per process.
+func HaveTCX() error { return haveTCX() }
+
+var haveTCX = sync.OnceValue(probeTCX)
+
+// probeTCX attaches a trivial program to an ifindex that cannot exist: a
+// kernel with TCX resolves the device and answers ENODEV.
+func probeTCX() error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    "nsint_probe",
+		Type:    ebpf.SchedCLS,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, -1),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("tcx probe: load program: %w", err)
+	}
+	defer prog.Close()
+	l, err := link.AttachTCX(link.TCXOptions{
+		Interface: math.MaxInt32,
+		Program:   prog,
+		Attach:    ebpf.AttachTCXIngress,
+	})
+	switch {
+	case err == nil:
+		l.Close()
+		return errors.New("tcx probe: attach to a missing interface succeeded")
+	case errors.Is(err, unix.ENODEV):
+		return nil
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("tcx: %w", err)
+	}
+	return fmt.Errorf("tcx probe: %w", err)
+}

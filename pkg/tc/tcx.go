@@ -1,0 +1,119 @@
+package tc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+const tcxPinSubdir = "tcx"
+
+// pinPath is <PinDir>/tcx/<netns-inode>/<ifindex>_<direction>.
+func pinPath(pinDir string, netns uint64, ifindex int, dir Direction) string {
+	return filepath.Join(pinDir, tcxPinSubdir, strconv.FormatUint(netns, 10),
+		strconv.Itoa(ifindex)+"_"+dir.String())
+}
+
+// attachTCX updates our pinned link in place when it is still attached to
+// this interface, and otherwise replaces the stale pin with a new link
+// appended after every program already on the hook.
+func (a *Attacher) attachTCX(ns *nsRef, t Target, dir Direction, prog *ebpf.Program) (replaced bool, err error) {
+	pin := pinPath(a.cfg.PinDir, ns.inode, t.Ifindex, dir)
+	old, err := link.LoadPinnedLink(pin, nil)
+	switch {
+	case err == nil:
+		if linkAttachedTo(old, t.Ifindex, dir) {
+			err := old.Update(prog)
+			old.Close()
+			if err != nil {
+				return false, fmt.Errorf("update pinned tcx link %s: %w", pin, err)
+			}
+			return true, nil
+		}
+		if err := dropLink(old); err != nil {
+			return false, fmt.Errorf("drop stale tcx link %s: %w", pin, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		return false, fmt.Errorf("load pinned tcx link %s: %w", pin, err)
+	}
+
+	if err := os.MkdirAll(filepath.Dir(pin), 0o700); err != nil {
+		return false, fmt.Errorf("create pin dir: %w", err)
+	}
+	var l link.Link
+	err = ns.do(func() error {
+		// The kernel resolves the ifindex in the calling thread's namespace.
+		var err error
+		l, err = link.AttachTCX(link.TCXOptions{
+			Interface: t.Ifindex,
+			Program:   prog,
+			Attach:    dir.tcxAttachType(),
+		})
+		return err
+	})
+	if err != nil {
+		return false, classify(fmt.Errorf("attach tcx: %w", err))
+	}
+	// Closing our only descriptor detaches the link, so a failed pin leaves
+	// nothing attached that no one owns.
+	defer l.Close()
+	if err := l.Pin(pin); err != nil {
+		return false, fmt.Errorf("pin tcx link at %s: %w", pin, err)
+	}
+	return false, nil
+}
+
+// linkAttachedTo tells whether l is a live TCX link on ifindex in dir. A link
+// whose device was deleted is defunct and reports ifindex 0.
+func linkAttachedTo(l link.Link, ifindex int, dir Direction) bool {
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	tcx := info.TCX()
+	return tcx != nil && tcx.Ifindex != 0 && tcx.Ifindex == uint32(ifindex) &&
+		ebpf.AttachType(tcx.AttachType) == dir.tcxAttachType()
+}
+
+// dropLink detaches a pinned link of ours, removes its pin and closes it.
+func dropLink(l link.Link) error {
+	defer l.Close()
+	// A defunct link has nothing left to detach from.
+	if err := l.Detach(); err != nil && !errors.Is(err, unix.ENOLINK) && !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	return l.Unpin()
+}
+
+// removePin detaches and unpins our link for the hook, if there is one, and
+// removes the namespace's pin directory once it is empty.
+func (a *Attacher) removePin(netns uint64, ifindex int, dir Direction) error {
+	if a.cfg.PinDir == "" {
+		return nil
+	}
+	pin := pinPath(a.cfg.PinDir, netns, ifindex, dir)
+	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load pinned tcx link %s: %w", pin, err)
+	}
+	if err := dropLink(l); err != nil {
+		return fmt.Errorf("remove tcx link %s: %w", pin, err)
+	}
+	removeIfEmpty(filepath.Dir(pin))
+	return nil
+}
+
+// removeIfEmpty removes dir when nothing is left in it.
+func removeIfEmpty(dir string) {
+	os.Remove(dir) // ENOTEMPTY leaves it, which is what we want
+}
