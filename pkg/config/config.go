@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/internal/flagconf"
 )
 
@@ -93,7 +94,7 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.hostNetns = fs.Bool("host-netns", true, "also watch the agent's own network namespace (tests and the demo set false)")
 	r.reportInterval = fs.Duration("report-interval", time.Second, "refresh interval of reports for an active flow")
 	r.dropInterval = fs.Duration("drop-report-interval", 100*time.Millisecond, "minimum gap between two drop reports of one flow")
-	r.snaplen = fs.Int("snaplen", 128, "bytes of each reported packet carried in the report (64..1024)")
+	r.snaplen = fs.Int("snaplen", 128, "bytes of each reported packet carried in the report (64..128)")
 	fs.Var(r.selects, "select", "interface selection rule (repeatable), e.g. 'include name=net*' or 'exclude kind=veth'")
 	r.tcPrio = fs.Int("tc-priority", 49152, "priority of our legacy tc filters (1..65535)")
 	r.tcHandle = fs.String("tc-handle", "0x1a55", "handle of our legacy tc filters")
@@ -179,6 +180,11 @@ func (r *rawAgent) validate() (*Agent, error) {
 	if _, _, err := net.SplitHostPort(a.APIAddr); err != nil {
 		add(bad("api-addr", a.APIAddr, err))
 	}
+	for _, r := range a.Select {
+		if _, err := ifacewatch.ParseRule(r); err != nil {
+			add(bad("select", r, err))
+		}
+	}
 	for _, d := range a.NetnsDirs {
 		if d == "" {
 			add(bad("netns-dir", d, errors.New("must not be empty")))
@@ -213,8 +219,8 @@ func (r *rawAgent) validate() (*Agent, error) {
 	if a.DropReportInterval < 0 || a.DropReportInterval > time.Hour {
 		add(bad("drop-report-interval", a.DropReportInterval.String(), errors.New("want 0..1h")))
 	}
-	if a.SnapLen < 64 || a.SnapLen > 1024 {
-		add(bad("snaplen", strconv.Itoa(a.SnapLen), errors.New("want 64..1024")))
+	if a.SnapLen < 64 || a.SnapLen > 128 {
+		add(bad("snaplen", strconv.Itoa(a.SnapLen), errors.New("want 64..128 (reports carry at most 128 bytes of the packet)")))
 	}
 	if a.TCPriority < 1 || a.TCPriority > 65535 {
 		add(bad("tc-priority", strconv.Itoa(a.TCPriority), errors.New("want 1..65535")))
