@@ -1,0 +1,9 @@
+// Package bpf holds nsint's eBPF C sources and the Go bindings bpf2go
+// generates from them (nsint_bpfel.go, nsint_bpfel.o), both committed so a
+// plain `go build` needs no clang.
+//
+// It owns the programs and the C/Go shared types only: loading, load-time
+// constants, dispatchers, attachment and reading events are pkg/datapath's
+// and pkg/tc's. Regenerate with `go generate ./bpf/` (clang, llvm-strip and
+// libbpf headers needed); the output is byte-for-byte reproducible.
+package bpf

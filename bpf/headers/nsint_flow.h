@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Per-flow state and the report decision of the TC programs.
+ *
+ * Hot path (established flow, nothing due): one flow-map lookup and counter
+ * adds, plus one transit-map access for forwarded traffic. Everything else —
+ * port config, FIB lookup, watchlist, perf output — happens on the slow path
+ * (new flow, refresh interval passed, port pair or latency bucket changed).
+ */
+#ifndef __NSINT_FLOW_H
+#define __NSINT_FLOW_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "nsint_maps.h"
+#include "nsint_watch.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* What a report says; filled on the slow path only. */
+struct report {
+	__u64 in_ts;  /* 0: seen by this hook only */
+	__u64 out_ts; /* 0: now */
+	__u64 latency;
+	__u64 packets;
+	__u64 bytes;
+	__u16 in_port;
+	__u16 out_port;
+	__u8 reason;
+	__u8 flags;
+};
+
+static __always_inline __u8 log2_u64(__u64 v)
+{
+	__u8 r = 0;
+
+	if (v >> 32) {
+		v >>= 32;
+		r += 32;
+	}
+	if (v >> 16) {
+		v >>= 16;
+		r += 16;
+	}
+	if (v >> 8) {
+		v >>= 8;
+		r += 8;
+	}
+	if (v >> 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >> 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >> 1)
+		r += 1;
+	return r;
+}
+
+/*
+ * Clock of the report decisions. The coarse clock (tick resolution, same
+ * CLOCK_MONOTONIC base) is a fraction of the cost of bpf_ktime_get_ns in
+ * VMs; timestamps and hop latencies always use the precise clock.
+ */
+static __always_inline __u64 clock_decision(void)
+{
+	if (cfg.coarse_clock)
+		return bpf_ktime_get_coarse_ns();
+	return bpf_ktime_get_ns();
+}
+
+static __always_inline void count_port(__u32 port, __u8 dir, __u64 segs,
+				       __u64 bytes)
+{
+	struct port_counters *c = bpf_map_lookup_elem(&port_counters, &port);
+
+	if (!c)
+		return;
+	c->dir[dir & 1].packets += segs;
+	c->dir[dir & 1].bytes += bytes;
+}
+
+static __always_inline void flow_add(struct flow_state *st, __u64 segs,
+				     __u64 bytes)
+{
+	if (cfg.flows_shared) {
+		__sync_fetch_and_add(&st->packets, segs);
+		__sync_fetch_and_add(&st->bytes, bytes);
+	} else {
+		st->packets += segs;
+		st->bytes += bytes;
+	}
+}
+
+/* Move the counts since the last report into r; adds racing with us stay. */
+static __always_inline void flow_take(struct flow_state *st, struct report *r)
+{
+	r->packets = st->packets;
+	r->bytes = st->bytes;
+	if (cfg.flows_shared) {
+		__sync_fetch_and_sub(&st->packets, r->packets);
+		__sync_fetch_and_sub(&st->bytes, r->bytes);
+	} else {
+		st->packets = 0;
+		st->bytes = 0;
+	}
+}
+
+static __always_inline __u16 local_port_of(__u32 port)
+{
+	struct port_config *pc = bpf_map_lookup_elem(&port_configs, &port);
+
+	return pc ? pc->local_port : 0;
+}
+
+static __always_inline void emit_flow(struct __sk_buff *skb,
+				      const struct flow_key *key,
+				      const struct report *r, __u8 pkt_flags)
+{
+	__u64 now = r->out_ts ? r->out_ts : bpf_ktime_get_ns();
+	__u64 cap = skb->len;
+	struct event ev = {};
+	long err;
+
+	if (cap > cfg.snap_len)
+		cap = cfg.snap_len;
+	ev.type = NSINT_EVENT_FLOW;
+	ev.dir = key->dir;
+	ev.obs_port = key->port;
+	ev.in_port = r->in_port;
+	ev.out_port = r->out_port;
+	ev.in_ts = r->in_ts ? r->in_ts : now;
+	ev.out_ts = now;
+	ev.hop_latency_ns = r->latency;
+	ev.packets = r->packets;
+	ev.bytes = r->bytes;
+	ev.reason = r->reason;
+	ev.flags = r->flags | pkt_flags;
+	ev.family = key->t.family;
+	ev.proto = key->t.proto;
+	ev.sport = key->t.sport;
+	ev.dport = key->t.dport;
+	__builtin_memcpy(ev.saddr, key->t.saddr, 16);
+	__builtin_memcpy(ev.daddr, key->t.daddr, 16);
+	ev.orig_len = skb->len;
+	ev.cap_len = cap;
+	/* The upper 32 bits of flags ask the kernel to append cap bytes of skb. */
+	err = bpf_perf_event_output(
+		skb, &events, (cap << 32) | BPF_F_CURRENT_CPU, &ev, sizeof(ev));
+	stat_inc(err ? NSINT_STAT_PERF_ERRORS : NSINT_STAT_REPORTS);
+}
+
+/*
+ * Does a packet arriving on this port leave through another one? Decided
+ * once per flow refresh. Bridge ports: anything not addressed to the
+ * bridge's own MAC is bridged on. Others: ask the FIB of this namespace.
+ */
+static __always_inline __u8 ingress_forwarded(struct __sk_buff *skb,
+					      const struct flow_key *key)
+{
+	__u32 port = key->port;
+	struct port_config *pc = bpf_map_lookup_elem(&port_configs, &port);
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	if (pc && (pc->flags & NSINT_PORT_BRIDGE)) {
+		void *data = (void *)(long)skb->data;
+		void *end = (void *)(long)skb->data_end;
+		struct ethhdr *eth = data;
+
+		if ((void *)(eth + 1) > end)
+			return 0;
+		if (eth->h_dest[0] & 1) /* broadcast or multicast */
+			return 0;
+		return eth->h_dest[0] != pc->bridge_mac[0] ||
+		       eth->h_dest[1] != pc->bridge_mac[1] ||
+		       eth->h_dest[2] != pc->bridge_mac[2] ||
+		       eth->h_dest[3] != pc->bridge_mac[3] ||
+		       eth->h_dest[4] != pc->bridge_mac[4] ||
+		       eth->h_dest[5] != pc->bridge_mac[5];
+	}
+
+	fib.ifindex = skb->ifindex;
+	fib.l4_protocol = key->t.proto;
+	fib.sport = bpf_htons(key->t.sport);
+	fib.dport = bpf_htons(key->t.dport);
+	if (key->t.family == 4) {
+		fib.family = AF_INET;
+		fib.ipv4_src = key->t.saddr[0];
+		fib.ipv4_dst = key->t.daddr[0];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, key->t.saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, key->t.daddr, 16);
+	}
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		return 1;
+	}
+	/* NOT_FWDED (local route), FWD_DISABLED (pods) and errors: local */
+	return 0;
+}
+
+static __always_inline void transit_mark(const struct flow_key *key,
+					 __u32 netns, __u64 now)
+{
+	struct transit_key tk = { .netns = netns, .t = key->t };
+	struct transit_entry *tr = bpf_map_lookup_elem(&transit, &tk);
+	struct transit_entry init = { .ts = now, .port = key->port };
+
+	if (tr) {
+		tr->ts = now;
+		tr->port = key->port;
+		return;
+	}
+	bpf_map_update_elem(&transit, &tk, &init, BPF_ANY);
+}
+
+static __always_inline void ingress_flow(struct __sk_buff *skb,
+					 struct flow_key *key, __u32 netns,
+					 __u64 now, __u64 segs, __u8 pkt_flags)
+{
+	struct flow_state *st = bpf_map_lookup_elem(&flows, key);
+	struct report r = {};
+	__u8 fwd;
+
+	/*
+	 * With the per-CPU flow map, an entry created on another CPU has a
+	 * zeroed slot here: this CPU has not seen the flow yet, treat it as new.
+	 */
+	if (st && st->last_report_ns) {
+		flow_add(st, segs, skb->len);
+		if (st->forwarded)
+			transit_mark(key, netns, bpf_ktime_get_ns());
+		if (now - st->last_report_ns < cfg.report_interval_ns)
+			return;
+
+		/* Slow path: refresh the decision, the verdict, report. */
+		fwd = ingress_forwarded(skb, key);
+		watch_refresh(st, &key->t, 0);
+		r.reason = fwd != st->forwarded ? NSINT_REASON_PORTS :
+						  NSINT_REASON_REFRESH;
+		st->forwarded = fwd;
+		st->out_port = fwd ? 0 : NSINT_PORT_LOCAL;
+		flow_take(st, &r);
+		st->last_report_ns = now;
+		if (fwd) {
+			transit_mark(key, netns, bpf_ktime_get_ns());
+			return;
+		}
+		if (!st->watched) {
+			stat_inc(NSINT_STAT_UNWATCHED);
+			return;
+		}
+	} else {
+		struct flow_state init = {
+			.last_report_ns = now,
+			.in_port = key->port,
+		};
+
+		fwd = ingress_forwarded(skb, key);
+		init.forwarded = fwd;
+		init.out_port = fwd ? 0 : NSINT_PORT_LOCAL;
+		watch_refresh(&init, &key->t, 1);
+		if (!fwd && init.watched) {
+			r.reason = NSINT_REASON_NEW;
+			r.packets = segs;
+			r.bytes = skb->len;
+		}
+		if (bpf_map_update_elem(&flows, key, &init, BPF_ANY))
+			stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+		if (fwd) {
+			transit_mark(key, netns, bpf_ktime_get_ns());
+			return;
+		}
+		if (!init.watched) {
+			stat_inc(NSINT_STAT_UNWATCHED);
+			return;
+		}
+	}
+	r.in_port = key->port;
+	r.out_port = local_port_of(key->port);
+	emit_flow(skb, key, &r, pkt_flags);
+}
+
+static __always_inline void egress_flow(struct __sk_buff *skb,
+					struct flow_key *key, __u32 netns,
+					__u64 now, __u64 segs, __u8 pkt_flags)
+{
+	struct flow_state *st;
+	struct report r = {};
+	__u16 in_port = NSINT_PORT_LOCAL;
+	__u8 has_lat = 0, bucket = 0;
+	__u64 in_ts = 0, lat = 0, precise = 0;
+
+	/* Only packets that entered this namespace from a device can be transit. */
+	if (skb->ingress_ifindex) {
+		struct transit_key tk = { .netns = netns, .t = key->t };
+		struct transit_entry *tr = bpf_map_lookup_elem(&transit, &tk);
+
+		in_port = 0; /* forwarded from a port we do not observe */
+		if (tr) {
+			precise = bpf_ktime_get_ns();
+			if (precise >= tr->ts &&
+			    precise - tr->ts < cfg.transit_max_age_ns) {
+				in_port = tr->port;
+				in_ts = tr->ts;
+				lat = precise - tr->ts;
+				has_lat = 1;
+				bucket = log2_u64(lat);
+			}
+		}
+	}
+
+	st = bpf_map_lookup_elem(&flows, key);
+	if (st && st->last_report_ns) { /* see ingress_flow */
+		flow_add(st, segs, skb->len);
+		if (st->in_port != in_port)
+			r.reason = NSINT_REASON_PORTS;
+		else if (st->has_latency != has_lat || st->lat_bucket != bucket)
+			r.reason = NSINT_REASON_LATENCY;
+		else if (now - st->last_report_ns >= cfg.report_interval_ns)
+			r.reason = NSINT_REASON_REFRESH;
+		else
+			return;
+
+		/* Slow path. */
+		watch_refresh(st, &key->t, 0);
+		flow_take(st, &r);
+		st->last_report_ns = now;
+		st->in_port = in_port;
+		st->has_latency = has_lat;
+		st->lat_bucket = bucket;
+		if (!st->watched) {
+			stat_inc(NSINT_STAT_UNWATCHED);
+			return;
+		}
+	} else {
+		struct flow_state init = {
+			.last_report_ns = now,
+			.in_port = in_port,
+			.out_port = key->port,
+			.has_latency = has_lat,
+			.lat_bucket = bucket,
+		};
+
+		watch_refresh(&init, &key->t, 1);
+		if (bpf_map_update_elem(&flows, key, &init, BPF_ANY))
+			stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+		if (!init.watched) {
+			stat_inc(NSINT_STAT_UNWATCHED);
+			return;
+		}
+		r.reason = NSINT_REASON_NEW;
+		r.packets = segs;
+		r.bytes = skb->len;
+	}
+	r.in_port = in_port == NSINT_PORT_LOCAL ? local_port_of(key->port) :
+						  in_port;
+	r.out_port = key->port;
+	r.in_ts = in_ts;
+	r.out_ts = has_lat ? precise : 0;
+	r.latency = lat;
+	r.flags = has_lat ? NSINT_EVF_HOP_LATENCY : 0;
+	emit_flow(skb, key, &r, pkt_flags);
+}
+
+#endif /* __NSINT_FLOW_H */

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps and load-time constants. Sizes marked "set from Go" are placeholders
+ * that the loader overrides in the collection spec before load.
+ */
+#ifndef __NSINT_MAPS_H
+#define __NSINT_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "nsint_types.h"
+
+volatile const struct config cfg = {
+	.report_interval_ns = 1000000000ULL,
+	.drop_report_interval_ns = 100000000ULL,
+	.transit_max_age_ns = 1000000000ULL,
+	.snap_len = 128,
+	.drop_consumed_reason = ~0U,
+};
+
+/* Per-CPU slot 0: identity of the attachment currently running (dispatcher). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct identity);
+} identity SEC(".maps");
+
+/* Index 0: ingress main program, 1: egress; filled by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} tc_progs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4096); /* set from Go: MaxPorts */
+	__type(key, __u32);
+	__type(value, struct port_config);
+} port_configs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* set from Go: MaxPorts */
+	__type(key, struct port_key);
+	__type(value, __u32);
+} port_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096); /* set from Go: MaxPorts */
+	__type(key, __u32);
+	__type(value, struct port_counters);
+} port_counters SEC(".maps");
+
+/* Type chosen from Go: LRU_PERCPU_HASH (default) or LRU_HASH. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 65536); /* set from Go: MaxFlows */
+	__type(key, struct flow_key);
+	__type(value, struct flow_state);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* set from Go: MaxFlows */
+	__type(key, struct transit_key);
+	__type(value, struct transit_entry);
+} transit SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* set from Go */
+	__type(key, struct flow_key);
+	__type(value, struct drop_state);
+} drop_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NSINT_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct rule);
+} watch_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct watch_meta);
+} watch_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NSINT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct drop_scratch {
+	struct event ev;
+	__u8 data[NSINT_MAX_SNAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct drop_scratch);
+} drop_buf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} events SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+#endif /* __NSINT_MAPS_H */

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Frame parsing for the TC programs: Ethernet, up to two VLAN tags, IPv4
+ * (options), IPv6 (bounded extension-header walk), and the L4 fields used as
+ * the flow key. Every access is bounds-checked against data_end; anything
+ * truncated or unknown below IP returns -1 and is not reported.
+ */
+#ifndef __NSINT_PARSE_H
+#define __NSINT_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "nsint_types.h"
+
+#define NSINT_MAX_VLAN	 2
+#define NSINT_MAX_EXTHDR 6
+
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+#define NSINT_IPPROTO_HOPOPTS  0
+#define NSINT_IPPROTO_ROUTING  43
+#define NSINT_IPPROTO_FRAGMENT 44
+#define NSINT_IPPROTO_AH       51
+#define NSINT_IPPROTO_DSTOPTS  60
+
+struct nsint_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct nsint_ext_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__be16 frag_off; /* fragment header only */
+	__u32 rest;
+};
+
+/* First 8 bytes of TCP/UDP/SCTP (ports) or ICMP/ICMPv6 (type, code, id). */
+struct nsint_l4_head {
+	union {
+		struct {
+			__be16 sport;
+			__be16 dport;
+		};
+		struct {
+			__u8 type;
+			__u8 code;
+			__be16 csum;
+			__be16 echo_id;
+		};
+	};
+};
+
+static __always_inline int l4_min_len(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return 20;
+	case IPPROTO_UDP:
+		return 8;
+	case IPPROTO_SCTP:
+		return 12;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		return 8;
+	}
+	return 0;
+}
+
+static __always_inline int icmp_is_echo(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == 0 || type == 8;
+	return type == 128 || type == 129;
+}
+
+/* Fill ports from the L4 header (h already bounds-checked by the caller). */
+static __always_inline void l4_ports(const struct nsint_l4_head *h,
+				     struct tuple *t)
+{
+	switch (t->proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		t->sport = bpf_ntohs(h->sport);
+		t->dport = bpf_ntohs(h->dport);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		t->sport = (__u16)h->type << 8 | h->code;
+		if (icmp_is_echo(t->proto, h->type))
+			t->dport = bpf_ntohs(h->echo_id);
+		break;
+	}
+}
+
+static __always_inline int parse_l4(void *l4, void *end, struct tuple *t)
+{
+	int need = l4_min_len(t->proto);
+
+	if (!need)
+		return 0;
+	/* need is one of a few constants; the verifier sees each branch */
+	if (need == 20) {
+		if (l4 + 20 > end)
+			return -1;
+	} else if (need == 12) {
+		if (l4 + 12 > end)
+			return -1;
+	} else if (l4 + 8 > end) {
+		return -1;
+	}
+	l4_ports(l4, t);
+	return 0;
+}
+
+static __always_inline int parse_ipv4(void *pos, void *end, struct tuple *t,
+				      __u8 *flags)
+{
+	struct iphdr *ip = pos;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > end)
+		return -1;
+	if (ip->version != 4)
+		return -1;
+	hlen = ip->ihl * 4;
+	if (hlen < sizeof(*ip))
+		return -1;
+	pos += hlen;
+	if (pos > end)
+		return -1;
+
+	t->family = 4;
+	t->proto = ip->protocol;
+	t->saddr[0] = ip->saddr;
+	t->daddr[0] = ip->daddr;
+	if (bpf_ntohs(ip->frag_off) & 0x1fff) {
+		*flags |= NSINT_EVF_NONFIRST_FRAG;
+		return 0;
+	}
+	return parse_l4(pos, end, t);
+}
+
+static __always_inline int parse_ipv6(void *pos, void *end, struct tuple *t,
+				      __u8 *flags)
+{
+	struct ipv6hdr *ip6 = pos;
+	struct nsint_ext_hdr *eh;
+	__u8 next;
+	int i;
+
+	if ((void *)(ip6 + 1) > end)
+		return -1;
+	if (ip6->version != 6)
+		return -1;
+	t->family = 6;
+	__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+	next = ip6->nexthdr;
+	pos = ip6 + 1;
+
+#pragma unroll
+	for (i = 0; i < NSINT_MAX_EXTHDR; i++) {
+		if (next != NSINT_IPPROTO_HOPOPTS &&
+		    next != NSINT_IPPROTO_ROUTING &&
+		    next != NSINT_IPPROTO_DSTOPTS && next != NSINT_IPPROTO_AH &&
+		    next != NSINT_IPPROTO_FRAGMENT)
+			break;
+		eh = pos;
+		if ((void *)(eh + 1) > end)
+			return -1;
+		if (next == NSINT_IPPROTO_FRAGMENT) {
+			next = eh->nexthdr;
+			pos += 8;
+			if (bpf_ntohs(eh->frag_off) & 0xfff8) {
+				t->proto = next;
+				*flags |= NSINT_EVF_NONFIRST_FRAG;
+				return 0;
+			}
+		} else if (next == NSINT_IPPROTO_AH) {
+			next = eh->nexthdr;
+			pos += ((__u32)eh->hdrlen + 2) * 4;
+		} else {
+			next = eh->nexthdr;
+			pos += ((__u32)eh->hdrlen + 1) * 8;
+		}
+	}
+	if (next == NSINT_IPPROTO_HOPOPTS || next == NSINT_IPPROTO_ROUTING ||
+	    next == NSINT_IPPROTO_DSTOPTS || next == NSINT_IPPROTO_AH ||
+	    next == NSINT_IPPROTO_FRAGMENT)
+		return -1; /* more extension headers than we walk */
+	if (pos > end)
+		return -1;
+	t->proto = next;
+	return parse_l4(pos, end, t);
+}
+
+/* Parse the frame at skb->data into t. Returns 0 when t is a flow key. */
+static __always_inline int parse_frame(struct __sk_buff *skb, struct tuple *t,
+				       __u8 *flags)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct nsint_vlan_hdr *vh;
+	void *pos;
+	__be16 proto;
+	int i;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	proto = eth->h_proto;
+	pos = eth + 1;
+
+#pragma unroll
+	for (i = 0; i < NSINT_MAX_VLAN; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) &&
+		    proto != bpf_htons(ETH_P_8021AD))
+			break;
+		vh = pos;
+		if ((void *)(vh + 1) > end)
+			return -1;
+		proto = vh->proto;
+		pos = vh + 1;
+	}
+
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(pos, end, t, flags);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(pos, end, t, flags);
+	return -1;
+}
+
+#endif /* __NSINT_PARSE_H */

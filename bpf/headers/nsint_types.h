@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Types shared between the BPF programs and Go (bpf2go generates the Go
+ * side from these definitions, so the two never drift).
+ */
+#ifndef __NSINT_TYPES_H
+#define __NSINT_TYPES_H
+
+#include <linux/types.h>
+
+#define NSINT_MAX_SNAP	 1024 /* upper bound of the configurable snap length */
+#define NSINT_MAX_RULES	 64   /* watchlist capacity */
+#define NSINT_PORT_LOCAL 0xffff /* flow state: "local stack of this netns" */
+
+enum nsint_direction {
+	NSINT_DIR_INGRESS = 0,
+	NSINT_DIR_EGRESS = 1,
+};
+
+enum nsint_event_type {
+	NSINT_EVENT_FLOW = 1,
+	NSINT_EVENT_DROP = 2,
+};
+
+/* Why a report went out. */
+enum nsint_reason {
+	NSINT_REASON_NEW = 1,
+	NSINT_REASON_REFRESH = 2,
+	NSINT_REASON_PORTS = 3,
+	NSINT_REASON_LATENCY = 4,
+	NSINT_REASON_DROP = 5,
+};
+
+enum nsint_event_flags {
+	NSINT_EVF_HOP_LATENCY = 1 << 0,	   /* hop_latency_ns is a measurement */
+	NSINT_EVF_NONFIRST_FRAG = 1 << 1,  /* fragment without L4 header */
+	NSINT_EVF_DROP_NO_REASON = 1 << 2, /* kernel gives no drop reason */
+};
+
+enum nsint_port_flags {
+	NSINT_PORT_BRIDGE = 1 << 0,
+	NSINT_PORT_LOCAL_STACK = 1 << 1,
+};
+
+/* Per-CPU counters in the stats map. */
+enum nsint_stat {
+	NSINT_STAT_REPORTS = 0,
+	NSINT_STAT_PERF_ERRORS,
+	NSINT_STAT_UNPARSED,
+	NSINT_STAT_NO_IDENTITY,
+	NSINT_STAT_FLOW_UPDATE_ERRORS,
+	NSINT_STAT_DROP_REPORTS,
+	NSINT_STAT_DROPS_SUPPRESSED,
+	NSINT_STAT_UNWATCHED,
+	NSINT_STAT_MAX,
+};
+
+/* Load-time constants, set from Go before load (volatile const). */
+struct config {
+	__u64 report_interval_ns;
+	__u64 drop_report_interval_ns;
+	__u64 transit_max_age_ns;
+	__u32 snap_len;
+	__u32 drop_consumed_reason; /* SKB_CONSUMED here, or ~0 */
+	__u8 drop_has_reason;	    /* kfree_skb carries enum skb_drop_reason */
+	__u8 flows_shared; /* flow map shared by all CPUs: atomic adds */
+	__u8 coarse_clock; /* bpf_ktime_get_coarse_ns exists (5.11+) */
+	__u8 pad[5];
+};
+
+/* Written by each attachment's dispatcher into the per-CPU identity slot. */
+struct identity {
+	__u16 port;
+	__u8 dir;
+	__u8 pad;
+	__u32 netns; /* nsfs inode of the attachment's namespace */
+};
+
+/* Addresses in network order; IPv4 in the first four bytes, rest zero. */
+struct tuple {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport; /* host order; ICMP: type << 8 | code */
+	__u16 dport; /* host order; ICMP echo: identifier */
+	__u8 family; /* 4 or 6 */
+	__u8 proto;
+	__u8 pad[2];
+};
+
+struct flow_key {
+	struct tuple t;
+	__u16 port;
+	__u8 dir;
+	__u8 pad;
+};
+
+struct flow_state {
+	__u64 last_report_ns;
+	__u64 packets; /* since the last report */
+	__u64 bytes;
+	__u32 watch_gen;
+	__u16 in_port; /* last reported pair; NSINT_PORT_LOCAL resolved at report */
+	__u16 out_port;
+	__u8 lat_bucket;
+	__u8 has_latency;
+	__u8 forwarded; /* ingress: packet leaves through another port */
+	__u8 watched;
+	__u8 pad[4];
+};
+
+struct transit_key {
+	__u64 netns;
+	struct tuple t;
+};
+
+struct transit_entry {
+	__u64 ts;
+	__u16 port;
+	__u8 pad[6];
+};
+
+struct drop_state {
+	__u64 last_report_ns;
+	__u64 drops; /* since the last drop report */
+};
+
+struct port_key {
+	__u64 netns;
+	__u32 ifindex; /* 0: the namespace's local-stack port */
+	__u32 pad;
+};
+
+struct port_config {
+	__u64 netns;
+	__u32 ifindex;
+	__u16 local_port;
+	__u8 flags;
+	__u8 pad;
+	__u8 bridge_mac[6];
+	__u8 pad2[2];
+};
+
+struct dir_counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 drops;
+};
+
+struct port_counters {
+	struct dir_counters dir[2];
+};
+
+/* Watchlist rule; Go stores addresses already masked. */
+struct rule {
+	__u32 src[4];
+	__u32 src_mask[4];
+	__u32 dst[4];
+	__u32 dst_mask[4];
+	__u16 sport_lo;
+	__u16 sport_hi;
+	__u16 dport_lo;
+	__u16 dport_hi;
+	__u8 proto;  /* 0: any */
+	__u8 family; /* 0: any */
+	__u8 pad[2];
+};
+
+struct watch_meta {
+	__u32 count;
+	__u32 generation;
+};
+
+/* One report; the captured frame bytes follow it in the perf sample. */
+struct event {
+	__u64 in_ts;  /* ktime ns at the ingress hook */
+	__u64 out_ts; /* ktime ns at the egress hook (or of the drop) */
+	__u64 hop_latency_ns;
+	__u64 packets; /* since the previous report of this flow */
+	__u64 bytes;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 drop_reason; /* kernel enum skb_drop_reason; 0 unless a drop */
+	__u32 orig_len;	   /* frame length */
+	__u32 cap_len;	   /* bytes that follow */
+	__u16 obs_port;
+	__u16 in_port;
+	__u16 out_port;
+	__u16 sport;
+	__u16 dport;
+	__u8 type;
+	__u8 dir;
+	__u8 family;
+	__u8 proto;
+	__u8 reason;
+	__u8 flags;
+	__u8 pad[4];
+};
+
+#endif /* __NSINT_TYPES_H */

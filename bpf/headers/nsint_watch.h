@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Watchlist evaluation. Runs only when a flow is new or on its refresh, and
+ * the verdict is cached in the flow state with the generation it saw.
+ */
+#ifndef __NSINT_WATCH_H
+#define __NSINT_WATCH_H
+
+#include "nsint_maps.h"
+
+static __always_inline int addr_match(const __u32 *a, const __u32 *net,
+				      const __u32 *mask)
+{
+	return ((a[0] & mask[0]) == net[0]) && ((a[1] & mask[1]) == net[1]) &&
+	       ((a[2] & mask[2]) == net[2]) && ((a[3] & mask[3]) == net[3]);
+}
+
+static __always_inline int rule_match(const struct rule *r,
+				      const struct tuple *t)
+{
+	if (r->proto && r->proto != t->proto)
+		return 0;
+	if (r->family && r->family != t->family)
+		return 0;
+	if (t->sport < r->sport_lo || t->sport > r->sport_hi)
+		return 0;
+	if (t->dport < r->dport_lo || t->dport > r->dport_hi)
+		return 0;
+	return addr_match(t->saddr, r->src, r->src_mask) &&
+	       addr_match(t->daddr, r->dst, r->dst_mask);
+}
+
+/*
+ * A real function (not inlined): the rule loop is verified once per call
+ * site instead of being copied into every branch of the report path.
+ */
+static __attribute__((noinline)) int watch_eval(const struct tuple *t,
+						__u32 count)
+{
+	struct rule *r;
+	__u32 i, key;
+
+	if (count == 0)
+		return 1;
+	for (i = 0; i < NSINT_MAX_RULES; i++) {
+		if (i >= count)
+			break;
+		/* The counter stays in a register; only a copy goes to the
+		 * stack for the lookup, so the verifier keeps its bounds.
+		 */
+		key = i;
+		r = bpf_map_lookup_elem(&watch_rules, &key);
+		if (r && rule_match(r, t))
+			return 1;
+	}
+	return 0;
+}
+
+/* Re-evaluate the cached verdict when the watchlist changed. */
+static __always_inline void watch_refresh(struct flow_state *st,
+					  const struct tuple *t, int force)
+{
+	__u32 zero = 0;
+	struct watch_meta *m = bpf_map_lookup_elem(&watch_meta, &zero);
+	__u32 gen = 0, count = 0;
+
+	if (m) {
+		gen = m->generation;
+		count = m->count;
+	}
+	if (!force && st->watch_gen == gen)
+		return;
+	st->watch_gen = gen;
+	st->watched = watch_eval(t, count);
+}
+
+#endif /* __NSINT_WATCH_H */

@@ -1,0 +1,204 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * nsint datapath: the TC programs (entered by tail call from a per-attachment
+ * dispatcher that stamps the identity) and the kfree_skb drop hook.
+ *
+ * Packet fate: every TC path ends at the single exit returning TC_ACT_UNSPEC
+ * (== TCX_NEXT). Nothing here writes to the packet, its metadata or skb->cb.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+
+#include "nsint_types.h"
+#include "nsint_maps.h"
+#include "nsint_parse.h"
+#include "nsint_flow.h"
+#include "nsint_drop.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
+{
+	struct flow_key key = {};
+	struct identity *id;
+	__u8 pkt_flags = 0;
+	__u32 zero = 0;
+	__u64 segs, now;
+
+	id = bpf_map_lookup_elem(&identity, &zero);
+	if (!id || !id->port) {
+		stat_inc(NSINT_STAT_NO_IDENTITY);
+		return;
+	}
+	segs = skb->gso_segs;
+	if (!segs)
+		segs = 1;
+	count_port(id->port, dir, segs, skb->len);
+
+	if (parse_frame(skb, &key.t, &pkt_flags)) {
+		stat_inc(NSINT_STAT_UNPARSED);
+		return;
+	}
+	key.port = id->port;
+	key.dir = dir;
+	now = clock_decision();
+	if (dir == NSINT_DIR_INGRESS)
+		ingress_flow(skb, &key, id->netns, now, segs, pkt_flags);
+	else
+		egress_flow(skb, &key, id->netns, now, segs, pkt_flags);
+}
+
+SEC("tc")
+int nsint_tc_ingress(struct __sk_buff *skb)
+{
+	tc_observe(skb, NSINT_DIR_INGRESS);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int nsint_tc_egress(struct __sk_buff *skb)
+{
+	tc_observe(skb, NSINT_DIR_EGRESS);
+	return TC_ACT_UNSPEC;
+}
+
+/* Baseline for the benchmark: the same entry, no work. */
+SEC("tc")
+int nsint_tc_noop(struct __sk_buff *skb)
+{
+	return TC_ACT_UNSPEC;
+}
+
+/*
+ * skb:kfree_skb. args: skb, location[, reason (5.17+)[, rx_sk (6.12+)]].
+ * The reason is read only when cfg.drop_has_reason: the verifier sees the
+ * constant and never visits the access on kernels whose tracepoint has no
+ * such argument, so one program loads everywhere.
+ */
+SEC("raw_tracepoint/kfree_skb")
+int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+	struct flow_key key = {};
+	struct drop_scratch *buf;
+	struct net_device *dev;
+	unsigned char *head;
+	__u16 port = 0, in_port = 0, out_port = 0, nh, mh, start;
+	__u32 reason = 0, zero = 0, ifindex = 0, iif, tail, data_off;
+	__u64 netns = 0, now, drops, cap, frame_len;
+	__u8 flags = 0, dir;
+
+	if (cfg.drop_has_reason) {
+		reason = (__u32)ctx->args[2];
+		if (reason == cfg.drop_consumed_reason)
+			return 0;
+	} else {
+		flags |= NSINT_EVF_DROP_NO_REASON;
+	}
+
+	dev = BPF_CORE_READ(skb, dev);
+	if (dev) {
+		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		ifindex = BPF_CORE_READ(dev, ifindex);
+		port = port_lookup(netns, ifindex);
+	}
+	iif = BPF_CORE_READ(skb, skb_iif);
+	if (port) {
+		if (iif == ifindex) {
+			dir = NSINT_DIR_INGRESS;
+			in_port = port;
+		} else {
+			/* being transmitted: forwarded from iif, or local */
+			dir = NSINT_DIR_EGRESS;
+			out_port = port;
+			in_port = iif ? port_lookup(netns, iif) :
+					local_port_of(port);
+		}
+	} else {
+		/* Not an observed device: the namespace's local-stack port. */
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+
+		if (sk)
+			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net,
+					      ns.inum);
+		if (!netns)
+			return 0;
+		port = port_lookup(netns, 0);
+		if (!port)
+			return 0;
+		dir = iif ? NSINT_DIR_INGRESS : NSINT_DIR_EGRESS;
+		in_port = port;
+	}
+	{
+		__u32 p = port;
+		struct port_counters *c =
+			bpf_map_lookup_elem(&port_counters, &p);
+
+		if (c)
+			c->dir[dir & 1].drops += 1;
+	}
+
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	mh = BPF_CORE_READ(skb, mac_header);
+	drop_tuple(skb, head, nh, &key.t, &flags);
+	key.port = port;
+	key.dir = dir;
+	now = bpf_ktime_get_ns();
+	drops = drop_rate_limit(&key, now);
+	if (!drops)
+		return 0;
+
+	buf = bpf_map_lookup_elem(&drop_buf, &zero);
+	if (!buf)
+		return 0;
+	__builtin_memset(&buf->ev, 0, sizeof(buf->ev));
+
+	/* Capture from the MAC header when there is one, else from L3. */
+	start = mh != NSINT_HDR_UNSET && mh <= nh ? mh : nh;
+	tail = BPF_CORE_READ(skb, tail);
+	data_off = BPF_CORE_READ(skb, data) - head;
+	frame_len = BPF_CORE_READ(skb, len) + data_off - start;
+	cap = 0;
+	if (start != NSINT_HDR_UNSET && tail > start) {
+		cap = tail - start;
+		if (cap > frame_len)
+			cap = frame_len;
+		if (cap > cfg.snap_len)
+			cap = cfg.snap_len;
+		if (cap > NSINT_MAX_SNAP) /* bound for the verifier */
+			cap = NSINT_MAX_SNAP;
+		if (bpf_probe_read_kernel(buf->data, cap, head + start))
+			cap = 0;
+	}
+
+	buf->ev.type = NSINT_EVENT_DROP;
+	buf->ev.reason = NSINT_REASON_DROP;
+	buf->ev.dir = dir;
+	buf->ev.flags = flags;
+	buf->ev.obs_port = port;
+	buf->ev.in_port = in_port;
+	buf->ev.out_port = out_port;
+	buf->ev.in_ts = now;
+	buf->ev.out_ts = now;
+	buf->ev.packets = drops;
+	buf->ev.drop_reason = reason;
+	buf->ev.family = key.t.family;
+	buf->ev.proto = key.t.proto;
+	buf->ev.sport = key.t.sport;
+	buf->ev.dport = key.t.dport;
+	__builtin_memcpy(buf->ev.saddr, key.t.saddr, 16);
+	__builtin_memcpy(buf->ev.daddr, key.t.daddr, 16);
+	buf->ev.orig_len = frame_len;
+	buf->ev.cap_len = cap;
+	if (bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, buf,
+				  sizeof(buf->ev) + cap))
+		stat_inc(NSINT_STAT_PERF_ERRORS);
+	else
+		stat_inc(NSINT_STAT_DROP_REPORTS);
+	return 0;
+}

@@ -1,0 +1,335 @@
+package datapath
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/internal/netnstest"
+)
+
+// Benchmarks (root): go test -run '^$' -bench . -benchtime 1x ./pkg/datapath/
+//
+// BenchmarkPacket measures ns/packet through BPF_PROG_TEST_RUN on the real
+// entry path (dispatcher → tail call → main program) against the
+// do-nothing program in the same run, for both flow-state designs. Each
+// figure is the median of benchRounds rounds; "spread" is max-min of the
+// per-round differences. Single-flow cases use the kernel's repeat loop
+// (warm caches). Multi-flow and new-flow cases need a different packet per
+// run, so they run one packet per syscall, baseline included: they carry
+// the cold instruction cache and branch predictors of a syscall per packet
+// and are upper bounds.
+
+const benchRounds = 7
+
+// benchWakeup batches reader wake-ups as a busy agent would configure it;
+// with 1 every report also pays for waking the reader.
+const benchWakeup = 64
+
+// benchMaxFlows leaves the LRU tables room for the largest scenario, so
+// established flows are not evicted (the "reports" metric shows it).
+const benchMaxFlows = 262144
+
+type benchScenario struct {
+	name  string
+	flows int
+	frame func(i int) []byte
+}
+
+func benchUDP4(i int) []byte {
+	return concat(ethHdr(etherIPv4), ipv4Hdr(protoUDP, addr4(0xc6120000+uint32(i>>16)), addr4(0xc6130000+uint32(i&0xffff)), nil, 0, false),
+		udpHdr(uint16(10000+i%50000), 53), make([]byte, 64))
+}
+
+func benchTCP4(i int) []byte {
+	return concat(ethHdr(etherIPv4), ipv4Hdr(protoTCP, addr4(0xc6120001), addr4(0xc6130001+uint32(i)), nil, 0, false),
+		tcpHdr(40000, 443), make([]byte, 64))
+}
+
+func benchUDP6(i int) []byte {
+	dst := netip.MustParseAddr("fd00::").As16()
+	binary.BigEndian.PutUint32(dst[12:], uint32(i))
+	return concat(ethHdr(etherIPv6), ipv6Hdr(protoUDP, netip.MustParseAddr("fd00::1"), netip.AddrFrom16(dst)),
+		udpHdr(5000, 53), make([]byte, 64))
+}
+
+func addr4(v uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+type benchEnv struct {
+	d     *Datapath
+	ns    *netnstest.NS
+	noop  *ebpf.Program
+	disp  map[Direction]*ebpf.Program
+	stopR func()
+}
+
+func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
+	b.Helper()
+	d := loadDatapath(b, Config{ReportInterval: time.Hour, sharedFlows: shared, MaxFlows: maxFlows, PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
+	ns := netnstest.New(b, netnstest.Dir(b), netnstest.Prefix(b))
+	must2(b, d.SetPort(1, PortInfo{NetnsInode: ns.Inode, LocalStack: true}))
+	must2(b, d.SetPort(2, PortInfo{NetnsInode: ns.Inode, Ifindex: 2, LocalPort: 1}))
+	e := &benchEnv{d: d, ns: ns, noop: d.objs.NsintTcNoop, disp: map[Direction]*ebpf.Program{}}
+	for _, dir := range []Direction{Ingress, Egress} {
+		p, err := d.Dispatcher(2, dir)
+		must2(b, err)
+		b.Cleanup(func() { p.Close() })
+		e.disp[dir] = p
+	}
+	// Drain reports so perf output never fails for lack of room.
+	r, err := d.NewReader()
+	must2(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ev Event
+		for ctx.Err() == nil {
+			if err := r.Read(&ev); errors.Is(err, os.ErrClosed) {
+				return
+			}
+		}
+	}()
+	e.stopR = func() { cancel(); r.Close(); <-done }
+	b.Cleanup(e.stopR)
+	return e
+}
+
+func must2(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// timeRunsOn is timeRuns on a given CPU.
+func (e *benchEnv) timeRunsOn(b *testing.B, cpu int, prog *ebpf.Program, frames [][]byte, repeat int) (float64, error) {
+	var total time.Duration
+	err := e.ns.Do(func() error {
+		var orig, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return err
+		}
+		defer unix.SchedSetaffinity(0, &orig)
+		for _, f := range frames {
+			ret, d, err := prog.Benchmark(f, repeat, nil)
+			if err != nil {
+				return err
+			}
+			if ret != tcActUnspec {
+				return fmt.Errorf("verdict %d", int32(ret))
+			}
+			total += d
+		}
+		return nil
+	})
+	return float64(total.Nanoseconds()) / float64(len(frames)), err
+}
+
+// timeContended runs the same frames on CPUs 0 and 1 at once (one heavy
+// flow spread over two queues) and returns the mean ns per packet.
+func (e *benchEnv) timeContended(b *testing.B, prog *ebpf.Program, frames [][]byte, repeat int) float64 {
+	b.Helper()
+	type res struct {
+		ns  float64
+		err error
+	}
+	ch := make(chan res, 2)
+	for cpu := range 2 {
+		go func() {
+			ns, err := e.timeRunsOn(b, cpu, prog, frames, repeat)
+			ch <- res{ns, err}
+		}()
+	}
+	var sum float64
+	for range 2 {
+		r := <-ch
+		must2(b, r.err)
+		sum += r.ns
+	}
+	return sum / 2
+}
+
+// timeRuns runs prog on every frame (repeat times each) inside the bench
+// namespace on CPU 0 and returns the kernel-measured mean ns per packet.
+func (e *benchEnv) timeRuns(b *testing.B, prog *ebpf.Program, frames [][]byte, repeat int) float64 {
+	b.Helper()
+	var total time.Duration
+	err := e.ns.Do(func() error {
+		var orig, cpu0 unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		cpu0.Set(0)
+		if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
+			return err
+		}
+		defer unix.SchedSetaffinity(0, &orig)
+		for _, f := range frames {
+			ret, d, err := prog.Benchmark(f, repeat, nil)
+			if err != nil {
+				return err
+			}
+			if ret != tcActUnspec {
+				return fmt.Errorf("verdict %d", int32(ret))
+			}
+			total += d
+		}
+		return nil
+	})
+	must2(b, err)
+	return float64(total.Nanoseconds()) / float64(len(frames))
+}
+
+type benchResult struct{ total, base []float64 }
+
+func (r benchResult) report(b *testing.B) {
+	over := make([]float64, len(r.total))
+	for i := range over {
+		over[i] = r.total[i] - r.base[i]
+	}
+	b.ReportMetric(median(r.total), "ns/op")
+	b.ReportMetric(median(r.base), "baseline-ns/pkt")
+	b.ReportMetric(median(over), "over-baseline-ns/pkt")
+	b.ReportMetric(slices.Max(over)-slices.Min(over), "spread-ns")
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func BenchmarkPacket(b *testing.B) {
+	netnstest.RequireRoot(b)
+	scenarios := []benchScenario{
+		{"udp", 1, benchUDP4},
+		{"tcp", 1, benchTCP4},
+		{"ipv6", 1, benchUDP6},
+		{"flows-1000", 1000, benchUDP4},
+		{"flows-100000", 100000, benchUDP4},
+	}
+	for _, design := range []string{"percpu", "shared"} {
+		b.Run(design, func(b *testing.B) {
+			for _, dir := range []Direction{Ingress, Egress} {
+				for _, sc := range scenarios {
+					b.Run(dir.String()+"/"+sc.name, func(b *testing.B) {
+						e := newBenchEnv(b, design == "shared", benchMaxFlows)
+						frames := make([][]byte, sc.flows)
+						for i := range frames {
+							frames[i] = sc.frame(i)
+						}
+						e.timeRuns(b, e.disp[dir], frames, 1) // create the flows
+						before, err := e.d.Stats()
+						must2(b, err)
+						repeat := 1
+						if sc.flows == 1 {
+							repeat = 200000
+						}
+						var res benchResult
+						for range benchRounds {
+							res.base = append(res.base, e.timeRuns(b, e.noop, frames, repeat))
+							res.total = append(res.total, e.timeRuns(b, e.disp[dir], frames, repeat))
+						}
+						after, err := e.d.Stats()
+						must2(b, err)
+						res.report(b)
+						// Established flows must not report (interval 1 h):
+						// reports here would mean evictions.
+						b.ReportMetric(float64(after.Reports-before.Reports), "reports")
+					})
+				}
+			}
+			// One flow on two CPUs at once: where a shared table pays for
+			// cache-line bouncing and atomics.
+			if ncpu, _ := ebpf.PossibleCPU(); ncpu >= 2 {
+				for _, dir := range []Direction{Ingress, Egress} {
+					b.Run(dir.String()+"/udp-2cpu", func(b *testing.B) {
+						e := newBenchEnv(b, design == "shared", benchMaxFlows)
+						frames := [][]byte{benchUDP4(0)}
+						e.timeContended(b, e.disp[dir], frames, 1)
+						var res benchResult
+						for range benchRounds {
+							res.base = append(res.base, e.timeContended(b, e.noop, frames, 200000))
+							res.total = append(res.total, e.timeContended(b, e.disp[dir], frames, 200000))
+						}
+						res.report(b)
+					})
+				}
+			}
+			// New flows: every packet creates a flow and sends its report.
+			for _, dir := range []Direction{Ingress, Egress} {
+				b.Run(dir.String()+"/new-flow", func(b *testing.B) {
+					e := newBenchEnv(b, design == "shared", benchMaxFlows)
+					const perRound = 10000
+					var res benchResult
+					for round := range benchRounds {
+						frames := make([][]byte, perRound)
+						for i := range frames {
+							frames[i] = benchUDP4(round*perRound + i)
+						}
+						res.base = append(res.base, e.timeRuns(b, e.noop, frames, 1))
+						res.total = append(res.total, e.timeRuns(b, e.disp[dir], frames, 1))
+					}
+					res.report(b)
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkVerify measures what loading costs: one dispatcher (per
+// interface and direction) against each main program (once per agent).
+func BenchmarkVerify(b *testing.B) {
+	netnstest.RequireRoot(b)
+	d := loadDatapath(b, Config{MaxFlows: 1024, MaxPorts: 64})
+	must2(b, d.SetPort(3, PortInfo{NetnsInode: 4026531840, Ifindex: 3}))
+	b.Run("dispatcher", func(b *testing.B) {
+		for b.Loop() {
+			p, err := d.Dispatcher(3, Ingress)
+			must2(b, err)
+			p.Close()
+		}
+	})
+	for _, name := range []string{bpf.NsintProgNsintTcIngress, bpf.NsintProgNsintTcEgress, bpf.NsintProgNsintKfreeSkb} {
+		b.Run(name, func(b *testing.B) {
+			spec, err := newSpec(d.cfg, d.dropped)
+			must2(b, err)
+			// Reuse the loaded maps: only the program is verified.
+			m := d.objs.NsintMaps
+			repl := map[string]*ebpf.Map{
+				bpf.NsintMapDropBuf: m.DropBuf, bpf.NsintMapDropFlows: m.DropFlows, bpf.NsintMapEvents: m.Events,
+				bpf.NsintMapFlows: m.Flows, bpf.NsintMapIdentity: m.Identity, bpf.NsintMapPortConfigs: m.PortConfigs,
+				bpf.NsintMapPortCounters: m.PortCounters, bpf.NsintMapPortIds: m.PortIds, bpf.NsintMapStats: m.Stats,
+				bpf.NsintMapTcProgs: m.TcProgs, bpf.NsintMapTransit: m.Transit, bpf.NsintMapWatchMeta: m.WatchMeta,
+				bpf.NsintMapWatchRules: m.WatchRules,
+			}
+			ps := spec.Programs[name]
+			for b.Loop() {
+				coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{
+					Maps: spec.Maps, Programs: map[string]*ebpf.ProgramSpec{name: ps}, Variables: spec.Variables, Types: spec.Types,
+				}, ebpf.CollectionOptions{MapReplacements: repl})
+				must2(b, err)
+				coll.Close()
+			}
+		})
+	}
+}

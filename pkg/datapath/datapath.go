@@ -1,0 +1,200 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/bpf"
+)
+
+// Direction is the TC hook a program observes.
+type Direction uint8
+
+// The two TC hooks; values match the C enum nsint_direction.
+const (
+	Ingress Direction = 0
+	Egress  Direction = 1
+)
+
+// String returns "ingress" or "egress".
+func (d Direction) String() string {
+	switch d {
+	case Ingress:
+		return "ingress"
+	case Egress:
+		return "egress"
+	}
+	return fmt.Sprintf("direction(%d)", uint8(d))
+}
+
+// Datapath is the loaded, verified set of nsint programs and maps.
+type Datapath struct {
+	cfg     Config
+	objs    bpf.NsintObjects
+	dropped kfreeSkbInfo
+	// bootOffset converts ktime (CLOCK_MONOTONIC ns) to Unix ns.
+	bootOffset int64
+
+	watchMu    sync.Mutex
+	readerOpen atomic.Bool
+}
+
+// Load loads and verifies the programs once, with cfg's constants and map
+// sizes, and wires the dispatcher tail-call table. It does not attach
+// anything, the drop hook included.
+func Load(cfg Config) (*Datapath, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cache := btf.NewCache()
+	kernel, err := cache.Kernel()
+	if err != nil {
+		return nil, fmt.Errorf("load kernel btf: %w", err)
+	}
+	kinfo, err := probeKfreeSkb(kernel)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := newSpec(cfg, kinfo)
+	if err != nil {
+		return nil, err
+	}
+	d := &Datapath{cfg: cfg, dropped: kinfo}
+	opts := &ebpf.CollectionOptions{Cache: cache}
+	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load nsint programs: %+v", verr)
+		}
+		return nil, fmt.Errorf("load nsint programs: %w", err)
+	}
+	if err := d.objs.TcProgs.Put(uint32(Ingress), d.objs.NsintTcIngress); err != nil {
+		d.objs.Close()
+		return nil, fmt.Errorf("tail-call table: ingress program: %w", err)
+	}
+	if err := d.objs.TcProgs.Put(uint32(Egress), d.objs.NsintTcEgress); err != nil {
+		d.objs.Close()
+		return nil, fmt.Errorf("tail-call table: egress program: %w", err)
+	}
+	d.bootOffset = bootOffset()
+	return d, nil
+}
+
+// newSpec returns the collection spec with cfg applied.
+func newSpec(cfg Config, kinfo kfreeSkbInfo) (*ebpf.CollectionSpec, error) {
+	spec, err := bpf.LoadNsint()
+	if err != nil {
+		return nil, fmt.Errorf("read nsint object: %w", err)
+	}
+	for _, name := range []string{bpf.NsintMapPortConfigs, bpf.NsintMapPortIds, bpf.NsintMapPortCounters} {
+		spec.Maps[name].MaxEntries = cfg.MaxPorts
+	}
+	spec.Maps[bpf.NsintMapFlows].MaxEntries = cfg.MaxFlows
+	spec.Maps[bpf.NsintMapTransit].MaxEntries = cfg.MaxFlows
+	spec.Maps[bpf.NsintMapDropFlows].MaxEntries = max(cfg.MaxFlows/4, 1024)
+	if cfg.sharedFlows {
+		spec.Maps[bpf.NsintMapFlows].Type = ebpf.LRUHash
+	}
+	kc := bpf.NsintConfig{
+		ReportIntervalNs:     uint64(cfg.ReportInterval),
+		DropReportIntervalNs: uint64(cfg.DropReportInterval),
+		TransitMaxAgeNs:      uint64(transitMaxAge),
+		SnapLen:              uint32(cfg.SnapLen),
+		DropConsumedReason:   kinfo.consumed,
+	}
+	if kinfo.hasReason {
+		kc.DropHasReason = 1
+	}
+	if cfg.sharedFlows {
+		kc.FlowsShared = 1
+	}
+	if haveCoarseClock() {
+		kc.CoarseClock = 1
+	}
+	if err := spec.Variables[bpf.NsintVarCfg].Set(kc); err != nil {
+		return nil, fmt.Errorf("set load-time constants: %w", err)
+	}
+	return spec, nil
+}
+
+// haveCoarseClock probes for bpf_ktime_get_coarse_ns (5.11+).
+func haveCoarseClock() bool {
+	return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnKtimeGetCoarseNs) == nil
+}
+
+// bootOffset measures once how far CLOCK_MONOTONIC (bpf_ktime_get_ns) is
+// behind the wall clock.
+func bootOffset() int64 {
+	var ts unix.Timespec
+	before := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return before.UnixNano() - ts.Nano()
+}
+
+// KtimeToTime converts a bpf_ktime_get_ns value to wall-clock time.
+func (d *Datapath) KtimeToTime(ktime uint64) time.Time {
+	return time.Unix(0, d.bootOffset+int64(ktime))
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (d *Datapath) Config() Config { return d.cfg }
+
+// DropReasonSupported tells whether the kernel's kfree_skb tracepoint gives
+// a drop reason (5.17+); without it drop events carry reason 0.
+func (d *Datapath) DropReasonSupported() bool { return d.dropped.hasReason }
+
+// Programs returns the shared main TC programs (ingress, egress). They are
+// owned by the Datapath; attach Dispatcher programs instead.
+func (d *Datapath) Programs() (ingress, egress *ebpf.Program) {
+	return d.objs.NsintTcIngress, d.objs.NsintTcEgress
+}
+
+// Close releases every map and program the Datapath loaded.
+func (d *Datapath) Close() error {
+	if err := d.objs.Close(); err != nil {
+		return fmt.Errorf("close nsint objects: %w", err)
+	}
+	return nil
+}
+
+// Stats are the programs' own counters, summed over CPUs.
+type Stats struct {
+	Reports          uint64 // flow reports sent
+	PerfErrors       uint64 // reports the perf buffer refused
+	Unparsed         uint64 // packets not reported: truncated or not IP
+	NoIdentity       uint64 // main program entered without a dispatcher
+	FlowUpdateErrors uint64 // flow state could not be inserted
+	DropReports      uint64 // drop reports sent
+	DropsSuppressed  uint64 // drops folded into a later report (rate limit)
+	Unwatched        uint64 // report decisions the watchlist filtered out
+}
+
+// Stats reads the programs' counters.
+func (d *Datapath) Stats() (Stats, error) {
+	var vals [8]uint64
+	for i := range vals {
+		var per []uint64
+		if err := d.objs.Stats.Lookup(uint32(i), &per); err != nil {
+			return Stats{}, fmt.Errorf("read stats slot %d: %w", i, err)
+		}
+		for _, v := range per {
+			vals[i] += v
+		}
+	}
+	return Stats{
+		Reports: vals[0], PerfErrors: vals[1], Unparsed: vals[2], NoIdentity: vals[3],
+		FlowUpdateErrors: vals[4], DropReports: vals[5], DropsSuppressed: vals[6], Unwatched: vals[7],
+	}, nil
+}

@@ -1,0 +1,69 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/nsint/nsint/bpf"
+)
+
+// ErrPortNotConfigured is returned by Dispatcher for a port without SetPort.
+var ErrPortNotConfigured = errors.New("port not configured")
+
+// dispatcherSpec is the per-attachment entry program: it writes
+// {port, dir, netns} into the per-CPU identity slot and tail-calls the main
+// program for dir. TC runs with migration disabled, so the slot still holds
+// this identity when the main program reads it. If the tail call fails the
+// packet goes on untouched (TC_ACT_UNSPEC).
+func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns uint32) *ebpf.ProgramSpec {
+	id := uint32(port) | uint32(dir)<<16 // struct identity: port u16, dir u8, pad
+	return &ebpf.ProgramSpec{
+		Name:    fmt.Sprintf("nsint_d%d_%c", port, dir.String()[0]),
+		Type:    ebpf.SchedCLS,
+		License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Reg(asm.R6, asm.R1),
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word), // key 0
+			asm.LoadMapPtr(asm.R1, identity.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.StoreImm(asm.R0, 0, int64(int32(id)), asm.Word),
+			asm.StoreImm(asm.R0, 4, int64(int32(netns)), asm.Word),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.LoadMapPtr(asm.R2, progs.FD()),
+			asm.Mov.Imm(asm.R3, int32(dir)),
+			asm.FnTailCall.Call(),
+			asm.Mov.Imm(asm.R0, -1).WithSymbol("out"), // TC_ACT_UNSPEC
+			asm.Return(),
+		},
+	}
+}
+
+// Dispatcher builds the program to attach for port id in direction dir. It
+// verifies in microseconds; the caller attaches it (TCX or cls_bpf) and
+// closes it after detaching. SetPort(id, …) must have been called.
+func (d *Datapath) Dispatcher(id uint16, dir Direction) (*ebpf.Program, error) {
+	if dir != Ingress && dir != Egress {
+		return nil, fmt.Errorf("dispatcher for port %d: invalid %s", id, dir)
+	}
+	if err := d.checkID(id); err != nil {
+		return nil, err
+	}
+	var pc bpf.NsintPortConfig
+	if err := d.objs.PortConfigs.Lookup(uint32(id), &pc); err != nil {
+		return nil, fmt.Errorf("dispatcher for port %d: read port config: %w", id, err)
+	}
+	if pc.Netns == 0 {
+		return nil, fmt.Errorf("dispatcher for port %d: %w", id, ErrPortNotConfigured)
+	}
+	prog, err := ebpf.NewProgram(dispatcherSpec(d.objs.Identity, d.objs.TcProgs, id, dir, uint32(pc.Netns)))
+	if err != nil {
+		return nil, fmt.Errorf("load dispatcher for port %d %s: %w", id, dir, err)
+	}
+	return prog, nil
+}

@@ -1,0 +1,98 @@
+package datapath
+
+import (
+	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/nsint/nsint/bpf"
+)
+
+// TestDispatcherCost: a dispatcher must stay a handful of verified
+// instructions, so that attaching to thousands of interfaces costs no
+// re-verification of the main program.
+func TestDispatcherCost(t *testing.T) {
+	d := loadDatapath(t, Config{})
+	must(t, d.SetPort(5, PortInfo{NetnsInode: 4026531840, Ifindex: 2}))
+	prog, err := d.Dispatcher(5, Egress)
+	must(t, err)
+	defer prog.Close()
+	dispInsns := verifiedInsns(t, prog)
+	in, _ := d.Programs()
+	mainInsns := verifiedInsns(t, in)
+	t.Logf("verified instructions: dispatcher %d, main ingress %d", dispInsns, mainInsns)
+	if dispInsns > 32 {
+		t.Errorf("dispatcher needed %d verified instructions, want at most 32", dispInsns)
+	}
+	if _, err := d.Dispatcher(6, Ingress); err == nil {
+		t.Error("dispatcher for a port without SetPort: no error")
+	}
+	if _, err := d.Dispatcher(0, Ingress); err == nil {
+		t.Error("dispatcher for port 0: no error")
+	}
+}
+
+func verifiedInsns(t *testing.T, p *ebpf.Program) uint32 {
+	t.Helper()
+	info, err := p.Info()
+	must(t, err)
+	n, ok := info.VerifiedInstructions()
+	if !ok {
+		t.Fatal("kernel does not report verified instructions")
+	}
+	return n
+}
+
+// TestNoIdentity: the main program entered without a dispatcher (zero
+// identity slot) passes the packet on and reports nothing.
+func TestNoIdentity(t *testing.T) {
+	h := newHarness(t, Config{})
+	in, _ := h.d.Programs()
+	perCPU := make([]bpf.NsintIdentity, mustPossibleCPUs(t)) // all zero
+	must(t, h.d.objs.Identity.Put(uint32(0), perCPU))
+	frame := udpFrame("198.18.0.1", "198.18.0.2", 1, 2, 10)
+	var ret uint32
+	must(t, h.ns.Do(func() error {
+		var err error
+		ret, err = in.Run(&ebpf.RunOptions{Data: frame})
+		return err
+	}))
+	if ret != tcActUnspec {
+		t.Fatalf("verdict %d, want -1", int32(ret))
+	}
+	h.none("main program without identity")
+	st, err := h.d.Stats()
+	must(t, err)
+	if st.NoIdentity == 0 {
+		t.Error("no-identity counter did not move")
+	}
+}
+
+func mustPossibleCPUs(t *testing.T) int {
+	t.Helper()
+	n, err := ebpf.PossibleCPU()
+	must(t, err)
+	return n
+}
+
+// TestEventLayout: the Go event type matches the C struct in the object's
+// BTF (bpf2go generates it; this catches a stale generation).
+func TestEventLayout(t *testing.T) {
+	spec, err := bpf.LoadNsint()
+	must(t, err)
+	var ev *btf.Struct
+	if err := spec.Types.TypeByName("event", &ev); err != nil {
+		t.Fatal(err)
+	}
+	if int(ev.Size) != eventSize {
+		t.Fatalf("C struct event is %d bytes, Go %d", ev.Size, eventSize)
+	}
+	var goEv bpf.NsintEvent
+	for _, m := range ev.Members {
+		if m.Name == "cap_len" && uint32(m.Offset.Bytes()) != uint32(unsafe.Offsetof(goEv.CapLen)) {
+			t.Fatalf("cap_len at %d in C, %d in Go", m.Offset.Bytes(), unsafe.Offsetof(goEv.CapLen))
+		}
+	}
+}

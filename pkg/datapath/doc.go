@@ -1,0 +1,22 @@
+// Package datapath loads nsint's eBPF objects (package bpf), configures them
+// and reads what they report.
+//
+// It owns: the load-time constants, the one verification of the main TC
+// programs and the drop hook, per-attachment dispatcher programs (a dozen
+// instructions that stamp the port ID and direction into a per-CPU slot and
+// tail-call the shared program), the port configuration maps, the
+// watchlist, per-port counters, and the single perf reader that decodes
+// reports into Event values without allocating.
+//
+// It must not: attach TC programs (pkg/tc takes the *ebpf.Program that
+// Dispatcher returns), discover namespaces or interfaces, allocate port IDs,
+// encode INT reports, or log. Errors are returned wrapped; counters are
+// exposed (Stats, PortCounters, Reader.LostSamples).
+//
+// Lifetime: a Datapath owns its maps and programs; Close releases them, but
+// programs already attached keep running with their maps until detached.
+// Dispatchers are owned by the caller. SetPort must precede Dispatcher for
+// the same port, since the dispatcher carries the port's namespace. There is
+// one Reader at a time; Event.Data points into the reader's buffer and is
+// valid only until the next Read.
+package datapath

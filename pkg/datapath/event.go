@@ -1,0 +1,153 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/nsint/nsint/bpf"
+)
+
+// EventType tells flow reports from drop reports.
+type EventType uint8
+
+// Event types; values match the C enum nsint_event_type.
+const (
+	FlowEvent EventType = 1
+	DropEvent EventType = 2
+)
+
+// String names the event type.
+func (t EventType) String() string {
+	switch t {
+	case FlowEvent:
+		return "flow"
+	case DropEvent:
+		return "drop"
+	}
+	return fmt.Sprintf("event(%d)", uint8(t))
+}
+
+// Reason says why the kernel sent a report.
+type Reason uint8
+
+// Report reasons; values match the C enum nsint_reason.
+const (
+	ReasonNew     Reason = 1 // first packet of the flow
+	ReasonRefresh Reason = 2 // the report interval passed
+	ReasonPorts   Reason = 3 // the (ingress, egress) port pair changed
+	ReasonLatency Reason = 4 // the hop latency changed power of two
+	ReasonDrop    Reason = 5 // the kernel dropped the packet
+)
+
+// String names the reason.
+func (r Reason) String() string {
+	switch r {
+	case ReasonNew:
+		return "new"
+	case ReasonRefresh:
+		return "refresh"
+	case ReasonPorts:
+		return "ports"
+	case ReasonLatency:
+		return "latency"
+	case ReasonDrop:
+		return "drop"
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Event flags; values match the C enum nsint_event_flags.
+const (
+	evfHopLatency   = 1 << 0
+	evfNonFirstFrag = 1 << 1
+	evfNoDropReason = 1 << 2
+)
+
+// Event is one decoded report. Reader.Read fills a caller-owned Event
+// without allocating.
+type Event struct {
+	Type   EventType
+	Reason Reason
+	// Direction and Port are where the report was made (the observation).
+	Direction Direction
+	Port      uint16
+	// InPort and OutPort name the hop: ingress and egress port IDs (a
+	// namespace's local-stack port when the packet starts or ends in its
+	// stack; 0 when unknown).
+	InPort, OutPort uint16
+	// Proto is the IP protocol; Src and Dst are invalid for non-IP drops.
+	Proto    uint8
+	Src, Dst netip.Addr
+	// SrcPort and DstPort are the L4 ports; for ICMP/ICMPv6 SrcPort is
+	// type<<8|code and DstPort the echo identifier (0 for other types).
+	// Both are 0 on a non-first fragment.
+	SrcPort, DstPort uint16
+	NonFirstFragment bool
+	// InTime and OutTime are the times at the ingress and egress hooks
+	// (equal when only one hook saw the packet, and for drops).
+	InTime, OutTime time.Time
+	// HopLatency is OutTime-InTime when HasHopLatency is set.
+	HopLatency    time.Duration
+	HasHopLatency bool
+	// Packets and Bytes count since the previous report of the flow; for a
+	// drop, Packets is the drops since the previous drop report.
+	Packets, Bytes uint64
+	// DropReason is the kernel's enum skb_drop_reason value (see
+	// DropReasonNames); DropReasonKnown is false on kernels without it.
+	DropReason      uint32
+	DropReasonKnown bool
+	// Len is the frame's length; Data its first bytes from the Ethernet
+	// header (or from the network header for a drop without one). Data
+	// points into the Reader's buffer: valid only until the next Read.
+	Len  uint32
+	Data []byte
+	// CPU that produced the report.
+	CPU int
+}
+
+var errShortEvent = errors.New("short event")
+
+const eventSize = int(unsafe.Sizeof(bpf.NsintEvent{}))
+
+// decodeEvent fills ev from a raw perf sample. The sample may carry up to 7
+// bytes of trailing ring padding, which cap_len excludes.
+func (d *Datapath) decodeEvent(raw []byte, ev *Event) error {
+	if len(raw) < eventSize {
+		return fmt.Errorf("%w: %d bytes, want at least %d", errShortEvent, len(raw), eventSize)
+	}
+	var e bpf.NsintEvent
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), eventSize), raw)
+	if int(e.CapLen) > len(raw)-eventSize {
+		return fmt.Errorf("%w: captured %d bytes, sample holds %d", errShortEvent, e.CapLen, len(raw)-eventSize)
+	}
+	ev.Type = EventType(e.Type)
+	ev.Reason = Reason(e.Reason)
+	ev.Direction = Direction(e.Dir)
+	ev.Port, ev.InPort, ev.OutPort = e.ObsPort, e.InPort, e.OutPort
+	ev.Proto = e.Proto
+	switch e.Family {
+	case 4:
+		ev.Src = netip.AddrFrom4([4]byte(e.Saddr[:4]))
+		ev.Dst = netip.AddrFrom4([4]byte(e.Daddr[:4]))
+	case 6:
+		ev.Src = netip.AddrFrom16(e.Saddr)
+		ev.Dst = netip.AddrFrom16(e.Daddr)
+	default:
+		ev.Src, ev.Dst = netip.Addr{}, netip.Addr{}
+	}
+	ev.SrcPort, ev.DstPort = e.Sport, e.Dport
+	ev.NonFirstFragment = e.Flags&evfNonFirstFrag != 0
+	ev.InTime = d.KtimeToTime(e.InTs)
+	ev.OutTime = d.KtimeToTime(e.OutTs)
+	ev.HasHopLatency = e.Flags&evfHopLatency != 0
+	ev.HopLatency = time.Duration(e.HopLatencyNs)
+	ev.Packets, ev.Bytes = e.Packets, e.Bytes
+	ev.DropReason = e.DropReason
+	ev.DropReasonKnown = ev.Type == DropEvent && e.Flags&evfNoDropReason == 0
+	ev.Len = e.OrigLen
+	ev.Data = raw[eventSize : eventSize+int(e.CapLen)]
+	return nil
+}

@@ -1,0 +1,114 @@
+package datapath
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func udpFrame(src, dst string, sport, dport uint16, payload int) []byte {
+	return concat(ethHdr(etherIPv4), ipv4Hdr(protoUDP, netip.MustParseAddr(src), netip.MustParseAddr(dst), nil, 0, false),
+		udpHdr(sport, dport), make([]byte, payload))
+}
+
+// TestReportDecision: the first packet reports, repeats inside the interval
+// do not, the first packet after it reports with everything counted since.
+// The interval is real time (test run has no fake clock); the sleeps are
+// behaviour, not timing assertions.
+func TestReportDecision(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	for _, shared := range []bool{false, true} {
+		name := "percpu"
+		if shared {
+			name = "shared"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, Config{ReportInterval: interval, sharedFlows: shared})
+			for _, dir := range []Direction{Ingress, Egress} {
+				frame := udpFrame("198.18.0.1", "198.18.0.2", 1000+uint16(dir), 2000, 100)
+				n := uint64(len(frame))
+
+				h.run(hPortA, dir, frame, nil)
+				ev := h.next()
+				if ev.Reason != ReasonNew || ev.Packets != 1 || ev.Bytes != n {
+					t.Fatalf("%s first packet: reason %s packets %d bytes %d, want new 1 %d", dir, ev.Reason, ev.Packets, ev.Bytes, n)
+				}
+
+				h.runN(hPortA, dir, frame, nil, 5)
+				h.none(dir.String() + " repeats inside the interval")
+
+				// GSO: one skb of 4 segments counts 4 packets.
+				h.run(hPortA, dir, frame, &skbCtx{GsoSegs: 4})
+				h.none(dir.String() + " GSO packet inside the interval")
+
+				time.Sleep(interval + 50*time.Millisecond)
+				h.run(hPortA, dir, frame, nil)
+				ev = h.next()
+				if ev.Reason != ReasonRefresh || ev.Packets != 5+4+1 || ev.Bytes != 7*n {
+					t.Fatalf("%s after the interval: reason %s packets %d bytes %d, want refresh %d %d",
+						dir, ev.Reason, ev.Packets, ev.Bytes, 5+4+1, 7*n)
+				}
+				h.none(dir.String() + " after the refresh")
+			}
+			c, err := h.d.PortCounters(hPortA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 1 + 5 + 4 (GSO) + 1 per direction
+			for dir, dc := range map[Direction]DirCounters{Ingress: c.Ingress, Egress: c.Egress} {
+				if dc.Packets != 11 {
+					t.Errorf("port counters %s: %d packets, want 11", dir, dc.Packets)
+				}
+			}
+		})
+	}
+}
+
+// TestTransit: a flow forwarded between two ports of one namespace is
+// reported once, by the egress hook, naming both ports and the hop latency;
+// a change of the ingress port of an egress flow reports at once.
+func TestTransit(t *testing.T) {
+	h := newHarness(t, Config{ReportInterval: time.Hour})
+	// Make the namespace a router with a route to the destination.
+	pfx := h.ns.Name[:8]
+	netnsVethPair(t, h, pfx)
+	frame := udpFrame("198.18.9.1", "198.18.10.2", 3000, 4000, 64)
+
+	// Egress before any ingress sighting, as if from the local stack.
+	h.run(hPortB, Egress, frame, nil)
+	ev := h.next()
+	if ev.InPort != hLocalPort || ev.OutPort != hPortB || ev.HasHopLatency {
+		t.Fatalf("local egress: in %d out %d latency %v, want %d→%d and none", ev.InPort, ev.OutPort, ev.HasHopLatency, hLocalPort, hPortB)
+	}
+
+	// Ingress on A is forwarded: no report from ingress.
+	h.run(hPortA, Ingress, frame, nil)
+	h.none("forwarded ingress")
+
+	// Egress on B of a packet that came in from a device: A→B, at once.
+	h.run(hPortB, Egress, frame, &skbCtx{IngressIfindex: 100})
+	ev = h.next()
+	if ev.Reason != ReasonPorts || ev.InPort != hPortA || ev.OutPort != hPortB || ev.Port != hPortB || ev.Direction != Egress {
+		t.Fatalf("transit egress: %s port %d %s in %d out %d, want ports at %d egress %d→%d", ev.Reason, ev.Port, ev.Direction, ev.InPort, ev.OutPort, hPortB, hPortA, hPortB)
+	}
+	if !ev.HasHopLatency || ev.HopLatency <= 0 || !ev.OutTime.After(ev.InTime) || ev.OutTime.Sub(ev.InTime) != ev.HopLatency {
+		t.Fatalf("transit egress: hop latency %v (present %v), in %v out %v", ev.HopLatency, ev.HasHopLatency, ev.InTime, ev.OutTime)
+	}
+	if ev.Packets != 1 {
+		t.Fatalf("transit egress: %d packets since the previous report, want 1", ev.Packets)
+	}
+	if d := time.Since(ev.OutTime); d < 0 || d > time.Minute {
+		t.Fatalf("egress time %v is %v away from now: boot offset wrong", ev.OutTime, d)
+	}
+}
+
+// netnsVethPair gives the harness namespace forwarding and a connected
+// route towards 198.18.10.0/24, so the FIB says "forwarded" for it.
+func netnsVethPair(t *testing.T, h *harness, pfx string) {
+	t.Helper()
+	h.ns.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	h.ns.Run(t, "ip", "link", "add", pfx+"r0", "type", "veth", "peer", "name", pfx+"r1")
+	h.ns.Run(t, "ip", "link", "set", pfx+"r0", "up")
+	h.ns.Run(t, "ip", "link", "set", pfx+"r1", "up")
+	h.ns.Run(t, "ip", "addr", "add", "198.18.10.1/24", "dev", pfx+"r0")
+}

@@ -1,0 +1,117 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/nsint/nsint/bpf"
+)
+
+// PortRange is an inclusive range of L4 ports; the zero value matches any
+// port. For ICMP and ICMPv6 the "source port" is type<<8|code and the
+// "destination port" the echo identifier, as in the flow key.
+type PortRange struct {
+	First, Last uint16
+}
+
+// Rule selects flows for reporting. Zero fields match anything. When both
+// prefixes are set they must be of the same family.
+type Rule struct {
+	Proto    uint8 // IP protocol number; 0: any
+	Src, Dst netip.Prefix
+	SrcPorts PortRange
+	DstPorts PortRange
+}
+
+func (r Rule) compile() (bpf.NsintRule, error) {
+	out := bpf.NsintRule{Proto: r.Proto}
+	fam := uint8(0)
+	for _, p := range []netip.Prefix{r.Src, r.Dst} {
+		if !p.IsValid() {
+			continue
+		}
+		f := uint8(6)
+		if p.Addr().Is4() {
+			f = 4
+		}
+		if fam != 0 && fam != f {
+			return out, fmt.Errorf("watch rule %+v: source and destination of different families", r)
+		}
+		fam = f
+	}
+	out.Family = fam
+	out.Src, out.SrcMask = compilePrefix(r.Src)
+	out.Dst, out.DstMask = compilePrefix(r.Dst)
+	out.SportLo, out.SportHi = compileRange(r.SrcPorts)
+	out.DportLo, out.DportHi = compileRange(r.DstPorts)
+	if out.SportLo > out.SportHi || out.DportLo > out.DportHi {
+		return out, fmt.Errorf("watch rule %+v: port range first after last", r)
+	}
+	return out, nil
+}
+
+// compilePrefix lays the prefix out as the programs hold addresses: 16 bytes
+// in network order, IPv4 in the first four, read as native-endian words.
+func compilePrefix(p netip.Prefix) (addr, mask [4]uint32) {
+	if !p.IsValid() {
+		return addr, mask
+	}
+	p = p.Masked()
+	var a, m [16]byte
+	if p.Addr().Is4() {
+		a4 := p.Addr().As4()
+		copy(a[:], a4[:])
+	} else {
+		a = p.Addr().As16()
+	}
+	for i := 0; i < p.Bits(); i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	for i := range 4 {
+		addr[i] = binary.NativeEndian.Uint32(a[4*i:])
+		mask[i] = binary.NativeEndian.Uint32(m[4*i:])
+	}
+	return addr, mask
+}
+
+func compileRange(r PortRange) (lo, hi uint16) {
+	if r == (PortRange{}) {
+		return 0, 0xffff
+	}
+	return r.First, r.Last
+}
+
+// SetWatchlist replaces the in-kernel watchlist; an empty list reports
+// every flow. New flows see it at once, existing flows at their next
+// refresh (the verdict is cached with the list's generation).
+func (d *Datapath) SetWatchlist(rules []Rule) error {
+	if len(rules) > MaxRules {
+		return fmt.Errorf("watchlist: %d rules, at most %d", len(rules), MaxRules)
+	}
+	compiled := make([]bpf.NsintRule, len(rules))
+	for i, r := range rules {
+		c, err := r.compile()
+		if err != nil {
+			return err
+		}
+		compiled[i] = c
+	}
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	for i := range compiled {
+		if err := d.objs.WatchRules.Put(uint32(i), &compiled[i]); err != nil {
+			return fmt.Errorf("watchlist: write rule %d: %w", i, err)
+		}
+	}
+	var meta bpf.NsintWatchMeta
+	if err := d.objs.WatchMeta.Lookup(uint32(0), &meta); err != nil {
+		return fmt.Errorf("watchlist: read generation: %w", err)
+	}
+	meta.Count = uint32(len(compiled))
+	meta.Generation++
+	if err := d.objs.WatchMeta.Put(uint32(0), &meta); err != nil {
+		return fmt.Errorf("watchlist: publish generation %d: %w", meta.Generation, err)
+	}
+	return nil
+}
