@@ -1,0 +1,53 @@
+package ifacewatch
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"golang.org/x/sys/unix"
+)
+
+// Device facts that do not change for the life of a device are fetched once.
+//
+// sysfs is a trap here: /sys/class/net shows the namespace of whoever mounted
+// sysfs (the host), not the interface's namespace, so it cannot be used for
+// interfaces in pods. Instead:
+//   - the driver and the bus address come from ethtool ETHTOOL_GDRVINFO, an
+//     ioctl issued on the namespace's own netlink socket (device ioctls act in
+//     the socket's namespace);
+//   - the PCI address comes from IFLA_PARENT_DEV_NAME when the bus is PCI
+//     (kernel 5.13+), else from the ethtool bus-info;
+//   - whether the device is an SR-IOV VF comes from /sys/bus/pci/devices/<addr>/physfn,
+//     which is global: PCI devices do not belong to a network namespace.
+
+var pciAddr = regexp.MustCompile(`^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`)
+
+// pciDevicesDir is where PCI devices appear in sysfs.
+const pciDevicesDir = "/sys/bus/pci/devices"
+
+func (k *nsWorker) fetchInfo(sock *rtnlSocket, st *linkState) {
+	info, err := sock.ethtoolDrvinfo(st.msg.name)
+	switch {
+	case errors.Is(err, unix.ENODEV):
+		// Renamed or moved since this message: try again with the next one.
+		return
+	case err == nil:
+		st.driver = cstring(info.Driver[:])
+		if bus := cstring(info.Bus_info[:]); pciAddr.MatchString(bus) {
+			st.pci = bus
+		}
+	}
+	// Other errors (EOPNOTSUPP: no driver info, as for lo) leave the fields empty.
+	if st.msg.parentDevBus == "pci" && st.msg.parentDev != "" {
+		st.pci = st.msg.parentDev
+	}
+	if st.pci != "" {
+		if target, err := os.Readlink(filepath.Join(pciDevicesDir, st.pci, "physfn")); err == nil {
+			st.vf = true
+			st.physfn = filepath.Base(target)
+		}
+	}
+	st.infoDone = true
+}
