@@ -1,0 +1,131 @@
+// Command nsint-collector receives INT reports from nsint agents and shows the
+// traffic of each interface: `nsint-collector` serves, `nsint-collector flows`
+// prints a running collector's flows, `nsint-collector deepinsight-topology`
+// writes a DeepInsight topology from the agents' topology APIs.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nsint/nsint/internal/flagconf"
+	"github.com/nsint/nsint/pkg/collector"
+	"github.com/nsint/nsint/pkg/collector/client"
+	"github.com/nsint/nsint/pkg/collector/deepinsight"
+	"github.com/nsint/nsint/pkg/collector/topology"
+)
+
+// usageError makes main exit with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, log)
+	stop()
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	var ue usageError
+	var ce *collector.ConfigError
+	if errors.As(err, &ue) || errors.As(err, &ce) {
+		fmt.Fprintln(os.Stderr, "nsint-collector:", err)
+		os.Exit(2)
+	}
+	log.Error("nsint-collector failed", "err", err)
+	os.Exit(1)
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "flows" || args[0] == "deepinsight-topology" || args[0] == "serve") {
+		cmd, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("nsint-collector "+cmd, flag.ContinueOnError)
+	fs.String("config", "", "YAML file with flag values (keys are flag names)")
+	switch cmd {
+	case "flows":
+		var o client.FlowsOptions
+		o.RegisterFlags(fs)
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		resp, err := client.Flows(ctx, &http.Client{Timeout: 30 * time.Second}, o.Server, o.Params())
+		if err != nil {
+			return err
+		}
+		return client.WriteTable(stdout, resp, time.Now())
+	case "deepinsight-topology":
+		var agents collector.ListFlag
+		fs.Var(&agents, "agents", "agent API URLs (comma-separated or repeated)")
+		out := fs.String("output", "-", "file to write ('-': standard output)")
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		if len(agents) == 0 {
+			return usageError{errors.New("deepinsight-topology: invalid agents \"\": give at least one agent URL")}
+		}
+		docs, err := topology.FetchAll(ctx, &http.Client{Timeout: 10 * time.Second}, agents)
+		if err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(deepinsight.Build(docs, deepinsight.Options{}), "", "  ")
+		if err != nil {
+			return err
+		}
+		b = append(b, '\n')
+		if *out == "-" {
+			_, err = stdout.Write(b)
+			return err
+		}
+		return os.WriteFile(*out, b, 0o644)
+	}
+
+	cfg := collector.DefaultConfig()
+	cfg.RegisterFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := collector.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("collector starting", "listen", cfg.Listen, "api", cfg.APIAddr, "agents", cfg.Agents,
+		"agentApiPort", cfg.AgentAPIPort, "maxFlows", cfg.MaxFlows)
+	err = c.Run(ctx)
+	s := c.Stats()
+	log.Info("collector stopped", "datagrams", s.Datagrams, "reports", s.Reports, "errors", s.Errors,
+		"lost", s.LostReports, "socketDrops", s.SocketDrops, "evictions", s.Table.Evictions)
+	return err
+}
+
+// parse applies the command line, NSINT_COLLECTOR_* variables and --config.
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := flagconf.Parse(fs, args, collector.EnvPrefix, "config", os.Environ())
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stderr)
+		fs.PrintDefaults()
+		return err
+	}
+	if err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsint/nsint/pkg/collector/deepinsight"
+	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/intreport"
+)
+
+// TestMain lets a test run this binary's main with the environment variable
+// NSINT_COLLECTOR_TEST_MAIN set, to observe exit codes.
+func TestMain(m *testing.M) {
+	if os.Getenv("NSINT_COLLECTOR_TEST_MAIN") == "1" {
+		os.Args = append([]string{"nsint-collector"}, strings.Fields(os.Getenv("NSINT_COLLECTOR_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func runMain(t *testing.T, args string, env ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append(env, "NSINT_COLLECTOR_TEST_MAIN=1", "NSINT_COLLECTOR_TEST_ARGS="+args)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), out.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String()
+}
+
+func TestInvalidConfigurationExitsWithStatus2(t *testing.T) {
+	dir := t.TempDir()
+	yml := filepath.Join(dir, "c.yaml")
+	os.WriteFile(yml, []byte("max-flows: -5\n"), 0o644)
+	bogus := filepath.Join(dir, "bogus.yaml")
+	os.WriteFile(bogus, []byte("listen: \":1\"\nnot-a-flag: 3\n"), 0o644)
+	for _, tc := range []struct {
+		args  string
+		env   []string
+		wants []string
+	}{
+		{"--max-flows 0", nil, []string{"max-flows", `"0"`}},
+		{"--listen nonsense", nil, []string{"listen", `"nonsense"`}},
+		{"--agents ftp://x", nil, []string{"agents", "ftp://x"}},
+		{"--max-flows abc", nil, []string{"max-flows", "abc"}},
+		{"", []string{"NSINT_COLLECTOR_AGENT_API_PORT=70000"}, []string{"agent-api-port", "70000"}},
+		{"--config " + yml, nil, []string{"max-flows", "-5"}},
+		{"--config " + bogus, nil, []string{"not-a-flag"}},
+		{"flows --port x", nil, []string{"port", "x"}},
+		{"deepinsight-topology", nil, []string{"agents"}},
+		{"serve extra", nil, []string{"extra"}},
+	} {
+		code, out := runMain(t, tc.args, tc.env...)
+		if code != 2 {
+			t.Errorf("%q %v: exit %d, want 2; output %s", tc.args, tc.env, code, out)
+		}
+		for _, w := range tc.wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("%q %v: output %q does not name %s", tc.args, tc.env, out, w)
+			}
+		}
+	}
+}
+
+// TestServeAndFlowsCommand runs the collector (`run` with flags from the
+// environment), sends it a report, and prints the net1 flows with the
+// `flows` command.
+func TestServeAndFlowsCommand(t *testing.T) {
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []topology.Port{
+			{ID: 5, Name: "net1", Ifindex: 3, Pod: &topology.Pod{Namespace: "default", Name: "pod-a"}, Network: "default/macvlan-net"},
+			{ID: 6, Name: ":stack", LocalStack: true},
+		}})
+	}))
+	defer agent.Close()
+	udpPort, apiPort := freePort(t, "udp"), freePort(t, "tcp")
+	t.Setenv("NSINT_COLLECTOR_LISTEN", "127.0.0.1:"+udpPort)
+	t.Setenv("NSINT_COLLECTOR_API_ADDR", "127.0.0.1:"+apiPort)
+	t.Setenv("NSINT_COLLECTOR_AGENTS", agent.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { done <- run(ctx, nil, io.Discard, log) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	conn, err := net.Dial("udp", "127.0.0.1:"+udpPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	frame := append(make([]byte, 12), 0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17, 0, 0,
+		198, 18, 0, 1, 198, 18, 0, 2, 0x13, 0x88, 0x00, 0x35, 0, 20, 0, 0)
+	payload := intreport.AppendV20(nil, &intreport.Report{Kind: intreport.Flow, SwitchID: 9, IngressPort: 5,
+		EgressPort: 6, HopLatency: 2500, Packets: 4, Bytes: 160, Inner: frame})
+	server := "http://127.0.0.1:" + apiPort
+	deadline := time.Now().Add(15 * time.Second)
+	var out bytes.Buffer
+	for {
+		conn.Write(payload)
+		out.Reset()
+		if err := run(context.Background(), []string{"flows", "--server", server, "--iface", "net1"}, &out, log); err == nil &&
+			strings.Count(out.String(), "\n") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flows never showed the report: %q", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	t.Logf("flows output:\n%s", out.String())
+	for _, want := range []string{"node-a", "default/pod-a", "net1", "ingress", "default/macvlan-net", "udp",
+		"198.18.0.1:5000", "198.18.0.2:53", "2.5µs"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("flows row %q lacks %q", lines[1], want)
+		}
+	}
+	if !strings.HasPrefix(lines[0], "NODE") {
+		t.Errorf("header %q", lines[0])
+	}
+	err = run(context.Background(), []string{"flows", "--server", server, "--limit", "0", "--sort", "bogus"}, &out, log)
+	if err == nil || !strings.Contains(err.Error(), `"sort"`) {
+		t.Errorf("bad sort: %v", err)
+	}
+}
+
+func TestDeepInsightTopologyCommand(t *testing.T) {
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []topology.Port{
+			{ID: 5, Name: "net1", IPs: []string{"198.18.1.2", "fd00:1::2"}, Network: "default/macvlan-net", Netns: topology.Netns{Inode: 1}},
+			{ID: 6, Name: ":stack", LocalStack: true, Netns: topology.Netns{Inode: 1}},
+		}})
+	}))
+	defer agent.Close()
+	out := filepath.Join(t.TempDir(), "topo.json")
+	if err := run(context.Background(), []string{"deepinsight-topology", "--agents", agent.URL, "--output", out}, io.Discard,
+		slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var topo deepinsight.Topology
+	if err := json.Unmarshal(raw, &topo); err != nil {
+		t.Fatal(err)
+	}
+	if len(topo.Switches) != 1 || topo.Switches[0].SwitchID != 9 || len(topo.Subnets) != 2 || len(topo.Links) != 4 {
+		t.Errorf("topology: %s", raw)
+	}
+}
+
+func freePort(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, p, _ := net.SplitHostPort(c.LocalAddr().String())
+		return p
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
+}

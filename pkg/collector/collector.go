@@ -1,0 +1,164 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/collector/topology"
+)
+
+// Collector receives reports and serves the views. Create it with New.
+type Collector struct {
+	cfg      Config
+	table    *flowtable.Table
+	resolver *topology.Resolver
+	pending  *pendingQueue
+	seq      *sequences
+	ing      ingestCounters
+	sock     socketCounters
+	metrics  *metrics
+	handler  http.Handler
+	resolved chan struct{} // topology changed: replay pending reports
+}
+
+// New validates cfg and builds a collector; nothing runs until Run or Serve.
+func New(cfg Config) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Collector{
+		cfg:      cfg,
+		table:    flowtable.New(cfg.MaxFlows),
+		pending:  newPendingQueue(cfg.MaxPending),
+		seq:      newSequences(cfg.MaxSources),
+		resolved: make(chan struct{}, 1),
+	}
+	r, err := topology.New(topology.Config{
+		Agents: cfg.Agents, AgentPort: cfg.AgentAPIPort, Refresh: cfg.TopologyRefresh,
+		OnChange: func() {
+			select {
+			case c.resolved <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return nil, &ConfigError{"agents", fmt.Sprint(cfg.Agents), err.Error()}
+	}
+	c.resolver = r
+	c.metrics = newMetrics(c)
+	c.handler = c.newHandler()
+	return c, nil
+}
+
+// Table is the collector's flow table.
+func (c *Collector) Table() *flowtable.Table { return c.table }
+
+// Resolver is the collector's topology resolver.
+func (c *Collector) Resolver() *topology.Resolver { return c.resolver }
+
+// Handler serves the views: /api/v1/…, /metrics and the page at /.
+func (c *Collector) Handler() http.Handler { return c.handler }
+
+// Run listens on cfg.Listen (UDP) and cfg.APIAddr (HTTP) and serves until ctx
+// ends.
+func (c *Collector) Run(ctx context.Context) error {
+	udpAddr, err := net.ResolveUDPAddr("udp", c.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("resolve listen address %s: %w", c.cfg.Listen, err)
+	}
+	conn, err := net.ListenUDP("udp", udpAddr)
+	if err != nil {
+		return fmt.Errorf("listen udp %s: %w", c.cfg.Listen, err)
+	}
+	defer conn.Close()
+	ln, err := net.Listen("tcp", c.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", c.cfg.APIAddr, err)
+	}
+	defer ln.Close()
+	return c.Serve(ctx, []*net.UDPConn{conn}, ln)
+}
+
+// Serve receives reports on conns and serves HTTP on ln (nil: no HTTP) until
+// ctx ends. It takes ownership of conns and ln and closes them on return.
+func (c *Collector) Serve(ctx context.Context, conns []*net.UDPConn, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(conns)+2)
+	for _, conn := range conns {
+		if err := prepareSocket(conn, c.cfg.ReadBuffer); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- c.receive(ctx, conn)
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		errs <- c.resolver.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		c.replayLoop(ctx)
+	}()
+	var srv *http.Server
+	if ln != nil {
+		srv = &http.Server{Handler: c.handler, ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("serve http on %s: %w", ln.Addr(), err)
+			}
+		}()
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errs:
+	}
+	cancel()
+	for _, conn := range conns {
+		conn.Close()
+	}
+	if srv != nil {
+		shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(shutCtx)
+		done()
+	}
+	wg.Wait()
+	return first
+}
+
+// replayLoop applies pending reports after each topology change, relabels the
+// table and forgets ports that disappeared; every refresh period it asks
+// again for the topologies that pending reports still wait for.
+func (c *Collector) replayLoop(ctx context.Context) {
+	tick := time.NewTicker(c.cfg.TopologyRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.resolved:
+			c.table.Relabel(c.resolver.Lookup)
+			c.table.ForgetPorts(func(k topology.Key) bool { return c.resolver.Lookup(k) != nil })
+			c.pending.drain(c.apply)
+		case <-tick.C:
+			for src, sw := range c.pending.sources() {
+				c.resolver.Request(src, sw)
+			}
+		}
+	}
+}

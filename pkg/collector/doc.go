@@ -1,0 +1,26 @@
+// Package collector is nsint's INT collector: it receives Telemetry Reports
+// (v0.5 and v2.0) over UDP, resolves their port IDs to interfaces through the
+// agents' topology APIs, aggregates them into a bounded flow table and serves
+// the views (REST, web page, Prometheus metrics).
+//
+// It owns the wiring and the ingest path: reading datagrams in batches
+// (recvmmsg, with the kernel's SO_RXQ_OVFL drop counter), decoding with
+// pkg/intreport, sequence-gap accounting per (source address, hw_id, format),
+// and the bounded queue of reports whose ports are not known yet (replayed
+// after each topology change). Parsing inner packets, the flow table,
+// topology resolution and the HTTP views live in the sub-packages.
+//
+// Counters per report: a v2.0 report with nsint's domain-specific counters
+// adds its packets and bytes since the previous report. A report without
+// counters (every v0.5 report, or a v2.0 reporter that sends none) stands for
+// the one packet it carries: packets +1, bytes + that packet's IP length (IPv4
+// total length, IPv6 payload length + 40; the captured length for non-IP
+// frames), so v0.5 figures are a count of reported packets, not of all
+// traffic. Drop reports add to drops (by INT reason), never to packets. Hop
+// latency comes from the v2.0 hop-latency field, else egress − ingress
+// timestamp (v0.5: mod 2^32, flow reports only).
+//
+// It never logs: Run returns errors and Stats exposes every counter. Nothing
+// it receives can crash it; memory is bounded by Config (flows, pending
+// reports, tracked sequences, agents) and the fixed read buffers.
+package collector

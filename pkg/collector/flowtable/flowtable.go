@@ -1,0 +1,277 @@
+package flowtable
+
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/nsint/nsint/pkg/collector/flowkey"
+	"github.com/nsint/nsint/pkg/collector/topology"
+)
+
+// Direction is the side of an interface a row describes.
+type Direction uint8
+
+// Directions of a row: a report's ingress port gets an Ingress row, its
+// egress port an Egress row.
+const (
+	Ingress Direction = iota + 1
+	Egress
+)
+
+// String gives "ingress" or "egress".
+func (d Direction) String() string {
+	switch d {
+	case Ingress:
+		return "ingress"
+	case Egress:
+		return "egress"
+	}
+	return "unknown"
+}
+
+// Observation is what one report says about one packet (or, with v2.0
+// counters, about the packets of a flow since its previous report).
+type Observation struct {
+	TimeNs     int64 // receive time, Unix nanoseconds
+	Tuple      flowkey.Tuple
+	Packets    uint64
+	Bytes      uint64
+	Drop       bool
+	DropReason uint8 // INT drop reason code
+	HasLatency bool
+	LatencyNs  uint32
+}
+
+// rowKey identifies a row: a flow at one port in one direction. It has no
+// padding and no pointers, so the map hashes and compares it as one block of
+// memory.
+type rowKey struct {
+	src, dst  [16]byte
+	switchID  uint32
+	port      uint16
+	srcPort   uint16
+	dstPort   uint16
+	etherType uint16
+	proto     uint8
+	dir       Direction
+	is4       bool
+	ip        bool
+}
+
+func (k *rowKey) portKey() topology.Key { return topology.Key{SwitchID: k.switchID, Port: k.port} }
+
+func (k *rowKey) addrs() (src, dst netip.Addr) {
+	if !k.ip {
+		return netip.Addr{}, netip.Addr{}
+	}
+	if k.is4 {
+		return netip.AddrFrom4([4]byte(k.src[12:])), netip.AddrFrom4([4]byte(k.dst[12:]))
+	}
+	return netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst)
+}
+
+type entry struct {
+	key   rowKey
+	port  *topology.Port
+	vlan  uint16
+	first int64
+	last  int64
+	counters
+	prev, next *entry // LRU list, most recent at head.next
+}
+
+// counters are shared by flows and per-interface totals.
+type counters struct {
+	reports, packets, bytes, drops uint64
+	latMin, latMax                 uint32
+	latSum, latN                   uint64
+	dropReasons                    map[uint8]uint64
+}
+
+func (c *counters) add(o *Observation) {
+	c.reports++
+	if o.Drop {
+		c.drops++
+		if c.dropReasons == nil {
+			c.dropReasons = make(map[uint8]uint64, 2)
+		}
+		c.dropReasons[o.DropReason]++
+	} else {
+		c.packets += o.Packets
+		c.bytes += o.Bytes
+	}
+	if o.HasLatency {
+		if c.latN == 0 || o.LatencyNs < c.latMin {
+			c.latMin = o.LatencyNs
+		}
+		if o.LatencyNs > c.latMax {
+			c.latMax = o.LatencyNs
+		}
+		c.latSum += uint64(o.LatencyNs)
+		c.latN++
+	}
+}
+
+// Stats are the table's counters.
+type Stats struct {
+	Flows     int    `json:"flows"`
+	Capacity  int    `json:"capacity"`
+	Evictions uint64 `json:"evictions"`
+}
+
+// Table is the bounded flow table.
+type Table struct {
+	mu        sync.Mutex
+	capacity  int
+	flows     map[rowKey]*entry
+	lru       entry // sentinel
+	evictions uint64
+	ifaces    map[ifaceKey]*ifaceTotals
+}
+
+// ifaceKey packs switch ID, port ID and direction.
+type ifaceKey uint64
+
+func makeIfaceKey(k topology.Key, dir Direction) ifaceKey {
+	return ifaceKey(uint64(k.SwitchID)<<24 | uint64(k.Port)<<8 | uint64(dir))
+}
+
+func (k ifaceKey) port() topology.Key {
+	return topology.Key{SwitchID: uint32(k >> 24), Port: uint16(k >> 8)}
+}
+
+func (k ifaceKey) dir() Direction { return Direction(k) }
+
+type ifaceTotals struct {
+	port  *topology.Port
+	first int64
+	last  int64
+	counters
+}
+
+// New returns a table holding at most capacity flows (rows); capacity < 1
+// is treated as 1.
+func New(capacity int) *Table {
+	if capacity < 1 {
+		capacity = 1
+	}
+	t := &Table{
+		capacity: capacity,
+		flows:    make(map[rowKey]*entry, min(capacity, 1<<16)),
+		ifaces:   make(map[ifaceKey]*ifaceTotals),
+	}
+	t.lru.prev, t.lru.next = &t.lru, &t.lru
+	return t
+}
+
+// Add records o at ingress (as an Ingress row) and at egress (as an Egress
+// row); either port may be nil.
+func (t *Table) Add(o *Observation, ingress, egress *topology.Port) {
+	t.mu.Lock()
+	if ingress != nil {
+		t.addLocked(o, ingress, Ingress)
+	}
+	if egress != nil {
+		t.addLocked(o, egress, Egress)
+	}
+	t.mu.Unlock()
+}
+
+func (t *Table) addLocked(o *Observation, p *topology.Port, dir Direction) {
+	tu := &o.Tuple
+	k := rowKey{switchID: p.SwitchID, port: p.ID, srcPort: tu.SrcPort, dstPort: tu.DstPort,
+		etherType: tu.EtherType, proto: tu.Proto, dir: dir}
+	if tu.Src.IsValid() {
+		k.ip, k.is4 = true, tu.Src.Is4()
+		k.src, k.dst = tu.Src.As16(), tu.Dst.As16()
+	}
+	e := t.flows[k]
+	if e == nil {
+		e = t.newEntry()
+		e.key, e.first, e.vlan = k, o.TimeNs, o.Tuple.VLAN
+		t.flows[k] = e
+	} else {
+		e.unlink()
+	}
+	e.port = p
+	e.last = o.TimeNs
+	e.counters.add(o)
+	e.linkAfter(&t.lru)
+
+	ik := makeIfaceKey(topology.Key{SwitchID: p.SwitchID, Port: p.ID}, dir)
+	it := t.ifaces[ik]
+	if it == nil {
+		it = &ifaceTotals{first: o.TimeNs}
+		t.ifaces[ik] = it
+	}
+	it.port = p
+	it.last = o.TimeNs
+	it.counters.add(o)
+}
+
+// newEntry returns a zeroed entry, evicting the least recently seen flow when
+// the table is full.
+func (t *Table) newEntry() *entry {
+	if len(t.flows) >= t.capacity {
+		old := t.lru.prev
+		old.unlink()
+		delete(t.flows, old.key)
+		t.evictions++
+		reasons := old.dropReasons
+		clear(reasons)
+		*old = entry{}
+		old.dropReasons = reasons
+		return old
+	}
+	return &entry{}
+}
+
+func (e *entry) unlink() {
+	e.prev.next = e.next
+	e.next.prev = e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (e *entry) linkAfter(at *entry) {
+	e.prev = at
+	e.next = at.next
+	at.next.prev = e
+	at.next = e
+}
+
+// Stats returns the table's size and eviction count.
+func (t *Table) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Stats{Flows: len(t.flows), Capacity: t.capacity, Evictions: t.evictions}
+}
+
+// Relabel replaces the port information of every row and total with what
+// lookup returns for its port (after a topology change). Rows whose port
+// lookup returns nil keep their old information.
+func (t *Table) Relabel(lookup func(topology.Key) *topology.Port) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for e := t.lru.next; e != &t.lru; e = e.next {
+		if p := lookup(e.key.portKey()); p != nil {
+			e.port = p
+		}
+	}
+	for k, it := range t.ifaces {
+		if p := lookup(k.port()); p != nil {
+			it.port = p
+		}
+	}
+}
+
+// ForgetPorts removes the per-interface totals of ports for which keep
+// returns false. Their flow rows age out through eviction.
+func (t *Table) ForgetPorts(keep func(topology.Key) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k := range t.ifaces {
+		if !keep(k.port()) {
+			delete(t.ifaces, k)
+		}
+	}
+}

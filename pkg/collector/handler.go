@@ -1,0 +1,16 @@
+package collector
+
+import (
+	"net/http"
+
+	"github.com/nsint/nsint/pkg/collector/web"
+)
+
+func (c *Collector) newHandler() http.Handler {
+	return web.New(web.Sources{
+		Table:    c.table,
+		Resolver: c.resolver,
+		Stats:    func() any { return c.Stats() },
+		Metrics:  c.metrics.handler(),
+	})
+}

@@ -1,0 +1,190 @@
+package collector
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/nsint/nsint/pkg/collector/flowkey"
+	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/intreport"
+)
+
+// ErrorReason classifies input the collector could not use.
+type ErrorReason uint8
+
+// Reasons counted by the collector (label "reason" of the error metrics).
+const (
+	ReasonTruncated          ErrorReason = iota // payload ends early
+	ReasonMalformed                             // a field contradicts the format
+	ReasonUnknownMetadata                       // v2.0 metadata of unknown size
+	ReasonUnsupportedVersion                    // not v0.5 or v2.0
+	ReasonOther                                 // any other decoder error
+	ReasonNoReports                             // decoded, but no INT report inside
+	ReasonReceive                               // socket read error
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"truncated", "malformed", "unknown_metadata", "unsupported_version", "other", "no_reports", "receive",
+}
+
+// String names the reason as the metrics label does.
+func (r ErrorReason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "invalid"
+}
+
+func classify(err error) ErrorReason {
+	switch {
+	case errors.Is(err, intreport.ErrTruncated):
+		return ReasonTruncated
+	case errors.Is(err, intreport.ErrMalformed):
+		return ReasonMalformed
+	case errors.Is(err, intreport.ErrUnknownMetadata):
+		return ReasonUnknownMetadata
+	case errors.Is(err, intreport.ErrUnsupportedVersion):
+		return ReasonUnsupportedVersion
+	}
+	return ReasonOther
+}
+
+// counters of the ingest path, updated atomically.
+type ingestCounters struct {
+	datagrams   atomic.Uint64
+	bytes       atomic.Uint64
+	reports     atomic.Uint64
+	flowReports atomic.Uint64
+	dropReports atomic.Uint64
+	errors      [numReasons]atomic.Uint64
+	unresolved  atomic.Uint64 // reports that went to the pending queue
+	noPorts     atomic.Uint64 // reports naming no port at all
+}
+
+// Ingester decodes datagrams and feeds the flow table. One Ingester belongs
+// to one goroutine (it reuses its decode buffer); several may share a
+// Collector.
+type Ingester struct {
+	c       *Collector
+	decoded intreport.Decoded
+	obs     flowtable.Observation
+}
+
+// NewIngester returns an Ingester for one goroutine.
+func (c *Collector) NewIngester() *Ingester {
+	return &Ingester{c: c, decoded: intreport.Decoded{Reports: make([]intreport.DecodedReport, 0, 8)}}
+}
+
+// Ingest processes one UDP payload received at nowNs (Unix nanoseconds) from
+// source. It never fails: bad input is counted by reason.
+func (in *Ingester) Ingest(source netip.Addr, payload []byte, nowNs int64) {
+	c := in.c
+	c.ing.datagrams.Add(1)
+	c.ing.bytes.Add(uint64(len(payload)))
+	source = source.Unmap()
+	if err := intreport.Decode(payload, &in.decoded); err != nil {
+		c.ing.errors[classify(err)].Add(1)
+		return
+	}
+	d := &in.decoded
+	if len(d.Reports) == 0 {
+		c.ing.errors[ReasonNoReports].Add(1)
+		return
+	}
+	first := &d.Reports[0]
+	c.seq.observe(seqKey{source: source, hwID: first.HwID, v20: d.Format == intreport.V20}, first.Seq)
+	for i := range d.Reports {
+		in.one(source, d.Format, &d.Reports[i], nowNs)
+	}
+}
+
+func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.DecodedReport, nowNs int64) {
+	c := in.c
+	c.ing.reports.Add(1)
+	o := &in.obs
+	*o = flowtable.Observation{TimeNs: nowNs}
+	layer := flowkey.LayerEthernet
+	switch r.InType {
+	case intreport.InnerIPv4:
+		layer = flowkey.LayerIPv4
+	case intreport.InnerIPv6:
+		layer = flowkey.LayerIPv6
+	}
+	if r.InType == intreport.InnerEthernet || r.InType == intreport.InnerIPv4 || r.InType == intreport.InnerIPv6 {
+		flowkey.Parse(r.Inner, layer, &o.Tuple)
+	}
+	if r.Kind == intreport.Drop {
+		c.ing.dropReports.Add(1)
+		o.Drop, o.DropReason = true, r.DropReason
+	} else {
+		c.ing.flowReports.Add(1)
+		o.HasLatency, o.LatencyNs = hopLatency(f, r)
+		if o.HasLatency {
+			c.metrics.observeLatency(o.LatencyNs)
+		}
+	}
+	if r.Packets != 0 || r.Bytes != 0 {
+		o.Packets, o.Bytes = r.Packets, r.Bytes
+	} else {
+		// No counters (v0.5, or a v2.0 reporter without them): the report
+		// stands for the one packet it carries.
+		o.Packets, o.Bytes = 1, uint64(o.Tuple.IPLength)
+		if o.Bytes == 0 {
+			o.Bytes = uint64(len(r.Inner))
+		}
+	}
+	if r.IngressPort == 0 && r.EgressPort == 0 {
+		c.ing.noPorts.Add(1)
+		return
+	}
+	u := unresolved{
+		source:  source,
+		ingress: topology.Key{SwitchID: r.SwitchID, Port: r.IngressPort},
+		egress:  topology.Key{SwitchID: r.SwitchID, Port: r.EgressPort},
+		obs:     *o,
+	}
+	if !c.apply(&u) {
+		c.ing.unresolved.Add(1)
+		c.pending.push(&u)
+		c.resolver.Request(source, r.SwitchID)
+	}
+}
+
+// apply adds u to the table when every port it names is known.
+func (c *Collector) apply(u *unresolved) bool {
+	var ing, eg *topology.Port
+	if u.ingress.Port != 0 {
+		if ing = c.resolver.Lookup(u.ingress); ing == nil {
+			return false
+		}
+	}
+	if u.egress.Port != 0 {
+		if eg = c.resolver.Lookup(u.egress); eg == nil {
+			return false
+		}
+	}
+	c.table.Add(&u.obs, ing, eg)
+	return true
+}
+
+// hopLatency returns the report's hop latency in ns when it has one: the v2.0
+// hop latency field, else egress − ingress timestamp (mod 2^32 for v0.5).
+func hopLatency(f intreport.Format, r *intreport.DecodedReport) (bool, uint32) {
+	if f == intreport.V05 {
+		if r.NProto != 2 || r.EgressTS == 0 {
+			return false, 0
+		}
+		return true, uint32(r.EgressTS) - uint32(r.IngressTS)
+	}
+	if r.RepMdBits&intreport.MdHopLatency != 0 {
+		return true, r.HopLatency
+	}
+	const both = intreport.MdIngressTS | intreport.MdEgressTS
+	if r.RepMdBits&both == both && r.EgressTS >= r.IngressTS && r.EgressTS-r.IngressTS <= 1<<32-1 {
+		return true, uint32(r.EgressTS - r.IngressTS)
+	}
+	return false, 0
+}

@@ -1,0 +1,126 @@
+package collector
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/dropreason"
+)
+
+const ns = "nsint_collector_"
+
+// metrics exports the collector's counters. Per-interface series are built
+// at scrape time from the flow table's per-port totals, so the label sets of
+// ports that left the topology disappear with their totals.
+type metrics struct {
+	c        *Collector
+	registry *prometheus.Registry
+	latency  prometheus.Histogram
+
+	ifaceReports, ifacePackets, ifaceBytes, ifaceDrops *prometheus.Desc
+
+	datagrams, reports, errors, kernelDrops, lost, unresolved, pendingOverflow *prometheus.Desc
+	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow        *prometheus.Desc
+}
+
+var ifaceLabels = []string{"node", "interface", "pod_namespace", "pod", "network", "direction"}
+
+func newMetrics(c *Collector) *metrics {
+	m := &metrics{c: c, registry: prometheus.NewRegistry()}
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    ns + "hop_latency_seconds",
+		Help:    "Hop latency of flow reports (v2.0 hop latency, or egress minus ingress timestamp).",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1 µs .. ~4 s
+	})
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(ns+name, help, labels, nil)
+	}
+	m.ifaceReports = d("interface_reports_total", "INT reports per interface and direction.", ifaceLabels...)
+	m.ifacePackets = d("interface_packets_total", "Packets per interface and direction (v2.0 counters, else one per report).", ifaceLabels...)
+	m.ifaceBytes = d("interface_bytes_total", "Bytes per interface and direction (v2.0 counters, else the reported packet's IP length).", ifaceLabels...)
+	m.ifaceDrops = d("interface_drops_total", "Drop reports per interface, direction and INT drop reason.", append(ifaceLabels, "reason_code", "reason")...)
+	m.datagrams = d("datagrams_total", "UDP datagrams received.")
+	m.reports = d("reports_total", "INT reports decoded, by kind.", "kind")
+	m.errors = d("errors_total", "Datagrams not used, by reason (receive and decode errors).", "reason")
+	m.kernelDrops = d("socket_drops_total", "Datagrams the kernel dropped because the receive buffer was full (SO_RXQ_OVFL).")
+	m.lost = d("lost_reports_total", "Reports missing from sequence-number gaps per source address and hw_id.")
+	m.unresolved = d("resolution_failures_total", "Reports whose ports were unknown on arrival (queued for later resolution).")
+	m.pendingOverflow = d("pending_overflow_total", "Unresolved reports dropped because the pending queue was full.")
+	m.pendingNow = d("pending_reports", "Reports waiting for their ports to resolve.")
+	m.resolveFailures = d("topology_fetch_errors_total", "Failed topology fetches from agents.")
+	m.fetches = d("topology_fetches_total", "Topology fetches from agents.")
+	m.evictions = d("flow_evictions_total", "Flow rows evicted (least recently seen) because the table was full.")
+	m.flows = d("flows", "Flow rows in the table.")
+	m.seqOverflow = d("sequence_sources_overflow_total", "Reports whose source was not tracked for gaps because too many sources were.")
+	m.registry.MustRegister(m, m.latency)
+	return m
+}
+
+func (m *metrics) observeLatency(ns uint32) { m.latency.Observe(float64(ns) / 1e9) }
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.ifaceReports, m.ifacePackets, m.ifaceBytes, m.ifaceDrops,
+		m.datagrams, m.reports, m.errors, m.kernelDrops, m.lost, m.unresolved, m.pendingOverflow,
+		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	c := m.c
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	c.table.EachPortTotals(func(t flowtable.PortTotals) {
+		p := t.Port
+		podNS, pod := "", ""
+		if p.Pod != nil {
+			podNS, pod = p.Pod.Namespace, p.Pod.Name
+		}
+		l := []string{p.Node, p.Name, podNS, pod, p.Network, t.Direction.String()}
+		counter(m.ifaceReports, t.Reports, l...)
+		counter(m.ifacePackets, t.Packets, l...)
+		counter(m.ifaceBytes, t.Bytes, l...)
+		for code, n := range t.DropReasons {
+			counter(m.ifaceDrops, n, append(l, strconv.Itoa(int(code)), reasonName(code))...)
+		}
+	})
+	s := c.Stats()
+	counter(m.datagrams, s.Datagrams)
+	counter(m.reports, s.FlowReports, "flow")
+	counter(m.reports, s.DropReports, "drop")
+	for reason, n := range s.Errors {
+		counter(m.errors, n, reason)
+	}
+	counter(m.kernelDrops, s.SocketDrops)
+	counter(m.lost, s.LostReports)
+	counter(m.unresolved, s.Unresolved)
+	counter(m.pendingOverflow, s.PendingOverflow)
+	gauge(m.pendingNow, float64(s.Pending))
+	counter(m.resolveFailures, s.Topology.FetchErrors)
+	counter(m.fetches, s.Topology.Fetches)
+	counter(m.evictions, s.Table.Evictions)
+	gauge(m.flows, float64(s.Table.Flows))
+	counter(m.seqOverflow, s.SequenceOverflow)
+}
+
+// reasonName names an INT drop reason code, "code N" when it has no name.
+func reasonName(code uint8) string {
+	if n := dropreason.CodeName(code); n != "" {
+		return n
+	}
+	return "code " + strconv.Itoa(int(code))
+}

@@ -1,0 +1,186 @@
+"use strict";
+// The collector's page: reads /api/v1/flows and /api/v1/summary with the
+// filter fields as query parameters and refreshes every few seconds.
+(function () {
+  const fields = ["iface", "pod", "network", "node"];
+  const refreshMs = 2000;
+  let timer = null;
+
+  function $(id) { return document.getElementById(id); }
+
+  function params() {
+    const q = new URLSearchParams();
+    for (const f of fields) {
+      const v = $(f).value.trim();
+      if (v !== "") q.set(f, v);
+    }
+    if ($("drops").checked) q.set("drops", "true");
+    return q;
+  }
+
+  function fromLocation() {
+    const q = new URLSearchParams(location.search);
+    for (const f of fields) if (q.has(f)) $(f).value = q.get(f);
+    $("drops").checked = q.get("drops") === "true";
+  }
+
+  function bytes(n) {
+    const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n : n.toFixed(1)) + " " + u[i];
+  }
+
+  function ns(v) {
+    if (v === null || v === undefined) return "–";
+    if (v < 1000) return v + "ns";
+    if (v < 1e6) return (v / 1e3).toFixed(1) + "µs";
+    return (v / 1e6).toFixed(2) + "ms";
+  }
+
+  function latency(o) {
+    if (o.latencyMinNs === null || o.latencyMinNs === undefined) return "–";
+    return ns(o.latencyMinNs) + " / " + ns(o.latencyAvgNs) + " / " + ns(o.latencyMaxNs);
+  }
+
+  function pod(o) {
+    if (o.pod) return o.pod.namespace + "/" + o.pod.name;
+    if (o.netns && o.netns.name) return "netns " + o.netns.name;
+    return "–";
+  }
+
+  function endpoint(addr, port, proto) {
+    if (!addr) return "–";
+    const withPort = proto === "tcp" || proto === "udp" || proto === "sctp";
+    if (!withPort) return addr;
+    return (addr.includes(":") ? "[" + addr + "]" : addr) + ":" + port;
+  }
+
+  function drops(total, reasons, names) {
+    if (!total) return "0";
+    const parts = Object.keys(reasons || {}).sort().map(
+      (c) => (names[c] || "code " + c) + " ×" + reasons[c]);
+    return total + " (" + parts.join(", ") + ")";
+  }
+
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+  }
+
+  function renderFlows(data) {
+    const body = $("flows").tBodies[0];
+    const rows = [];
+    for (const f of data.flows) {
+      const tr = document.createElement("tr");
+      tr.dataset.interface = f.interface;
+      tr.dataset.direction = f.direction;
+      tr.dataset.pod = f.pod ? f.pod.namespace + "/" + f.pod.name : "";
+      if (f.drops > 0) tr.className = "drop";
+      cell(tr, f.node);
+      cell(tr, pod(f));
+      cell(tr, f.interface);
+      cell(tr, f.direction);
+      cell(tr, f.network || "–");
+      cell(tr, f.proto || "–");
+      cell(tr, endpoint(f.src, f.srcPort, f.proto));
+      cell(tr, endpoint(f.dst, f.dstPort, f.proto));
+      cell(tr, f.packets, "num");
+      cell(tr, bytes(f.bytes), "num");
+      cell(tr, f.reports, "num");
+      cell(tr, drops(f.drops, f.dropReasons, data.dropReasonNames || {}), "num");
+      cell(tr, latency(f));
+      cell(tr, new Date(f.lastSeen).toLocaleTimeString());
+      rows.push(tr);
+    }
+    body.replaceChildren(...rows);
+    $("count").textContent = data.matched > data.flows.length
+      ? "(" + data.flows.length + " of " + data.matched + ")"
+      : "(" + data.flows.length + ")";
+  }
+
+  function worst(a, b, pick) {
+    const vs = [a[pick], b[pick]].filter((v) => v !== null && v !== undefined);
+    if (vs.length === 0) return null;
+    return pick === "latencyMinNs" ? Math.min(...vs) : Math.max(...vs);
+  }
+
+  function renderSummary(data) {
+    const body = $("summary").tBodies[0];
+    const rows = [];
+    for (const s of data.interfaces) {
+      const tr = document.createElement("tr");
+      tr.dataset.interface = s.interface;
+      const dropTotal = s.ingress.drops + s.egress.drops;
+      const reasons = {};
+      for (const side of [s.ingress, s.egress]) {
+        for (const [c, n] of Object.entries(side.dropReasons || {})) reasons[c] = (reasons[c] || 0) + n;
+      }
+      if (dropTotal > 0) tr.className = "drop";
+      cell(tr, s.node);
+      cell(tr, pod(s));
+      cell(tr, s.interface);
+      cell(tr, s.network || "–");
+      cell(tr, s.flows, "num");
+      cell(tr, s.ingress.packets, "num");
+      cell(tr, bytes(s.ingress.bytes), "num");
+      cell(tr, s.egress.packets, "num");
+      cell(tr, bytes(s.egress.bytes), "num");
+      cell(tr, drops(dropTotal, reasons, data.dropReasonNames || {}), "num");
+      const both = {
+        latencyMinNs: worst(s.ingress, s.egress, "latencyMinNs"),
+        latencyMaxNs: worst(s.ingress, s.egress, "latencyMaxNs"),
+        latencyAvgNs: worst(s.ingress, s.egress, "latencyAvgNs"),
+      };
+      cell(tr, latency(both));
+      rows.push(tr);
+    }
+    body.replaceChildren(...rows);
+  }
+
+  async function getJSON(url) {
+    const r = await fetch(url, { cache: "no-store" });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    return body;
+  }
+
+  async function refresh() {
+    const q = params();
+    const summaryQ = new URLSearchParams(q);
+    summaryQ.delete("drops");
+    try {
+      const [flows, summary] = await Promise.all([
+        getJSON("api/v1/flows?" + q.toString()),
+        getJSON("api/v1/summary?" + summaryQ.toString()),
+      ]);
+      renderFlows(flows);
+      renderSummary(summary);
+      $("error").hidden = true;
+      $("status").textContent = "updated " + new Date().toLocaleTimeString();
+      document.body.dataset.loaded = q.toString() || "all";
+    } catch (e) {
+      $("error").textContent = e.message;
+      $("error").hidden = false;
+      $("status").textContent = "error";
+    }
+  }
+
+  function schedule() {
+    if (timer) clearInterval(timer);
+    timer = $("live").checked ? setInterval(refresh, refreshMs) : null;
+  }
+
+  $("filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = params().toString();
+    history.replaceState(null, "", q ? "?" + q : location.pathname);
+    refresh();
+  });
+  $("live").addEventListener("change", schedule);
+  fromLocation();
+  refresh();
+  schedule();
+})();

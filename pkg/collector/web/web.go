@@ -1,0 +1,134 @@
+package web
+
+import (
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"strconv"
+
+	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/dropreason"
+)
+
+//go:embed static
+var static embed.FS
+
+// Sources are what the views read.
+type Sources struct {
+	Table    *flowtable.Table
+	Resolver *topology.Resolver
+	Stats    func() any   // served at /api/v1/stats
+	Metrics  http.Handler // served at /metrics; nil: 404
+}
+
+// FlowsResponse is the body of GET /api/v1/flows.
+type FlowsResponse struct {
+	Flows []flowtable.Row `json:"flows"`
+	// Matched counts the rows the filter selected before the limit.
+	Matched int `json:"matched"`
+	// DropReasonNames names the INT drop reason codes used in Flows.
+	DropReasonNames map[string]string `json:"dropReasonNames"`
+}
+
+// SummaryResponse is the body of GET /api/v1/summary.
+type SummaryResponse struct {
+	Interfaces      []flowtable.InterfaceSummary `json:"interfaces"`
+	DropReasonNames map[string]string            `json:"dropReasonNames"`
+}
+
+// PortsResponse is the body of GET /api/v1/ports.
+type PortsResponse struct {
+	Ports []*topology.Port `json:"ports"`
+}
+
+// ErrorResponse is the body of every 4xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	Param string `json:"param,omitempty"`
+	Value string `json:"value,omitempty"`
+}
+
+// New returns the handler of every view.
+func New(src Sources) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/flows", func(w http.ResponseWriter, r *http.Request) {
+		f, err := ParseFilter(r.URL.Query())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		rows, matched := src.Table.Query(f)
+		resp := FlowsResponse{Flows: rows, Matched: matched, DropReasonNames: map[string]string{}}
+		for i := range rows {
+			nameReasons(resp.DropReasonNames, rows[i].DropReasons)
+		}
+		writeJSON(w, resp)
+	})
+	mux.HandleFunc("GET /api/v1/summary", func(w http.ResponseWriter, r *http.Request) {
+		f, err := ParseFilter(r.URL.Query())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		s := src.Table.Summary(f)
+		resp := SummaryResponse{Interfaces: s, DropReasonNames: map[string]string{}}
+		for i := range s {
+			nameReasons(resp.DropReasonNames, s[i].Ingress.DropReasons)
+			nameReasons(resp.DropReasonNames, s[i].Egress.DropReasons)
+		}
+		writeJSON(w, resp)
+	})
+	mux.HandleFunc("GET /api/v1/ports", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, PortsResponse{Ports: src.Resolver.Ports()})
+	})
+	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"agents": src.Resolver.Agents()})
+	})
+	mux.HandleFunc("GET /api/v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, src.Stats())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	if src.Metrics != nil {
+		mux.Handle("GET /metrics", src.Metrics)
+	}
+	assets, _ := fs.Sub(static, "static")
+	mux.Handle("GET /", http.FileServerFS(assets))
+	return mux
+}
+
+func nameReasons(dst map[string]string, reasons map[string]uint64) {
+	for code := range reasons {
+		if _, ok := dst[code]; ok {
+			continue
+		}
+		n, _ := strconv.Atoi(code)
+		name := dropreason.CodeName(uint8(n))
+		if name == "" {
+			name = "code " + code
+		}
+		dst[code] = name
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	resp := ErrorResponse{Error: err.Error()}
+	var pe *ParamError
+	if errors.As(err, &pe) {
+		resp.Param, resp.Value = pe.Param, pe.Value
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(resp)
+}
