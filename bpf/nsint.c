@@ -160,6 +160,8 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 
 	/* Capture from the MAC header when there is one, else from L3. */
 	start = mh != NSINT_HDR_UNSET && mh <= nh ? mh : nh;
+	if (start == nh)
+		flags |= NSINT_EVF_DATA_L3;
 	tail = BPF_CORE_READ(skb, tail);
 	data_off = BPF_CORE_READ(skb, data) - head;
 	frame_len = BPF_CORE_READ(skb, len) + data_off - start;

@@ -104,6 +104,7 @@ func (l *loop) run(ctx context.Context) {
 		l.dirs = append(l.dirs, ds)
 		l.arm(ds)
 	}
+	go l.w.markSynced(l.w.reg.entries())
 	for {
 		select {
 		case <-ctx.Done():

@@ -29,6 +29,10 @@ type nsWorker struct {
 	removed bool
 	done    chan struct{} // closed by stop
 	exited  chan struct{} // closed when run returns
+	// listed is closed once the first complete listing has been queued for
+	// delivery (or the worker stopped before one).
+	listed     chan struct{}
+	listedOnce sync.Once
 
 	// Owned by the run goroutine.
 	links    map[int]*linkState
@@ -73,6 +77,7 @@ func newWorker(w *Watcher, ns Namespace, nsfd int) *nsWorker {
 		nsfd:      nsfd,
 		done:      make(chan struct{}),
 		exited:    make(chan struct{}),
+		listed:    make(chan struct{}),
 		links:     make(map[int]*linkState),
 		addrs:     make(map[int]map[netip.Prefix]struct{}),
 		dirty:     make(map[int]struct{}),
@@ -143,9 +148,13 @@ func (k *nsWorker) run() {
 	k.finish()
 }
 
+// markListed records that the namespace's interfaces have been queued once.
+func (k *nsWorker) markListed() { k.listedOnce.Do(func() { close(k.listed) }) }
+
 // finish reports the removal of every interface, then of the namespace, when
 // the namespace left our view.
 func (k *nsWorker) finish() {
+	defer k.markListed()
 	k.mu.Lock()
 	removed := k.removed
 	k.mu.Unlock()
@@ -206,6 +215,7 @@ func (k *nsWorker) session() (opened bool, err error) {
 			if err := k.flushDirty(sock); err != nil {
 				return true, err
 			}
+			k.markListed()
 		}
 		if len(k.backlog) > 0 {
 			continue // read while flushing (an nsid query): handle before blocking

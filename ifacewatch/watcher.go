@@ -57,6 +57,8 @@ type Watcher struct {
 
 	errMu   sync.Mutex
 	lastErr error
+
+	synced chan struct{} // closed by markSynced
 }
 
 type counters struct {
@@ -85,6 +87,7 @@ func New(cfg Config) (*Watcher, error) {
 		rcvBuf:    defaultRcvBuf,
 		disp:      newDispatcher(),
 		reg:       newRegistry(),
+		synced:    make(chan struct{}),
 	}
 	if w.mountWait <= 0 {
 		w.mountWait = DefaultMountWait
@@ -131,6 +134,21 @@ func (w *Watcher) Run(ctx context.Context, events chan<- Event) error {
 	stopDispatch()
 	wg.Wait()
 	return nil
+}
+
+// Synced is closed once the namespaces present when Run started (the host
+// namespace, when watched, and every file of the configured directories that
+// was already a namespace mount) have had their interfaces listed and queued
+// for delivery. A consumer that has also handled every event of Snapshot has
+// then seen the initial state.
+func (w *Watcher) Synced() <-chan struct{} { return w.synced }
+
+// markSynced closes synced once each initial namespace has been listed.
+func (w *Watcher) markSynced(initial []*nsEntry) {
+	for _, e := range initial {
+		<-e.worker.listed
+	}
+	close(w.synced)
 }
 
 // Snapshot returns every watched namespace with its selected interfaces, as

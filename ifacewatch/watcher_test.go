@@ -1,11 +1,13 @@
 package ifacewatch
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nsint/nsint/internal/netnstest"
 	"golang.org/x/sys/unix"
@@ -145,4 +147,32 @@ func TestDirectoryCreatedLater(t *testing.T) {
 	h.waitFor("a removed", func(evs []Event) bool { return has(evs, NetnsRemoved, NetnsID(a.Inode), "") })
 	b := netnstest.New(t, dir, p+"-b")
 	h.waitFor("b's lo", func(evs []Event) bool { return has(evs, IfaceAdded, NetnsID(b.Inode), "lo") })
+}
+
+// Synced closes only after every namespace present at start has had its
+// interfaces listed, so a consumer can tell when it has seen the initial state.
+func TestSyncedAfterInitialListing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	dir := netnstest.Dir(t)
+	p := netnstest.Prefix(t)
+	var nss []*netnstest.NS
+	for i := 0; i < 5; i++ {
+		a := netnstest.New(t, dir, fmt.Sprintf("%s-%d-a", p, i))
+		b := netnstest.New(t, dir, fmt.Sprintf("%s-%d-b", p, i))
+		netnstest.Veth(t, a, "eth0", b, "net1")
+		nss = append(nss, a, b)
+	}
+	h := startWatcher(t, Config{Dirs: []string{dir}}, nil)
+	select {
+	case <-h.w.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Synced not closed within 10s")
+	}
+	// Everything of the initial state is in the snapshot at once, no waiting.
+	for _, ns := range nss {
+		s := snapshotOf(h.w, NetnsID(ns.Inode))
+		if s == nil || len(s.Interfaces) != 2 {
+			t.Fatalf("netns %s at Synced: %+v, want lo and its veth end", ns.Name, s)
+		}
+	}
 }

@@ -35,6 +35,7 @@ enum nsint_event_flags {
 	NSINT_EVF_HOP_LATENCY = 1 << 0,	   /* hop_latency_ns is a measurement */
 	NSINT_EVF_NONFIRST_FRAG = 1 << 1,  /* fragment without L4 header */
 	NSINT_EVF_DROP_NO_REASON = 1 << 2, /* kernel gives no drop reason */
+	NSINT_EVF_DATA_L3 = 1 << 3,	   /* data starts at the IP header */
 };
 
 enum nsint_port_flags {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/internal/flagconf"
+	"github.com/nsint/nsint/pkg/tc"
 )
 
 // EnvPrefix prefixes the environment variable of every agent flag.
@@ -96,8 +97,8 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.dropInterval = fs.Duration("drop-report-interval", 100*time.Millisecond, "minimum gap between two drop reports of one flow")
 	r.snaplen = fs.Int("snaplen", 128, "bytes of each reported packet carried in the report (64..128)")
 	fs.Var(r.selects, "select", "interface selection rule (repeatable), e.g. 'include name=net*' or 'exclude kind=veth'")
-	r.tcPrio = fs.Int("tc-priority", 49152, "priority of our legacy tc filters (1..65535)")
-	r.tcHandle = fs.String("tc-handle", "0x1a55", "handle of our legacy tc filters")
+	r.tcPrio = fs.Int("tc-priority", int(tc.DefaultPriority), "priority of our legacy tc filters (1..65535; above the kernel's automatic priorities)")
+	r.tcHandle = fs.String("tc-handle", fmt.Sprintf("%#x", tc.DefaultHandle), "handle of our legacy tc filters")
 	r.maxPorts = fs.Int("max-ports", 4096, "port IDs available on this node (at most 65535)")
 	r.maxFlows = fs.Int("max-flows", 65536, "flow-state entries kept in the kernel")
 	r.perfBuffer = fs.Int("perf-buffer-size", 256*1024, "perf ring buffer bytes per CPU")

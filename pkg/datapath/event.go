@@ -64,6 +64,7 @@ const (
 	evfHopLatency   = 1 << 0
 	evfNonFirstFrag = 1 << 1
 	evfNoDropReason = 1 << 2
+	evfDataL3       = 1 << 3
 )
 
 // Event is one decoded report. Reader.Read fills a caller-owned Event
@@ -100,10 +101,12 @@ type Event struct {
 	DropReason      uint32
 	DropReasonKnown bool
 	// Len is the frame's length; Data its first bytes from the Ethernet
-	// header (or from the network header for a drop without one). Data
-	// points into the Reader's buffer: valid only until the next Read.
-	Len  uint32
-	Data []byte
+	// header (or from the network header for a drop without one, when
+	// DataIsL3 is set). Data points into the Reader's buffer: valid only
+	// until the next Read.
+	Len      uint32
+	Data     []byte
+	DataIsL3 bool
 	// CPU that produced the report.
 	CPU int
 }
@@ -140,6 +143,7 @@ func (d *Datapath) decodeEvent(raw []byte, ev *Event) error {
 	}
 	ev.SrcPort, ev.DstPort = e.Sport, e.Dport
 	ev.NonFirstFragment = e.Flags&evfNonFirstFrag != 0
+	ev.DataIsL3 = e.Flags&evfDataL3 != 0
 	ev.InTime = d.KtimeToTime(e.InTs)
 	ev.OutTime = d.KtimeToTime(e.OutTs)
 	ev.HasHopLatency = e.Flags&evfHopLatency != 0

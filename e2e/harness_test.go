@@ -1,0 +1,405 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/nsint/nsint/internal/fakenode"
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/collector/flowkey"
+	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/tc"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// binDir holds the binaries TestMain builds.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "nsint-e2e-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		build := exec.Command("go", "build", "-o", dir+"/", "../cmd/nsint-agent", "../cmd/nsint-collector")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build binaries: %v\n%s", err, out)
+			return 1
+		}
+		binDir = dir
+		return m.Run()
+	}())
+}
+
+// receiver is a UDP collector on loopback that decodes every report.
+type receiver struct {
+	conn *net.UDPConn
+	mu   sync.Mutex
+	reps []received
+	bad  []error
+}
+
+type received struct {
+	format intreport.Format
+	rep    intreport.DecodedReport
+	tuple  flowkey.Tuple
+	at     time.Time
+}
+
+func newReceiver(t *testing.T) *receiver {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{conn: c}
+	t.Cleanup(func() { c.Close() })
+	go r.loop()
+	return r
+}
+
+func (r *receiver) addr() string { return r.conn.LocalAddr().String() }
+
+func (r *receiver) loop() {
+	buf := make([]byte, 65536)
+	var d intreport.Decoded
+	for {
+		n, err := r.conn.Read(buf)
+		if err != nil {
+			return
+		}
+		err = intreport.Decode(buf[:n], &d)
+		r.mu.Lock()
+		if err != nil {
+			r.bad = append(r.bad, err)
+		}
+		for _, rep := range d.Reports {
+			rec := received{format: d.Format, rep: rep, at: time.Now()}
+			rec.rep.Inner = append([]byte(nil), rep.Inner...)
+			flowkey.Parse(rec.rep.Inner, flowkey.LayerEthernet, &rec.tuple)
+			r.reps = append(r.reps, rec)
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *receiver) snapshot() ([]received, []error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]received(nil), r.reps...), append([]error(nil), r.bad...)
+}
+
+// agentProc is a running nsint-agent.
+type agentProc struct {
+	cmd     *exec.Cmd
+	apiAddr string
+	args    []string
+	log     *lockedBuffer
+	exited  chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// agentEnv is what every run of the agent in one test shares.
+type agentEnv struct {
+	netnsDir, stateDir, bpffs string
+	collector                 string
+	extra                     []string
+}
+
+func newAgentEnv(t *testing.T, netnsDir, collector string, extra ...string) *agentEnv {
+	t.Helper()
+	e := &agentEnv{netnsDir: netnsDir, stateDir: t.TempDir(), bpffs: t.TempDir(), collector: collector, extra: extra}
+	if _, err := tc.MountBPFFS(e.bpffs); err != nil {
+		t.Fatalf("mount private bpffs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(e.bpffs, unix.MNT_DETACH) })
+	return e
+}
+
+func (e *agentEnv) commonArgs() []string {
+	return append([]string{
+		"--netns-dir", e.netnsDir, "--host-netns=false", "--state-dir", e.stateDir, "--bpffs", e.bpffs,
+		"--node-name", "e2e-node",
+	}, e.extra...)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs the agent and waits until its API answers ready.
+func (e *agentEnv) start(t *testing.T) *agentProc {
+	t.Helper()
+	addr := freePort(t)
+	args := append(e.commonArgs(), "--collector", e.collector, "--api-addr", addr, "--report-interval", "200ms",
+		"--log-level", "debug")
+	p := &agentProc{apiAddr: addr, args: args, log: &lockedBuffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(filepath.Join(binDir, "nsint-agent"), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.stop(t, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("agent log:\n%s", p.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			t.Fatalf("agent exited while starting: %v\n%s", err, p.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not ready after 30s\n%s", p.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop signals the agent and waits for it to exit; it returns the exit error.
+func (p *agentProc) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	if p.cmd.ProcessState != nil {
+		return nil
+	}
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		t.Errorf("agent did not stop within 10s of %v", sig)
+		return <-p.exited
+	}
+}
+
+func (p *agentProc) topology(t *testing.T) api.Topology {
+	t.Helper()
+	resp, err := http.Get("http://" + p.apiAddr + "/api/v1/topology")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var topo api.Topology
+	if err := json.NewDecoder(resp.Body).Decode(&topo); err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+func (p *agentProc) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.apiAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// portName is "<netns file>:<interface>" for assertions.
+func portName(topo api.Topology, id uint16) string {
+	for _, p := range topo.Ports {
+		if p.ID == id {
+			return p.Netns.Name + ":" + p.Name
+		}
+	}
+	return fmt.Sprintf("unknown-port-%d", id)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// run runs argv in ns and fails the test on error.
+func run(t *testing.T, ns *netnstest.NS, argv ...string) string {
+	t.Helper()
+	out, err := fakenode.Exec(ns.Path, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// cleanupArgs runs `nsint-agent cleanup` with the env's scope.
+func (e *agentEnv) cleanup(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "nsint-agent"), append([]string{"cleanup"}, e.commonArgs()...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("nsint-agent cleanup: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// ourAttachments lists what of ours is attached in ns: TCX programs whose
+// name starts with nsint_ and cls_bpf filters named nsint-*.
+func ourAttachments(t *testing.T, ns *netnstest.NS) []string {
+	t.Helper()
+	h := ns.NetlinkHandle(t)
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, l := range links {
+		name, idx := l.Attrs().Name, l.Attrs().Index
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			filters, err := h.FilterList(l, parent)
+			if err != nil {
+				continue
+			}
+			for _, f := range filters {
+				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "nsint-") {
+					found = append(found, fmt.Sprintf("%s tc filter %s", name, bf.Name))
+				}
+			}
+		}
+		err := ns.Do(func() error {
+			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: at})
+				if err != nil {
+					continue // no TCX on this device or kernel
+				}
+				for _, p := range res.Programs {
+					prog, err := ebpf.NewProgramFromID(p.ID)
+					if err != nil {
+						continue
+					}
+					info, err := prog.Info()
+					prog.Close()
+					if err == nil && strings.HasPrefix(info.Name, "nsint_") {
+						found = append(found, fmt.Sprintf("%s tcx %s %s", name, at, info.Name))
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return found
+}
+
+// foreignName names the cls_bpf filter another tool would own.
+const foreignName = "foreign-tool"
+
+// addForeignFilter attaches, as another tool would, a cls_bpf filter at
+// priority 7 on dev's ingress in ns (creating clsact), with a program that
+// passes every packet on.
+func addForeignFilter(t *testing.T, ns *netnstest.NS, dev string) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.SchedCLS, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	h := ns.NetlinkHandle(t)
+	l, err := h.LinkByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qdisc := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+	if err := h.QdiscAdd(qdisc); err != nil {
+		t.Fatalf("add clsact: %v", err)
+	}
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index,
+		Parent: netlink.HANDLE_MIN_INGRESS, Priority: 7, Handle: 1, Protocol: unix.ETH_P_ALL},
+		Fd: prog.FD(), Name: foreignName, DirectAction: true}
+	if err := h.FilterAdd(f); err != nil {
+		t.Fatalf("add foreign filter: %v", err)
+	}
+}
+
+func hasForeignFilter(t *testing.T, ns *netnstest.NS, dev string) bool {
+	t.Helper()
+	h := ns.NetlinkHandle(t)
+	l, err := h.LinkByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filters, err := h.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		return false
+	}
+	for _, f := range filters {
+		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Name == foreignName && bf.Priority == 7 {
+			return true
+		}
+	}
+	return false
+}

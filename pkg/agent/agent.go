@@ -1,0 +1,306 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nsint/nsint/ifacewatch"
+	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/config"
+	"github.com/nsint/nsint/pkg/datapath"
+	"github.com/nsint/nsint/pkg/dropreason"
+	"github.com/nsint/nsint/pkg/exporter"
+	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/ports"
+	"github.com/nsint/nsint/pkg/tc"
+	"github.com/nsint/nsint/pkg/watchlist"
+)
+
+// DefaultSelect is the interface selection used when none is configured:
+// every interface but loopback.
+var DefaultSelect = []string{"exclude kind=loopback"}
+
+// Agent is a running nsint-agent. It implements api.Source.
+type Agent struct {
+	cfg     *config.Agent
+	log     *slog.Logger
+	dp      *datapath.Datapath
+	att     *tc.Attacher
+	alloc   *ports.Allocator
+	watch   *ifacewatch.Watcher
+	exp     *exporter.Exporter // nil without collectors
+	drops   *dropreason.Resolver
+	reader  atomic.Pointer[datapath.Reader]
+	reg     *registry
+	metrics *metrics
+
+	ready    atomic.Bool
+	notReady atomic.Value // string: why not ready
+}
+
+// PinDir is where the agent pins its TCX links under the BPF filesystem.
+func PinDir(bpffs string) string { return filepath.Join(bpffs, "nsint") }
+
+// AttachConfig is the attachment configuration cfg implies; the cleanup
+// command uses it too, so both agree on what is ours.
+func AttachConfig(cfg *config.Agent) (tc.Config, error) {
+	mode, err := tc.ParseMode(cfg.AttachMode)
+	if err != nil {
+		return tc.Config{}, err
+	}
+	return tc.Config{Mode: mode, PinDir: PinDir(cfg.BPFFSDir), Priority: uint16(cfg.TCPriority), Handle: cfg.TCHandle}, nil
+}
+
+// Run starts the agent and blocks until ctx ends or a component fails to
+// start. On return, discovery and reading have stopped and queued reports
+// have been flushed; attachments stay (see the package doc).
+func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
+	a := &Agent{cfg: cfg, log: log, reg: newRegistry()}
+	a.notReady.Store("starting")
+	a.metrics = newMetrics(a)
+
+	format, err := intreport.ParseFormat(cfg.ReportFormat)
+	if err != nil {
+		return err
+	}
+	attachCfg, err := AttachConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if attachCfg.Mode != tc.ModeLegacy && tc.HaveTCX() == nil {
+		mounted, err := tc.MountBPFFS(cfg.BPFFSDir)
+		if err != nil {
+			return fmt.Errorf("BPF filesystem at %s: %w", cfg.BPFFSDir, err)
+		}
+		if mounted {
+			log.Info("mounted the BPF filesystem, which was absent", "dir", cfg.BPFFSDir)
+		}
+	}
+	if a.att, err = tc.New(attachCfg); err != nil {
+		return err
+	}
+	defer a.att.Close()
+
+	if a.alloc, err = ports.Open(cfg.StateDir, uint16(cfg.MaxPorts-1)); err != nil {
+		return fmt.Errorf("port IDs: %w", err)
+	}
+	dpCfg := datapath.Config{
+		ReportInterval:     cfg.ReportInterval,
+		DropReportInterval: cfg.DropReportInterval,
+		SnapLen:            uint16(cfg.SnapLen),
+		MaxFlows:           uint32(cfg.MaxFlows),
+		MaxPorts:           uint32(cfg.MaxPorts),
+		PerCPUBufferBytes:  cfg.PerfBufferBytes,
+	}
+	if a.dp, err = datapath.Load(dpCfg); err != nil {
+		return fmt.Errorf("load eBPF datapath: %w", err)
+	}
+	defer a.dp.Close()
+
+	if a.drops, err = dropreason.FromKernel(); err != nil {
+		log.Warn("kernel drop reasons unavailable; drops are reported with reason unknown", "err", err)
+	}
+	if !a.dp.DropReasonSupported() {
+		log.Warn("this kernel's skb:kfree_skb has no drop reason; drops are reported with reason unknown")
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if len(cfg.Collectors) == 0 {
+		log.Warn("no --collector: reports are counted but not sent")
+	} else {
+		a.exp, err = exporter.New(exporter.Config{
+			Collectors: cfg.Collectors,
+			Format:     format,
+			OnSendError: func(collector string, err error) {
+				log.Warn("send reports", "collector", collector, "err", err)
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("exporter: %w", err)
+		}
+		wg.Go(func() {
+			if err := a.exp.Run(ctx); err != nil {
+				log.Error("exporter stopped", "err", err)
+			}
+		})
+		defer a.exp.Close()
+	}
+
+	rd, err := a.dp.NewReader()
+	if err != nil {
+		return fmt.Errorf("perf reader: %w", err)
+	}
+	a.reader.Store(rd)
+	wg.Go(func() { a.readReports(ctx, rd) })
+	defer rd.Close() // unblocks readReports before wg.Wait
+
+	dropHook, err := a.dp.AttachDropHook()
+	if err != nil {
+		return fmt.Errorf("attach drop hook: %w", err)
+	}
+	defer dropHook.Close()
+
+	if cfg.Watchlist != "" {
+		// Load once here so that a bad file stops the start with a clear error.
+		if _, err := watchlist.Load(cfg.Watchlist); err != nil {
+			return fmt.Errorf("watchlist: %w", err)
+		}
+		wg.Go(func() {
+			err := watchlist.Watch(ctx, cfg.Watchlist, a.applyWatchlist, func(err error) {
+				log.Warn("watchlist", "err", err)
+			})
+			if err != nil {
+				log.Error("watchlist watcher stopped", "err", err)
+			}
+		})
+	}
+
+	if err := a.startDiscovery(ctx, &wg); err != nil {
+		return err
+	}
+
+	srv, err := a.serveAPI(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	log.Info("nsint-agent running", "node", cfg.NodeName, "switchId", cfg.SwitchID, "switchIdFrom", cfg.SwitchIDSource,
+		"attachMode", a.att.Mode().String(), "format", format.String(), "collectors", cfg.Collectors,
+		"api", srv.Addr, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns)
+
+	<-ctx.Done()
+	log.Info("stopping; attachments stay in place for the next start (nsint-agent cleanup removes them)")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 2*time.Second)
+	defer done()
+	srv.Shutdown(shutdownCtx)
+	return nil
+}
+
+func (a *Agent) startDiscovery(ctx context.Context, wg *sync.WaitGroup) error {
+	sel := a.cfg.Select
+	if len(sel) == 0 {
+		sel = DefaultSelect
+	}
+	rules := make([]ifacewatch.Rule, 0, len(sel))
+	for _, s := range sel {
+		r, err := ifacewatch.ParseRule(s)
+		if err != nil {
+			return err // config validated the rules already
+		}
+		rules = append(rules, r)
+	}
+	w, err := ifacewatch.New(ifacewatch.Config{Dirs: a.cfg.NetnsDirs, HostNetns: a.cfg.HostNetns, Rules: rules})
+	if err != nil {
+		return fmt.Errorf("interface discovery: %w", err)
+	}
+	a.watch = w
+	events := make(chan ifacewatch.Event, 1024)
+	wg.Go(func() {
+		if err := w.Run(ctx, events); err != nil {
+			a.log.Error("interface discovery stopped", "err", err)
+		}
+	})
+	wg.Go(func() { a.dispatchEvents(ctx, events) })
+	wg.Go(func() { a.becomeReady(ctx) })
+	return nil
+}
+
+// becomeReady marks the agent ready once the initial discovery has been
+// handled, then forgets port IDs of namespaces and interfaces that vanished
+// while the agent was not running.
+func (a *Agent) becomeReady(ctx context.Context) {
+	a.notReady.Store("initial discovery and attachment running")
+	if err := a.waitInitialDiscovery(ctx); err != nil {
+		return
+	}
+	a.pruneStalePorts()
+	a.ready.Store(true)
+	a.log.Info("initial discovery done", "namespaces", len(a.Namespaces()), "ports", a.alloc.InUse())
+}
+
+// pruneStalePorts releases port IDs held in the state file for interfaces
+// and namespaces that no longer exist.
+func (a *Agent) pruneStalePorts() {
+	a.reg.mu.RLock()
+	live := map[ports.Key]bool{}
+	for id, e := range a.reg.netns {
+		live[ports.Key{Netns: uint64(id)}] = true
+		for ifindex := range e.ifaces {
+			live[ports.Key{Netns: uint64(id), Ifindex: uint32(ifindex)}] = true
+		}
+	}
+	a.reg.mu.RUnlock()
+	var released []uint16
+	for _, as := range a.alloc.Assignments() {
+		if live[as.Key] {
+			continue
+		}
+		if err := a.alloc.Release(as.Key); err != nil {
+			a.log.Warn("release stale port", "port", as.ID, "err", err)
+			continue
+		}
+		released = append(released, as.ID)
+	}
+	if len(released) > 0 {
+		a.log.Info("released port IDs of interfaces gone while the agent was down", "ports", released)
+	}
+}
+
+func (a *Agent) applyWatchlist(rules []watchlist.Rule) error {
+	dr := make([]datapath.Rule, len(rules))
+	for i, r := range rules {
+		dr[i] = datapath.Rule{
+			Proto: r.Proto, Src: r.Src, Dst: r.Dst,
+			SrcPorts: datapath.PortRange{First: r.SrcPort.Lo, Last: r.SrcPort.Hi},
+			DstPorts: datapath.PortRange{First: r.DstPort.Lo, Last: r.DstPort.Hi},
+		}
+	}
+	if err := a.dp.SetWatchlist(dr); err != nil {
+		return err
+	}
+	a.log.Info("watchlist applied", "rules", len(rules))
+	return nil
+}
+
+func (a *Agent) serveAPI(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
+	ln, err := net.Listen("tcp", a.cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("API listen on %s: %w", a.cfg.APIAddr, err)
+	}
+	srv := &http.Server{
+		Addr:              ln.Addr().String(),
+		Handler:           api.Handler(a, a.metrics.reg),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("API server stopped", "err", err)
+		}
+	})
+	return srv, nil
+}
+
+// Topology implements api.Source.
+func (a *Agent) Topology() api.Topology { return a.reg.topology(a.cfg.SwitchID, a.cfg.NodeName) }
+
+// Namespaces implements api.Source.
+func (a *Agent) Namespaces() []api.Namespace { return a.reg.namespaces() }
+
+// Ready implements api.Source.
+func (a *Agent) Ready() (bool, string) {
+	if a.ready.Load() {
+		return true, ""
+	}
+	return false, a.notReady.Load().(string)
+}

@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the agent's Prometheus metrics. Counters owned by other
+// packages (datapath, exporter, watcher, attacher) are read at scrape time by
+// statsCollector, so there is one source of truth for each figure.
+type metrics struct {
+	reg             *prometheus.Registry
+	discoveryEvents *prometheus.CounterVec
+	attachErrors    *prometheus.CounterVec
+	reports         *prometheus.CounterVec
+	portsExhausted  prometheus.Counter
+}
+
+func newMetrics(a *Agent) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		discoveryEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nsint_discovery_events_total", Help: "Namespace and interface events from discovery, by kind.",
+		}, []string{"kind"}),
+		attachErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nsint_attach_errors_total", Help: "Attachment failures: load (dispatcher), attach, gone (interface vanished mid-attach).",
+		}, []string{"reason"}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nsint_reports_total", Help: "INT reports produced from kernel events, by type (flow, drop).",
+		}, []string{"type"}),
+		portsExhausted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nsint_port_ids_exhausted_total", Help: "Interfaces left without a port ID because every ID was in use.",
+		}),
+	}
+	m.reg.MustRegister(m.discoveryEvents, m.attachErrors, m.reports, m.portsExhausted,
+		&statsCollector{a: a},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var (
+	descAttached = prometheus.NewDesc("nsint_ports_attached", "Interfaces with both TC hooks attached, by mode.", []string{"mode"}, nil)
+	descNetns    = prometheus.NewDesc("nsint_netns_watched", "Network namespaces watched.", nil, nil)
+	descRecov    = prometheus.NewDesc("nsint_discovery_recoveries_total", "Netlink subscriptions re-opened and namespaces re-listed after an error.", nil, nil)
+	descPerf     = prometheus.NewDesc("nsint_perf_events_total", "Events read from the perf buffer.", nil, nil)
+	descLost     = prometheus.NewDesc("nsint_perf_lost_samples_total", "Events the kernel could not write to the perf buffer.", nil, nil)
+	descQDrops   = prometheus.NewDesc("nsint_export_queue_drops_total", "Reports dropped because the export queue was full.", nil, nil)
+	descSent     = prometheus.NewDesc("nsint_export_sent_total", "Report datagrams sent, by collector.", []string{"collector"}, nil)
+	descSendErr  = prometheus.NewDesc("nsint_export_send_errors_total", "Send errors, by collector.", []string{"collector"}, nil)
+	portLabels   = []string{"node", "port", "interface", "netns", "direction", "pod", "pod_namespace", "network"}
+	descPkts     = prometheus.NewDesc("nsint_port_packets_total", "Packets seen at a port's TC hook.", portLabels, nil)
+	descBytes    = prometheus.NewDesc("nsint_port_bytes_total", "Bytes seen at a port's TC hook.", portLabels, nil)
+	descDrops    = prometheus.NewDesc("nsint_port_drops_total", "Kernel drops of packets of a port (skb:kfree_skb).", portLabels, nil)
+)
+
+// statsCollector reads the other packages' counters at scrape time. Per-port
+// series exist only for current ports, so label sets stay bounded.
+type statsCollector struct{ a *Agent }
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
+		descSent, descSendErr, descPkts, descBytes, descDrops} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	for mode, n := range a.reg.attachedByMode() {
+		ch <- prometheus.MustNewConstMetric(descAttached, prometheus.GaugeValue, float64(n), mode)
+	}
+	if a.watch != nil {
+		s := a.watch.Stats()
+		ch <- prometheus.MustNewConstMetric(descNetns, prometheus.GaugeValue, float64(s.Namespaces))
+		ch <- prometheus.MustNewConstMetric(descRecov, prometheus.CounterValue, float64(s.Recoveries))
+	}
+	if rd := a.reader.Load(); rd != nil {
+		ch <- prometheus.MustNewConstMetric(descPerf, prometheus.CounterValue, float64(rd.Events()))
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(rd.LostSamples()))
+	}
+	if a.exp != nil {
+		s := a.exp.Stats()
+		ch <- prometheus.MustNewConstMetric(descQDrops, prometheus.CounterValue, float64(s.QueueDrops))
+		for _, cs := range s.Collectors {
+			ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(cs.Sent), cs.Collector)
+			ch <- prometheus.MustNewConstMetric(descSendErr, prometheus.CounterValue, float64(cs.Errors), cs.Collector)
+		}
+	}
+	for _, id := range a.reg.ports() {
+		name, netns, meta, ok := a.reg.portLabels(id)
+		if !ok {
+			continue
+		}
+		cnt, err := a.dp.PortCounters(id)
+		if err != nil {
+			continue
+		}
+		var pod, podNS string
+		if meta.Pod != nil {
+			pod, podNS = meta.Pod.Name, meta.Pod.Namespace
+		}
+		port := strconv.Itoa(int(id))
+		for _, d := range []struct {
+			name           string
+			pkts, by, drop uint64
+		}{
+			{"ingress", cnt.Ingress.Packets, cnt.Ingress.Bytes, cnt.Ingress.Drops},
+			{"egress", cnt.Egress.Packets, cnt.Egress.Bytes, cnt.Egress.Drops},
+		} {
+			lv := []string{a.cfg.NodeName, port, name, netns, d.name, pod, podNS, meta.Network}
+			ch <- prometheus.MustNewConstMetric(descPkts, prometheus.CounterValue, float64(d.pkts), lv...)
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(d.by), lv...)
+			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(d.drop), lv...)
+		}
+	}
+}

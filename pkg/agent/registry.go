@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/nsint/nsint/ifacewatch"
+	"github.com/nsint/nsint/pkg/api"
+)
+
+// registry is the agent's view of what it watches: namespaces, their
+// local-stack ports, and the ports of their interfaces. It answers the API.
+type registry struct {
+	mu     sync.RWMutex
+	gen    uint64
+	netns  map[ifacewatch.NetnsID]*nsEntry
+	byPort map[uint16]*portEntry
+	meta   map[ifacewatch.IfaceID]podMeta // Kubernetes names, when known
+}
+
+type nsEntry struct {
+	ns     ifacewatch.Namespace
+	local  uint16
+	ifaces map[int]*portEntry // by ifindex
+}
+
+type portEntry struct {
+	id       uint16
+	netns    *nsEntry
+	iface    *ifacewatch.Interface // nil for the local-stack port
+	attached string                // attach mode once both hooks are attached
+	handled  bool                  // the first attach attempt is over
+}
+
+// podMeta is what Kubernetes says about an interface.
+type podMeta struct {
+	Pod         *api.Pod
+	Network     string
+	Role        string
+	NetworkType string
+}
+
+func newRegistry() *registry {
+	return &registry{
+		netns:  map[ifacewatch.NetnsID]*nsEntry{},
+		byPort: map[uint16]*portEntry{},
+		meta:   map[ifacewatch.IfaceID]podMeta{},
+	}
+}
+
+func (r *registry) changed() { r.gen++ }
+
+// portName returns the interface name of port id, or "" when unknown.
+func (r *registry) portLabels(id uint16) (name, netns string, meta podMeta, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.byPort[id]
+	if !ok {
+		return "", "", podMeta{}, false
+	}
+	name = api.LocalStackName
+	if p.iface != nil {
+		name = p.iface.Name
+		meta = r.meta[p.iface.ID]
+	}
+	return name, netnsLabel(p.netns.ns), meta, true
+}
+
+func netnsLabel(ns ifacewatch.Namespace) string {
+	if ns.Host {
+		return "host"
+	}
+	return ns.Name
+}
+
+// ports lists the port IDs currently known.
+func (r *registry) ports() []uint16 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]uint16, 0, len(r.byPort))
+	for id := range r.byPort {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// topology builds the API view. switchID and node come from the agent.
+func (r *registry) topology(switchID uint32, node string) api.Topology {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t := api.Topology{SwitchID: switchID, Node: node, Generation: r.gen, Ports: make([]api.Port, 0, len(r.byPort))}
+	for _, p := range r.byPort {
+		t.Ports = append(t.Ports, r.apiPort(p))
+	}
+	sort.Slice(t.Ports, func(i, j int) bool { return t.Ports[i].ID < t.Ports[j].ID })
+	return t
+}
+
+func apiNetns(ns ifacewatch.Namespace) api.Netns {
+	return api.Netns{Inode: uint64(ns.ID), Name: ns.Name, Path: ns.Path, Host: ns.Host}
+}
+
+func (r *registry) apiPort(p *portEntry) api.Port {
+	out := api.Port{ID: p.id, Netns: apiNetns(p.netns.ns), IPs: []string{}, AttachMode: p.attached}
+	if p.iface == nil {
+		out.Name, out.LocalStack = api.LocalStackName, true
+		return out
+	}
+	i := p.iface
+	out.Name, out.Ifindex, out.Kind, out.Driver = i.Name, i.ID.Ifindex, i.Kind, i.Driver
+	out.PCIAddress, out.OperState = i.PCIAddress, i.OperState
+	if len(i.MAC) > 0 {
+		out.MAC = i.MAC.String()
+	}
+	for _, a := range i.Addrs {
+		out.IPs = append(out.IPs, a.Addr().String())
+	}
+	if m, ok := r.meta[i.ID]; ok {
+		out.Pod, out.Network, out.Role, out.NetworkType = m.Pod, m.Network, m.Role, m.NetworkType
+	}
+	return out
+}
+
+// namespaces builds the /api/v1/namespaces view.
+func (r *registry) namespaces() []api.Namespace {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]api.Namespace, 0, len(r.netns))
+	for _, e := range r.netns {
+		n := api.Namespace{Netns: apiNetns(e.ns), Interfaces: len(e.ifaces), LocalPort: e.local}
+		for _, p := range e.ifaces {
+			if m, ok := r.meta[p.iface.ID]; ok && m.Pod != nil {
+				n.Pod = m.Pod
+				break
+			}
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Inode < out[j].Inode })
+	return out
+}
+
+// attachedByMode counts ports with both hooks attached, by mode.
+func (r *registry) attachedByMode() map[string]int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := map[string]int{}
+	for _, p := range r.byPort {
+		if p.attached != "" {
+			out[p.attached]++
+		}
+	}
+	return out
+}

@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"time"
+
+	"github.com/nsint/nsint/pkg/datapath"
+	"github.com/nsint/nsint/pkg/dropreason"
+	"github.com/nsint/nsint/pkg/intreport"
+)
+
+// readReports runs the one perf reader: each event becomes an INT report for
+// the exporter. It never blocks on the exporter (a full queue drops and
+// counts) and allocates nothing per event.
+func (a *Agent) readReports(ctx context.Context, rd *datapath.Reader) {
+	var (
+		ev  datapath.Event
+		rep intreport.Report
+	)
+	inner := make([]byte, 0, 14+int(a.cfg.SnapLen))
+	for {
+		err := rd.Read(&ev)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			a.log.Warn("read perf event", "err", err)
+			continue
+		}
+		a.toReport(&ev, &rep, inner)
+		a.metrics.reports.WithLabelValues(rep.Kind.String()).Inc()
+		if a.exp != nil && !a.exp.Enqueue(&rep) {
+			// Counted by the exporter as a queue drop.
+			continue
+		}
+	}
+}
+
+// toReport fills rep from ev. inner is scratch space for a frame that needs
+// an Ethernet header in front of it.
+func (a *Agent) toReport(ev *datapath.Event, rep *intreport.Report, inner []byte) {
+	*rep = intreport.Report{
+		Kind:            intreport.Flow,
+		SwitchID:        a.cfg.SwitchID,
+		IngressPort:     ev.InPort,
+		EgressPort:      ev.OutPort,
+		IngressTS:       uint64(ev.InTime.UnixNano()),
+		Packets:         ev.Packets,
+		Bytes:           ev.Bytes,
+		ObservationPort: ev.Port,
+		Direction:       intreport.DirectionIngress,
+		Tracked:         true,
+		Inner:           ev.Data,
+	}
+	if ev.Direction == datapath.Egress {
+		rep.Direction = intreport.DirectionEgress
+	}
+	if ev.HasHopLatency {
+		rep.EgressTS = uint64(ev.OutTime.UnixNano())
+		rep.HopLatency = uint32(min(ev.HopLatency, time.Duration(math.MaxUint32)))
+	}
+	if ev.Type == datapath.DropEvent {
+		rep.Kind = intreport.Drop
+		rep.Tracked = false
+		if ev.DropReasonKnown {
+			rep.KernelDropReason = ev.DropReason
+			rep.DropReason = dropreason.ForFamily(a.drops.INTCode(ev.DropReason), ev.Dst.Is6())
+		}
+		if ev.DataIsL3 {
+			rep.Inner = withEthernet(inner, ev)
+		}
+	}
+}
+
+// withEthernet prepends an Ethernet header with zero addresses to an L3
+// capture (a drop before the packet had a MAC header), so that every report's
+// inner packet starts at Ethernet as the formats say.
+func withEthernet(buf []byte, ev *datapath.Event) []byte {
+	etype := [2]byte{0x08, 0x00}
+	if len(ev.Data) > 0 && ev.Data[0]>>4 == 6 {
+		etype = [2]byte{0x86, 0xdd}
+	}
+	buf = buf[:0]
+	buf = append(buf, make([]byte, 12)...)
+	buf = append(buf, etype[:]...)
+	return append(buf, ev.Data...)
+}
