@@ -289,4 +289,3 @@ func (a *Agent) removeIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 	a.log.Debug("interface removed", "netns", ns.ID, "iface", iface.Name, "port", p.id)
 	return errors.Join(errs...)
 }
-
