@@ -16,13 +16,7 @@ import (
 // so editors that replace the file and ConfigMap updates (symlink swaps) are
 // seen.
 func Watch(ctx context.Context, path string, apply func([]Rule) error, onError func(error)) error {
-	rules, err := Load(path)
-	if err != nil {
-		return err
-	}
-	if err := apply(rules); err != nil {
-		return fmt.Errorf("apply watchlist %s: %w", path, err)
-	}
+	// Watch first, then load: a change made in between is seen, never missed.
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch watchlist: %w", err)
@@ -30,6 +24,13 @@ func Watch(ctx context.Context, path string, apply func([]Rule) error, onError f
 	defer w.Close()
 	if err := w.Add(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("watch %s: %w", filepath.Dir(path), err)
+	}
+	rules, err := Load(path)
+	if err != nil {
+		return err
+	}
+	if err := apply(rules); err != nil {
+		return fmt.Errorf("apply watchlist %s: %w", path, err)
 	}
 	for {
 		select {
