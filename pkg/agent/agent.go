@@ -258,15 +258,7 @@ func (a *Agent) pruneStalePorts() {
 }
 
 func (a *Agent) applyWatchlist(rules []watchlist.Rule) error {
-	dr := make([]datapath.Rule, len(rules))
-	for i, r := range rules {
-		dr[i] = datapath.Rule{
-			Proto: r.Proto, Src: r.Src, Dst: r.Dst,
-			SrcPorts: datapath.PortRange{First: r.SrcPort.Lo, Last: r.SrcPort.Hi},
-			DstPorts: datapath.PortRange{First: r.DstPort.Lo, Last: r.DstPort.Hi},
-		}
-	}
-	if err := a.dp.SetWatchlist(dr); err != nil {
+	if err := a.dp.SetWatchlist(rules); err != nil {
 		return err
 	}
 	a.log.Info("watchlist applied", "rules", len(rules))

@@ -17,8 +17,6 @@ const (
 
 	// MaxSnapLen is the largest SnapLen the programs can capture.
 	MaxSnapLen = 1024
-	// MaxRules is the capacity of the in-kernel watchlist.
-	MaxRules = 64
 )
 
 // transitMaxAge is how recent an ingress sighting must be for an egress

@@ -6,25 +6,11 @@ import (
 	"net/netip"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/watchlist"
 )
 
-// PortRange is an inclusive range of L4 ports; the zero value matches any
-// port. For ICMP and ICMPv6 the "source port" is type<<8|code and the
-// "destination port" the echo identifier, as in the flow key.
-type PortRange struct {
-	First, Last uint16
-}
-
-// Rule selects flows for reporting. Zero fields match anything. When both
-// prefixes are set they must be of the same family.
-type Rule struct {
-	Proto    uint8 // IP protocol number; 0: any
-	Src, Dst netip.Prefix
-	SrcPorts PortRange
-	DstPorts PortRange
-}
-
-func (r Rule) compile() (bpf.NsintRule, error) {
+// compileRule lays a watchlist rule out as the programs read it.
+func compileRule(r watchlist.Rule) (bpf.NsintRule, error) {
 	out := bpf.NsintRule{Proto: r.Proto}
 	fam := uint8(0)
 	for _, p := range []netip.Prefix{r.Src, r.Dst} {
@@ -43,8 +29,8 @@ func (r Rule) compile() (bpf.NsintRule, error) {
 	out.Family = fam
 	out.Src, out.SrcMask = compilePrefix(r.Src)
 	out.Dst, out.DstMask = compilePrefix(r.Dst)
-	out.SportLo, out.SportHi = compileRange(r.SrcPorts)
-	out.DportLo, out.DportHi = compileRange(r.DstPorts)
+	out.SportLo, out.SportHi = compileRange(r.SrcPort)
+	out.DportLo, out.DportHi = compileRange(r.DstPort)
 	if out.SportLo > out.SportHi || out.DportLo > out.DportHi {
 		return out, fmt.Errorf("watch rule %+v: port range first after last", r)
 	}
@@ -75,23 +61,24 @@ func compilePrefix(p netip.Prefix) (addr, mask [4]uint32) {
 	return addr, mask
 }
 
-func compileRange(r PortRange) (lo, hi uint16) {
-	if r == (PortRange{}) {
+func compileRange(r watchlist.PortRange) (lo, hi uint16) {
+	if r.Any() {
 		return 0, 0xffff
 	}
-	return r.First, r.Last
+	return r.Lo, r.Hi
 }
 
 // SetWatchlist replaces the in-kernel watchlist; an empty list reports
-// every flow. New flows see it at once, existing flows at their next
+// every flow. For ICMP and ICMPv6 a rule's source "port" is type<<8|code and
+// its destination "port" the echo identifier, as in the flow key. New flows see it at once, existing flows at their next
 // refresh (the verdict is cached with the list's generation).
-func (d *Datapath) SetWatchlist(rules []Rule) error {
-	if len(rules) > MaxRules {
-		return fmt.Errorf("watchlist: %d rules, at most %d", len(rules), MaxRules)
+func (d *Datapath) SetWatchlist(rules []watchlist.Rule) error {
+	if len(rules) > watchlist.MaxRules {
+		return fmt.Errorf("watchlist: %d rules, at most %d", len(rules), watchlist.MaxRules)
 	}
 	compiled := make([]bpf.NsintRule, len(rules))
 	for i, r := range rules {
-		c, err := r.compile()
+		c, err := compileRule(r)
 		if err != nil {
 			return err
 		}

@@ -5,10 +5,12 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/nsint/nsint/pkg/watchlist"
 )
 
 func TestRuleCompile(t *testing.T) {
-	r, err := Rule{Proto: protoTCP, Dst: netip.MustParsePrefix("198.18.4.7/22"), DstPorts: PortRange{80, 90}}.compile()
+	r, err := compileRule(watchlist.Rule{Proto: protoTCP, Dst: netip.MustParsePrefix("198.18.4.7/22"), DstPort: watchlist.PortRange{Lo: 80, Hi: 90}})
 	must(t, err)
 	if r.Family != 4 || r.Proto != protoTCP || r.SportLo != 0 || r.SportHi != 0xffff || r.DportLo != 80 || r.DportHi != 90 {
 		t.Errorf("compiled %+v", r)
@@ -21,10 +23,10 @@ func TestRuleCompile(t *testing.T) {
 	if gotNet != wantNet || gotMask != wantMask || r.Dst[1] != 0 || r.DstMask[1] != 0 {
 		t.Errorf("dst %v/%v, want %v/%v", gotNet, gotMask, wantNet, wantMask)
 	}
-	if _, err := (Rule{Src: netip.MustParsePrefix("fd00::/8"), Dst: netip.MustParsePrefix("198.18.0.0/15")}).compile(); err == nil {
+	if _, err := compileRule(watchlist.Rule{Src: netip.MustParsePrefix("fd00::/8"), Dst: netip.MustParsePrefix("198.18.0.0/15")}); err == nil {
 		t.Error("mixed families: no error")
 	}
-	if _, err := (Rule{DstPorts: PortRange{9, 1}}).compile(); err == nil {
+	if _, err := compileRule(watchlist.Rule{DstPort: watchlist.PortRange{Lo: 9, Hi: 1}}); err == nil {
 		t.Error("inverted port range: no error")
 	}
 }
@@ -34,8 +36,8 @@ func TestRuleCompile(t *testing.T) {
 func TestWatchlist(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	h := newHarness(t, Config{ReportInterval: interval})
-	must(t, h.d.SetWatchlist([]Rule{
-		{Proto: protoUDP, Dst: netip.MustParsePrefix("198.18.5.0/24"), DstPorts: PortRange{53, 53}},
+	must(t, h.d.SetWatchlist([]watchlist.Rule{
+		{Proto: protoUDP, Dst: netip.MustParsePrefix("198.18.5.0/24"), DstPort: watchlist.PortRange{Lo: 53, Hi: 53}},
 		{Src: netip.MustParsePrefix("fd00:1::/32")},
 	}))
 	v6 := func(src string) []byte {
@@ -78,7 +80,7 @@ func TestWatchlist(t *testing.T) {
 			t.Errorf("%s after clearing the watchlist: %s with %d packets, want refresh with 1", c.name, ev.Reason, ev.Packets)
 		}
 	}
-	if err := h.d.SetWatchlist(make([]Rule, MaxRules+1)); err == nil {
+	if err := h.d.SetWatchlist(make([]watchlist.Rule, watchlist.MaxRules+1)); err == nil {
 		t.Error("too many rules: no error")
 	}
 }
