@@ -1,0 +1,236 @@
+package deploy
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nsint/nsint/pkg/k8s/k8stest"
+)
+
+var overlays = []string{"base", "overlays/kind", "overlays/openshift"}
+
+// agentCapabilities are the capabilities the DaemonSet adds, and the only ones.
+var agentCapabilities = []string{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN"}
+
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	return k8stest.Render(t, filepath.Join(k8stest.RepoRoot(t), "deploy", dir))
+}
+
+func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, into any) {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
+				t.Fatalf("%s %s: %v", kind, name, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %s %s in the rendered manifests", kind, name)
+}
+
+// thirdParty reports whether obj belongs to a component an overlay installs
+// under its own names (Multus) or a definition of someone else's API.
+func thirdParty(o *unstructured.Unstructured) bool {
+	return o.GetKind() == "CustomResourceDefinition" || strings.Contains(o.GetName(), "multus") ||
+		(o.GetKind() == "NetworkAttachmentDefinition" && o.GetName() == "macvlan-net")
+}
+
+func TestManifestsFollowTheRules(t *testing.T) {
+	for _, dir := range overlays {
+		t.Run(dir, func(t *testing.T) {
+			objs := render(t, dir)
+			for _, o := range objs {
+				if thirdParty(o) {
+					if dir == "base" || dir == "overlays/openshift" {
+						t.Errorf("%s %s: third-party objects belong only to the kind overlay", o.GetKind(), o.GetName())
+					}
+					continue
+				}
+				if !strings.HasPrefix(o.GetName(), "nsint") {
+					t.Errorf("%s %s: name lacks the nsint- prefix", o.GetKind(), o.GetName())
+				}
+			}
+
+			var ds appsv1.DaemonSet
+			find(t, objs, "DaemonSet", "nsint-agent", &ds)
+			spec := ds.Spec.Template.Spec
+			if !spec.HostNetwork {
+				t.Error("agent: hostNetwork is not set")
+			}
+			if len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists || spec.Tolerations[0].Key != "" {
+				t.Errorf("agent: want one toleration of every taint, got %+v", spec.Tolerations)
+			}
+			c := spec.Containers[0]
+			sc := c.SecurityContext
+			if sc == nil || (sc.Privileged != nil && *sc.Privileged) || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				t.Errorf("agent: want unprivileged with a read-only root filesystem, got %+v", sc)
+			}
+			var added []string
+			for _, c := range sc.Capabilities.Add {
+				added = append(added, string(c))
+			}
+			slices.Sort(added)
+			if !slices.Equal(added, agentCapabilities) || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("agent: capabilities add %v drop %v, want add %v drop [ALL]", added, sc.Capabilities.Drop, agentCapabilities)
+			}
+			if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+				t.Error("agent: want liveness /healthz and readiness /readyz probes")
+			}
+			if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() || c.Resources.Limits.Cpu().IsZero() {
+				t.Errorf("agent: requests and limits missing: %+v", c.Resources)
+			}
+			env := map[string]corev1.EnvVar{}
+			for _, e := range c.Env {
+				env[e.Name] = e
+			}
+			if e := env["NSINT_NODE_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+				t.Errorf("agent: NSINT_NODE_NAME not from spec.nodeName: %+v", e)
+			}
+			if e := env["NSINT_NODE_IP"]; e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "status.hostIP" {
+				t.Errorf("agent: NSINT_NODE_IP not from status.hostIP: %+v", e)
+			}
+			if env["NSINT_API_ADDR"].Value != "$(NSINT_NODE_IP):4048" {
+				t.Errorf("agent: NSINT_API_ADDR = %q, want the node IP, port 4048", env["NSINT_API_ADDR"].Value)
+			}
+			mounts := map[string]corev1.VolumeMount{}
+			for _, m := range c.VolumeMounts {
+				mounts[m.MountPath] = m
+			}
+			if m, ok := mounts["/var/run/netns"]; !ok || m.MountPropagation == nil || *m.MountPropagation != corev1.MountPropagationHostToContainer {
+				t.Errorf("agent: /var/run/netns must be mounted with HostToContainer propagation: %+v", m)
+			}
+			for _, p := range []string{"/sys/fs/bpf", "/var/lib/nsint"} {
+				if _, ok := mounts[p]; !ok {
+					t.Errorf("agent: %s not mounted", p)
+				}
+			}
+
+			var role rbacv1.ClusterRole
+			find(t, objs, "ClusterRole", "nsint-agent", &role)
+			want := []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"k8s.cni.cncf.io"}, Resources: []string{"network-attachment-definitions"}, Verbs: []string{"get", "list", "watch"}},
+			}
+			if len(role.Rules) != len(want) {
+				t.Fatalf("agent ClusterRole rules %+v, want %+v", role.Rules, want)
+			}
+			for i := range want {
+				r := role.Rules[i]
+				if !slices.Equal(r.APIGroups, want[i].APIGroups) || !slices.Equal(r.Resources, want[i].Resources) ||
+					!slices.Equal(r.Verbs, want[i].Verbs) || len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
+					t.Errorf("agent ClusterRole rule %d: %+v, want %+v", i, r, want[i])
+				}
+			}
+			var svc corev1.Service
+			find(t, objs, "Service", "nsint-collector", &svc)
+			var udp bool
+			for _, p := range svc.Spec.Ports {
+				udp = udp || (p.Protocol == corev1.ProtocolUDP && p.Port == 32766)
+			}
+			if !udp {
+				t.Errorf("collector Service lacks UDP 32766: %+v", svc.Spec.Ports)
+			}
+			var dep appsv1.Deployment
+			find(t, objs, "Deployment", "nsint-collector", &dep)
+
+			if dir == "overlays/openshift" {
+				checkSCC(t, objs, &ds)
+			}
+		})
+	}
+}
+
+// checkSCC holds the SecurityContextConstraints to what the DaemonSet uses.
+func checkSCC(t *testing.T, objs []*unstructured.Unstructured, ds *appsv1.DaemonSet) {
+	t.Helper()
+	var scc struct {
+		metav1.TypeMeta          `json:",inline"`
+		metav1.ObjectMeta        `json:"metadata"`
+		AllowPrivilegedContainer bool     `json:"allowPrivilegedContainer"`
+		AllowHostNetwork         bool     `json:"allowHostNetwork"`
+		AllowHostDirVolumePlugin bool     `json:"allowHostDirVolumePlugin"`
+		AllowHostPID             bool     `json:"allowHostPID"`
+		AllowHostIPC             bool     `json:"allowHostIPC"`
+		ReadOnlyRootFilesystem   bool     `json:"readOnlyRootFilesystem"`
+		AllowedCapabilities      []string `json:"allowedCapabilities"`
+		Users                    []string `json:"users"`
+	}
+	find(t, objs, "SecurityContextConstraints", "nsint-agent", &scc)
+	caps := slices.Clone(scc.AllowedCapabilities)
+	slices.Sort(caps)
+	if scc.AllowPrivilegedContainer || scc.AllowHostPID || scc.AllowHostIPC || !scc.AllowHostNetwork ||
+		!scc.AllowHostDirVolumePlugin || !scc.ReadOnlyRootFilesystem || !slices.Equal(caps, agentCapabilities) {
+		t.Errorf("SCC grants more or less than the DaemonSet uses: %+v", scc)
+	}
+	sa := "system:serviceaccount:" + ds.Namespace + ":" + ds.Spec.Template.Spec.ServiceAccountName
+	if !slices.Equal(scc.Users, []string{sa}) {
+		t.Errorf("SCC users %v, want exactly [%s]", scc.Users, sa)
+	}
+	if se := ds.Spec.Template.Spec.Containers[0].SecurityContext.SELinuxOptions; se == nil || se.Type != "spc_t" {
+		t.Errorf("openshift agent: want SELinux type spc_t, got %+v", se)
+	}
+}
+
+// TestManifestsApplyToAServer applies every rendered object by server-side dry
+// run (strict field validation) to a real kube-apiserver with the
+// NetworkAttachmentDefinition CRD and our minimal OpenShift CRDs installed.
+// Namespaces are created for real first, since a dry-run object cannot live in
+// a namespace that does not exist.
+func TestManifestsApplyToAServer(t *testing.T) {
+	root := k8stest.RepoRoot(t)
+	env := k8stest.Start(t, k8stest.CRDDir(t), filepath.Join(root, "deploy", "overlays", "kind", "network-attachment-definition-crd.yaml"))
+	ctx := t.Context()
+	applier := k8stest.NewApplier(t, env.Admin)
+	for _, dir := range overlays {
+		t.Run(dir, func(t *testing.T) {
+			objs := render(t, dir)
+			namespaces := map[string]bool{}
+			for _, o := range objs {
+				if o.GetKind() == "Namespace" {
+					namespaces[o.GetName()] = true
+				} else if ns := o.GetNamespace(); ns != "" {
+					namespaces[ns] = true
+				}
+			}
+			for ns := range namespaces {
+				createNamespace(ctx, t, env, ns)
+			}
+			for _, o := range objs {
+				if err := applier.Apply(ctx, o, true); err != nil {
+					t.Errorf("server-side dry run: %v", err)
+				}
+			}
+			t.Logf("%d objects admitted by server-side dry run", len(objs))
+		})
+	}
+	// A broken manifest must fail: the check is not vacuous.
+	bad := render(t, "base")[0].DeepCopy()
+	bad.Object["spec"] = map[string]any{"noSuchField": true}
+	if err := applier.Apply(ctx, bad, true); err == nil {
+		t.Errorf("a %s with an unknown field was admitted", bad.GetKind())
+	}
+}
+
+func createNamespace(ctx context.Context, t *testing.T, env *k8stest.Env, name string) {
+	t.Helper()
+	_, err := env.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if err == nil {
+		return
+	}
+	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
+}
