@@ -19,6 +19,7 @@ import (
 	"github.com/nsint/nsint/pkg/dropreason"
 	"github.com/nsint/nsint/pkg/exporter"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/k8s"
 	"github.com/nsint/nsint/pkg/ports"
 	"github.com/nsint/nsint/pkg/tc"
 	"github.com/nsint/nsint/pkg/watchlist"
@@ -44,6 +45,8 @@ type Agent struct {
 
 	ready    atomic.Bool
 	notReady atomic.Value // string: why not ready
+
+	ifacesChanged chan struct{} // wakes Kubernetes enrichment; buffer 1
 }
 
 // PinDir is where the agent pins its TCX links under the BPF filesystem.
@@ -63,7 +66,7 @@ func AttachConfig(cfg *config.Agent) (tc.Config, error) {
 // start. On return, discovery and reading have stopped and queued reports
 // have been flushed; attachments stay (see the package doc).
 func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
-	a := &Agent{cfg: cfg, log: log, reg: newRegistry()}
+	a := &Agent{cfg: cfg, log: log, reg: newRegistry(), ifacesChanged: make(chan struct{}, 1)}
 	a.notReady.Store("starting")
 	a.metrics = newMetrics(a)
 
@@ -169,6 +172,23 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 
 	if err := a.startDiscovery(ctx, &wg); err != nil {
 		return err
+	}
+	if kubernetesWanted(cfg.Kubernetes, cfg.Kubeconfig) {
+		malformed := func(pod k8s.PodRef, err error) {
+			log.Warn("malformed network-status annotation; the pod's interfaces stay monitored without network names",
+				"pod", pod.String(), "err", err)
+		}
+		e, err := k8s.New(k8s.Config{Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName, OnMalformed: malformed})
+		if err != nil {
+			return fmt.Errorf("kubernetes enrichment: %w", err)
+		}
+		wg.Go(func() {
+			if err := e.Run(ctx); err != nil {
+				log.Error("kubernetes enrichment stopped", "err", err)
+			}
+		})
+		wg.Go(func() { a.runEnrichment(ctx, e) })
+		log.Info("kubernetes enrichment on", "node", cfg.NodeName, "kubeconfig", cfg.Kubeconfig)
 	}
 
 	srv, err := a.serveAPI(ctx, &wg)

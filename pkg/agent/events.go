@@ -149,6 +149,7 @@ func (a *Agent) upsertIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 	r.mu.Unlock()
 
 	if existed {
+		a.notifyIfacesChanged()
 		// A rename, address or state change keeps the identity and the port.
 		if old.MasterIndex != iface.MasterIndex || !bytes.Equal(old.MAC, iface.MAC) {
 			return a.reconfigureBridgePorts(e, iface)
@@ -167,6 +168,7 @@ func (a *Agent) upsertIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 	info := a.portInfo(e, iface)
 	r.changed()
 	r.mu.Unlock()
+	a.notifyIfacesChanged()
 
 	err = a.dp.SetPort(id, info)
 	if err != nil {

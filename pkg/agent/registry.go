@@ -62,6 +62,8 @@ func (r *registry) portLabels(id uint16) (name, netns string, meta podMeta, ok b
 	if p.iface != nil {
 		name = p.iface.Name
 		meta = r.meta[p.iface.ID]
+	} else {
+		meta.Pod = r.netnsPod(p.netns)
 	}
 	return name, netnsLabel(p.netns.ns), meta, true
 }
@@ -105,6 +107,7 @@ func (r *registry) apiPort(p *portEntry) api.Port {
 	out := api.Port{ID: p.id, Netns: apiNetns(p.netns.ns), IPs: []string{}, AttachMode: p.attached}
 	if p.iface == nil {
 		out.Name, out.LocalStack = api.LocalStackName, true
+		out.Pod = r.netnsPod(p.netns)
 		return out
 	}
 	i := p.iface
@@ -122,19 +125,24 @@ func (r *registry) apiPort(p *portEntry) api.Port {
 	return out
 }
 
+// netnsPod is the pod a namespace belongs to, when one of its interfaces has
+// been matched to one. Callers hold r.mu.
+func (r *registry) netnsPod(e *nsEntry) *api.Pod {
+	for _, p := range e.ifaces {
+		if m, ok := r.meta[p.iface.ID]; ok && m.Pod != nil {
+			return m.Pod
+		}
+	}
+	return nil
+}
+
 // namespaces builds the /api/v1/namespaces view.
 func (r *registry) namespaces() []api.Namespace {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]api.Namespace, 0, len(r.netns))
 	for _, e := range r.netns {
-		n := api.Namespace{Netns: apiNetns(e.ns), Interfaces: len(e.ifaces), LocalPort: e.local}
-		for _, p := range e.ifaces {
-			if m, ok := r.meta[p.iface.ID]; ok && m.Pod != nil {
-				n.Pod = m.Pod
-				break
-			}
-		}
+		n := api.Namespace{Netns: apiNetns(e.ns), Interfaces: len(e.ifaces), LocalPort: e.local, Pod: r.netnsPod(e)}
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Inode < out[j].Inode })
