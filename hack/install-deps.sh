@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	clang llvm libbpf-dev gcc-multilib # eBPF objects (bpf2go)
 	clang-format-14                    # C format check (make lint)
-	iproute2 iputils-ping netcat-openbsd iptables ethtool util-linux # test namespaces and traffic
+	iproute2 iputils-ping netcat-openbsd iptables ethtool util-linux procps # test namespaces and traffic
 	iperf3 bpftool                     # benchmarks and debugging
 	chromium chromium-driver           # the collector page's browser test
 	make git ca-certificates
