@@ -27,6 +27,13 @@ build: ## build the static binaries into bin/
 	@mkdir -p $(BIN)
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
+.PHONY: demo
+demo: ## node of namespaces + agent + collector + traffic, prints the view of net1 (root; DEMO_DURATION=s, default until Ctrl-C)
+	@command -v $(GO) >/dev/null || { echo "demo: Go not found: install Go 1.26 and put it on PATH (hack/install-deps.sh checks)"; exit 2; }
+	@$(MAKE) --no-print-directory build
+	$(GO) build -o $(BIN)/nsint-demo ./hack/demo
+	$(BIN)/nsint-demo --bin $(BIN)
+
 .PHONY: test
 test: build ## run the whole test suite (as root: privileged tests included), fuzz targets briefly
 	$(GO) test -count=1 -timeout 30m ./...
