@@ -224,8 +224,8 @@ func TestHandWrittenVectors(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`nsint_collector_interface_reports_total{direction="ingress",interface="net1",network="",node="sw1",pod="",pod_namespace=""} 2`,
-		`nsint_collector_interface_drops_total{direction="ingress",interface="net1",network="",node="sw1",pod="",pod_namespace="",reason="code 29",reason_code="29"} 1`,
+		`nsint_collector_interface_reports_total{direction="ingress",interface="net1",netns="",network="",node="sw1",pod="",pod_namespace="",port="260"} 2`,
+		`nsint_collector_interface_drops_total{direction="ingress",interface="net1",netns="",network="",node="sw1",pod="",pod_namespace="",port="260",reason="code 29",reason_code="29"} 1`,
 		`nsint_collector_errors_total{reason="unsupported_version"} 1`,
 		`nsint_collector_hop_latency_seconds_count`,
 	} {

@@ -27,7 +27,9 @@ type metrics struct {
 	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow        *prometheus.Desc
 }
 
-var ifaceLabels = []string{"node", "interface", "pod_namespace", "pod", "network", "direction"}
+// ifaceLabels name one port of one node: the port ID keeps series of
+// same-named interfaces apart (every pod has an eth0).
+var ifaceLabels = []string{"node", "port", "interface", "netns", "pod_namespace", "pod", "network", "direction"}
 
 func newMetrics(c *Collector) *metrics {
 	m := &metrics{c: c, registry: prometheus.NewRegistry()}
@@ -90,7 +92,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if p.Pod != nil {
 			podNS, pod = p.Pod.Namespace, p.Pod.Name
 		}
-		l := []string{p.Node, p.Name, podNS, pod, p.Network, t.Direction.String()}
+		l := []string{p.Node, strconv.Itoa(int(p.ID)), p.Name, p.Netns.Name, podNS, pod, p.Network, t.Direction.String()}
 		counter(m.ifaceReports, t.Reports, l...)
 		counter(m.ifacePackets, t.Packets, l...)
 		counter(m.ifaceBytes, t.Bytes, l...)

@@ -37,8 +37,8 @@ func TestMetricsDropRemovedPorts(t *testing.T) {
 	eventually(t, "reports", func() bool { s := c.Stats(); return s.Reports == 3 && s.Pending == 0 })
 	m := scrape(t, base)
 	for _, want := range []string{
-		`nsint_collector_interface_reports_total{direction="ingress",interface="net1",network="default/macvlan-net",node="node-a",pod="pod-a",pod_namespace="default"} 2`,
-		`nsint_collector_interface_drops_total{direction="ingress",interface="net1",network="team-b/sriov-net",node="node-a",pod="pod-b",pod_namespace="team-b",reason="queue full",reason_code="71"} 1`,
+		`nsint_collector_interface_reports_total{direction="ingress",interface="net1",netns="pod-a",network="default/macvlan-net",node="node-a",pod="pod-a",pod_namespace="default",port="5"} 2`,
+		`nsint_collector_interface_drops_total{direction="ingress",interface="net1",netns="pod-b",network="team-b/sriov-net",node="node-a",pod="pod-b",pod_namespace="team-b",port="8",reason="queue full",reason_code="71"} 1`,
 		`nsint_collector_lost_reports_total 6`,
 		`nsint_collector_flows 3`,
 	} {
@@ -55,5 +55,34 @@ func TestMetricsDropRemovedPorts(t *testing.T) {
 	eventually(t, "pod-b's series to go", func() bool { return !strings.Contains(scrape(t, base), `pod="pod-b"`) })
 	if !strings.Contains(scrape(t, base), `pod="pod-a"`) {
 		t.Error("pod-a's series went too")
+	}
+}
+
+// Without Kubernetes names, every pod's eth0 looks alike but for its port:
+// the metrics page must still serve (no duplicate series).
+func TestMetricsSameNameWithoutPods(t *testing.T) {
+	doc := twoPodTopology(nodeA)
+	for i := range doc.Ports {
+		doc.Ports[i].Pod, doc.Ports[i].Network, doc.Ports[i].Netns.Name = nil, "", ""
+	}
+	agent := newFakeAgent(t, doc)
+	c, addrs, base := startCollector(t, testConfig(agent.port()), false)
+	send(t, addrs[0],
+		encode(intreport.V20, intreport.Report{Kind: intreport.Flow, Seq: 1, SwitchID: nodeA, IngressPort: 5, Inner: frame}),
+		encode(intreport.V20, intreport.Report{Kind: intreport.Flow, Seq: 2, SwitchID: nodeA, IngressPort: 8, Inner: frame}))
+	eventually(t, "reports", func() bool { s := c.Stats(); return s.Reports == 2 && s.Pending == 0 })
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d\n%s", resp.StatusCode, body)
+	}
+	for _, port := range []string{`port="5"`, `port="8"`} {
+		if !strings.Contains(string(body), port) {
+			t.Errorf("metrics lack a series with %s", port)
+		}
 	}
 }
