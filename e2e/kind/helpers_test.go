@@ -1,0 +1,312 @@
+package kind
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/collector/web"
+)
+
+const (
+	kubeconfigEnv   = "NSINT_KIND_KUBECONFIG"
+	collectorEnv    = "NSINT_KIND_COLLECTOR" // optional: the collector's base URL
+	trafficboxImage = "nsint.local/trafficbox:dev"
+	trafficPort     = 7000
+	nadName         = "kind-net1"
+	networksAnnot   = "k8s.v1.cni.cncf.io/networks"
+	statusAnnot     = "k8s.v1.cni.cncf.io/network-status"
+)
+
+var nadResource = schema.GroupVersionResource{Group: "k8s.cni.cncf.io", Version: "v1", Resource: "network-attachment-definitions"}
+
+// cluster is the kind cluster hack/kind/up.sh made.
+type cluster struct {
+	kube      kubernetes.Interface
+	dyn       dynamic.Interface
+	collector string
+}
+
+func clusterFromEnv(t *testing.T) *cluster {
+	t.Helper()
+	kc := os.Getenv(kubeconfigEnv)
+	if kc == "" {
+		t.Skip(kubeconfigEnv + " is not set: the kind + Multus suite needs Docker and the cluster of hack/kind/up.sh; run `make e2e-kind`")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		t.Fatalf("kubeconfig %s: %v", kc, err)
+	}
+	c := &cluster{}
+	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if c.dyn, err = dynamic.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.collector = strings.TrimRight(os.Getenv(collectorEnv), "/")
+	if c.collector == "" {
+		c.collector = c.collectorURL(t)
+	}
+	t.Logf("collector API at %s", c.collector)
+	return c
+}
+
+// collectorURL finds the collector: in the kind overlay it runs in the host
+// network of a node, whose address the Docker host reaches.
+func (c *cluster) collectorURL(t *testing.T) string {
+	t.Helper()
+	var u string
+	eventually(t, 2*time.Minute, "a running collector", func() error {
+		pods, err := c.kube.CoreV1().Pods("nsint").List(context.Background(),
+			metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=nsint-collector"})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.Status.HostIP != "" && p.DeletionTimestamp == nil {
+				u = "http://" + p.Status.HostIP + ":8080"
+				return nil
+			}
+		}
+		return fmt.Errorf("%d collector pods, none running", len(pods.Items))
+	})
+	return u
+}
+
+// workers returns the names of the nodes that are not control planes.
+func (c *cluster) workers(t *testing.T) []string {
+	t.Helper()
+	nodes, err := c.kube.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, n := range nodes.Items {
+		if _, cp := n.Labels["node-role.kubernetes.io/control-plane"]; !cp {
+			out = append(out, n.Name)
+		}
+	}
+	slices.Sort(out)
+	if len(out) != 2 {
+		t.Fatalf("want 2 workers, found %v", out)
+	}
+	return out
+}
+
+func (c *cluster) namespace(t *testing.T, name string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := c.kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.kube.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	eventually(t, time.Minute, "default ServiceAccount of "+name, func() error {
+		_, err := c.kube.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
+		return err
+	})
+	return name
+}
+
+// createNAD creates the test's network: a bridge-mode macvlan over the
+// workers' second interface eth1, with the addresses the pods ask for
+// (static IPAM), so that the two nodes never hand out the same one.
+func (c *cluster) createNAD(t *testing.T, namespace string) {
+	t.Helper()
+	config := `{"cniVersion": "0.4.0", "name": "` + nadName + `", "plugins": [
+  {"type": "macvlan", "master": "eth1", "mode": "bridge", "capabilities": {"ips": true}, "ipam": {"type": "static"}}]}`
+	nad := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "k8s.cni.cncf.io/v1",
+		"kind":       "NetworkAttachmentDefinition",
+		"metadata":   map[string]any{"name": nadName, "namespace": namespace},
+		"spec":       map[string]any{"config": config},
+	}}
+	if _, err := c.dyn.Resource(nadResource).Namespace(namespace).Create(context.Background(), nad, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create NetworkAttachmentDefinition %s/%s: %v", namespace, nadName, err)
+	}
+}
+
+// pod is a running trafficbox pod of the test.
+type pod struct {
+	namespace, name, node string
+	eth0, net1            string // addresses, without prefix length
+}
+
+func (p pod) String() string { return p.namespace + "/" + p.name }
+
+// startPod runs trafficbox on node with net1 at net1Addr (in the /24 of the
+// NAD), sending to peers, and waits until it runs and Multus has written a
+// network status that has net1.
+func (c *cluster) startPod(t *testing.T, namespace, name, node, net1Addr string, peers []string) pod {
+	t.Helper()
+	networks, err := json.Marshal([]map[string]any{{
+		"name": nadName, "namespace": namespace, "interface": "net1", "ips": []string{net1Addr + "/24"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grace, yes := int64(1), true
+	spec := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
+			Labels:      map[string]string{"app.kubernetes.io/name": "nsint-e2e-trafficbox"},
+			Annotations: map[string]string{networksAnnot: string(networks)}},
+		Spec: corev1.PodSpec{
+			NodeSelector:                  map[string]string{"kubernetes.io/hostname": node},
+			TerminationGracePeriodSeconds: &grace,
+			AutomountServiceAccountToken:  new(bool),
+			Containers: []corev1.Container{{
+				Name: "trafficbox", Image: trafficboxImage, ImagePullPolicy: corev1.PullNever,
+				Args: append([]string{"-port", fmt.Sprint(trafficPort)}, peers...),
+				SecurityContext: &corev1.SecurityContext{
+					RunAsNonRoot: &yes, AllowPrivilegeEscalation: new(bool),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+			}},
+		},
+	}
+	if _, err := c.kube.CoreV1().Pods(namespace).Create(context.Background(), spec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := pod{namespace: namespace, name: name, node: node}
+	eventually(t, 3*time.Minute, "pod "+p.String()+" running with net1 in its network status", func() error {
+		live, err := c.kube.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if live.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %s (%s)", live.Status.Phase, waitingReasons(live))
+		}
+		p.eth0 = live.Status.PodIP
+		var statuses []struct {
+			Name      string   `json:"name"`
+			Interface string   `json:"interface"`
+			IPs       []string `json:"ips"`
+		}
+		raw := live.Annotations[statusAnnot]
+		if err := json.Unmarshal([]byte(raw), &statuses); err != nil {
+			return fmt.Errorf("network status %q: %v", raw, err)
+		}
+		for _, s := range statuses {
+			if s.Interface == "net1" && slices.Contains(s.IPs, net1Addr) {
+				p.net1 = net1Addr
+				return nil
+			}
+		}
+		return fmt.Errorf("no net1 with %s in the network status %s", net1Addr, raw)
+	})
+	return p
+}
+
+func waitingReasons(p *corev1.Pod) string {
+	var out []string
+	for _, s := range p.Status.ContainerStatuses {
+		if s.State.Waiting != nil {
+			out = append(out, s.State.Waiting.Reason+": "+s.State.Waiting.Message)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func (c *cluster) deletePod(t *testing.T, p pod) {
+	t.Helper()
+	zero := int64(0)
+	if err := c.kube.CoreV1().Pods(p.namespace).Delete(context.Background(), p.name,
+		metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatalf("delete pod %s: %v", p, err)
+	}
+	eventually(t, 2*time.Minute, "pod "+p.String()+" gone", func() error {
+		_, err := c.kube.CoreV1().Pods(p.namespace).Get(context.Background(), p.name, metav1.GetOptions{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+}
+
+// flows is GET /api/v1/flows with query (and a limit high enough for all).
+func (c *cluster) flows(query url.Values) ([]flowtable.Row, error) {
+	query.Set("limit", "100000")
+	var resp web.FlowsResponse
+	if err := getJSON(c.collector+"/api/v1/flows?"+query.Encode(), &resp); err != nil {
+		return nil, err
+	}
+	if resp.Matched > len(resp.Flows) {
+		return nil, fmt.Errorf("%d rows matched, %d returned", resp.Matched, len(resp.Flows))
+	}
+	return resp.Flows, nil
+}
+
+func (c *cluster) ports() ([]*topology.Port, error) {
+	var resp web.PortsResponse
+	err := getJSON(c.collector+"/api/v1/ports", &resp)
+	return resp.Ports, err
+}
+
+// agents describes the collector's agents, for failure messages.
+func (c *cluster) agents() string {
+	var resp struct {
+		Agents []topology.AgentStatus `json:"agents"`
+	}
+	if err := getJSON(c.collector+"/api/v1/agents", &resp); err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, a := range resp.Agents {
+		s := fmt.Sprintf("%s node=%q ports=%d", a.URL, a.Node, a.Ports)
+		if a.LastError != "" {
+			s += " error=" + a.LastError
+		}
+		out = append(out, s)
+	}
+	return "agents: [" + strings.Join(out, "; ") + "]"
+}
+
+func getJSON(u string, into any) error {
+	client := http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", u, err)
+	}
+	return nil
+}
+
+// eventually calls f every second until it returns nil, and fails the test
+// with f's last error when timeout has passed.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
