@@ -1,0 +1,89 @@
+package bench
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// bpfCase maps a BenchmarkPacket sub-benchmark to its results key part.
+var bpfCase = map[string]string{
+	"udp": "udp4", "tcp": "tcp4", "ipv6": "udp6", "flows-1000": "flows1000", "flows-100000": "flows100000",
+	"new-flow": "newflow", "udp-2cpu": "udp4_2cpu",
+}
+
+// TestBenchFoldBPF folds the figures of `make bench-bpf` (the go test
+// -bench output saved in NSINT_BENCH_BPF_OUTPUT) into the results:
+//
+//	bpf_ns_per_packet_<case>_<ingress|egress>        per-CPU flow table (the kept design)
+//	bpf_shared_ns_per_packet_<case>_<ingress|egress> shared flow table, for comparison
+//	bpf_ns_per_packet                                headline: udp4_ingress
+//	bpf_verify_<program>_ms                          load + verify of one program
+//
+// ns/packet is above the do-nothing baseline measured in the same run
+// (median of its rounds); *_spread is max - min over the rounds.
+func TestBenchFoldBPF(t *testing.T) {
+	requireBench(t)
+	path := os.Getenv("NSINT_BENCH_BPF_OUTPUT")
+	if path == "" {
+		t.Skip("NSINT_BENCH_BPF_OUTPUT not set: make bench sets it to the output of make bench-bpf")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	figures := map[string]float64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
+			continue
+		}
+		name := fields[0]
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i] // the GOMAXPROCS suffix
+			}
+		}
+		metrics := map[string]float64{}
+		for i := 2; i+1 < len(fields); i += 2 {
+			if v, err := strconv.ParseFloat(fields[i], 64); err == nil {
+				metrics[fields[i+1]] = v
+			}
+		}
+		parts := strings.Split(name, "/")
+		switch {
+		case parts[0] == "BenchmarkPacket" && len(parts) == 4:
+			c, ok := bpfCase[parts[3]]
+			over, okOver := metrics["over-baseline-ns/pkt"]
+			if !ok || !okOver {
+				continue
+			}
+			key := "bpf_ns_per_packet_" + c + "_" + parts[2]
+			if parts[1] == "shared" {
+				key = "bpf_shared_ns_per_packet_" + c + "_" + parts[2]
+			}
+			figures[key] = over
+			if s, ok := metrics["spread-ns"]; ok {
+				figures[key+"_spread"] = s
+			}
+		case parts[0] == "BenchmarkVerify" && len(parts) == 2:
+			if ns, ok := metrics["ns/op"]; ok {
+				figures["bpf_verify_"+parts[1]+"_ms"] = ns / 1e6
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	head, ok := figures["bpf_ns_per_packet_udp4_ingress"]
+	if !ok {
+		t.Fatalf("%s: no BenchmarkPacket/percpu/ingress/udp figure", path)
+	}
+	figures["bpf_ns_per_packet"] = head
+	figures["bpf_ns_per_packet_spread"] = figures["bpf_ns_per_packet_udp4_ingress_spread"]
+	record(t, figures)
+}

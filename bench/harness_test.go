@@ -1,0 +1,467 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/tc"
+)
+
+// binDir holds nsint-agent; TestMain builds it unless NSINT_BENCH_BIN_DIR
+// names a directory with a prebuilt one (make bench passes bin/).
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if os.Getenv("NSINT_BENCH") == "" && os.Getenv("NSINT_SOAK") == "" {
+			return m.Run() // every test skips: nothing to build
+		}
+		if dir := os.Getenv("NSINT_BENCH_BIN_DIR"); dir != "" {
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			binDir = abs
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "nsint-bench-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		build := exec.Command("go", "build", "-o", dir+"/", "../cmd/nsint-agent")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build nsint-agent: %v\n%s", err, out)
+			return 1
+		}
+		binDir = dir
+		return m.Run()
+	}())
+}
+
+// requireBench skips unless the benchmarks were asked for (and runs as root).
+func requireBench(t *testing.T) {
+	t.Helper()
+	if os.Getenv("NSINT_BENCH") == "" {
+		t.Skip("benchmark: run by `make bench` (NSINT_BENCH=1, root)")
+	}
+	netnstest.RequireRoot(t)
+}
+
+// httpClient keeps no idle connection, so scraping the agent leaves no file
+// descriptor or goroutine behind in it between scrapes.
+var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// agentEnv is what the runs of the agent in one benchmark share: the watched
+// netns directory, the state directory and a private BPF filesystem.
+type agentEnv struct {
+	netnsDir, stateDir, bpffs string
+	extra                     []string
+}
+
+// newAgentEnv makes the directories under root (removed by the caller's
+// cleanup) and mounts the private bpffs; cleanup stops nothing, it unmounts.
+func newAgentEnv(t *testing.T, netnsDir string, extra ...string) *agentEnv {
+	t.Helper()
+	e := &agentEnv{netnsDir: netnsDir, stateDir: t.TempDir(), bpffs: t.TempDir(), extra: extra}
+	if _, err := tc.MountBPFFS(e.bpffs); err != nil {
+		t.Fatalf("mount private bpffs at %s: %v", e.bpffs, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(e.bpffs, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount private bpffs %s: %v", e.bpffs, err)
+		}
+	})
+	return e
+}
+
+func (e *agentEnv) scopeArgs() []string {
+	return []string{"--netns-dir", e.netnsDir, "--host-netns=false", "--state-dir", e.stateDir, "--bpffs", e.bpffs}
+}
+
+// cleanupAgent runs `nsint-agent cleanup` for the env's scope.
+func (e *agentEnv) cleanupAgent() error {
+	out, err := exec.Command(filepath.Join(binDir, "nsint-agent"), append([]string{"cleanup"}, e.scopeArgs()...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("nsint-agent cleanup: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// agentProc is one running nsint-agent.
+type agentProc struct {
+	cmd     *exec.Cmd
+	apiAddr string
+	log     *lockedBuffer
+	exited  chan error
+	started time.Time
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
+}
+
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs the agent with collector as its only collector and waits until
+// it is ready. The agent is killed at cleanup if still running.
+func (e *agentEnv) start(t *testing.T, collector string, extra ...string) *agentProc {
+	t.Helper()
+	p := e.spawn(t, collector, extra...)
+	if err := p.waitReady(60 * time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, tail(p.log.String(), 40))
+	}
+	return p
+}
+
+func (e *agentEnv) spawn(t *testing.T, collector string, extra ...string) *agentProc {
+	t.Helper()
+	addr := freeTCPAddr(t)
+	args := append(e.scopeArgs(), "--collector", collector, "--api-addr", addr, "--node-name", "bench-node",
+		"--log-level", "debug")
+	args = append(append(args, e.extra...), extra...)
+	p := &agentProc{apiAddr: addr, log: &lockedBuffer{}, exited: make(chan error, 1), started: time.Now()}
+	p.cmd = exec.Command(filepath.Join(binDir, "nsint-agent"), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("agent %d log (tail):\n%s", p.cmd.Process.Pid, tail(p.log.String(), 60))
+		}
+	})
+	return p
+}
+
+func (p *agentProc) pid() int { return p.cmd.Process.Pid }
+
+func (p *agentProc) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := httpClient.Get("http://" + p.apiAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			return fmt.Errorf("agent exited while starting: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent not ready after %v", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop signals the agent (only this process, by PID) and waits for it.
+func (p *agentProc) stop(sig syscall.Signal) error {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		err := <-p.exited
+		p.exited <- err
+		return fmt.Errorf("agent did not stop within 15s of %v", sig)
+	}
+}
+
+func (p *agentProc) get(path string) ([]byte, error) {
+	resp, err := httpClient.Get("http://" + p.apiAddr + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+func (p *agentProc) topology() (api.Topology, error) {
+	var topo api.Topology
+	b, err := p.get("/api/v1/topology")
+	if err != nil {
+		return topo, err
+	}
+	return topo, json.Unmarshal(b, &topo)
+}
+
+// metric sums every series of a metric (by exact name) in /metrics.
+func (p *agentProc) metric(name string) (float64, error) {
+	b, err := p.get("/metrics")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+			found = true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("metric %s absent", name)
+	}
+	return sum, nil
+}
+
+// procStatus returns a field of /proc/<pid>/status in kB (VmRSS, VmHWM).
+func procStatusKB(pid int, field string) (uint64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			return strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+func (p *agentProc) rssMiB() (float64, error) {
+	kb, err := procStatusKB(p.pid(), "VmRSS")
+	return float64(kb) / 1024, err
+}
+
+func (p *agentProc) peakRSSMiB() (float64, error) {
+	kb, err := procStatusKB(p.pid(), "VmHWM")
+	return float64(kb) / 1024, err
+}
+
+// fds counts the agent's open file descriptors.
+func (p *agentProc) fds() (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid()))
+	return len(ents), err
+}
+
+// logEntry is one parsed slog text line of the agent.
+type logEntry struct {
+	at     time.Time
+	msg    string
+	fields map[string]string
+}
+
+// parseLog parses the agent's key=value log lines; quoted values are
+// unquoted.
+func parseLog(s string) []logEntry {
+	var out []logEntry
+	for _, line := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			continue
+		}
+		e := logEntry{fields: map[string]string{}}
+		for rest := line; rest != ""; {
+			eq := strings.IndexByte(rest, '=')
+			if eq < 0 {
+				break
+			}
+			key := strings.TrimSpace(rest[:eq])
+			rest = rest[eq+1:]
+			var val string
+			if strings.HasPrefix(rest, `"`) {
+				end := 1
+				for end < len(rest) && (rest[end] != '"' || rest[end-1] == '\\') {
+					end++
+				}
+				if end >= len(rest) {
+					end = len(rest) - 1
+				}
+				val, _ = strconv.Unquote(rest[:end+1])
+				rest = rest[end+1:]
+			} else {
+				sp := strings.IndexByte(rest, ' ')
+				if sp < 0 {
+					sp = len(rest)
+				}
+				val, rest = rest[:sp], rest[sp:]
+			}
+			e.fields[key] = val
+		}
+		e.at, _ = time.Parse(time.RFC3339Nano, e.fields["time"])
+		e.msg = e.fields["msg"]
+		out = append(out, e)
+	}
+	return out
+}
+
+// ifaceKey names an interface by its namespace inode and name.
+type ifaceKey struct {
+	netns uint64
+	name  string
+}
+
+// attachedEvent is one "interface attached" log line.
+type attachedEvent struct {
+	at   time.Time
+	port uint16
+}
+
+// attachments returns the agent's "interface attached" lines by interface
+// (the first one of each).
+func attachments(log string) map[ifaceKey]attachedEvent {
+	out := map[ifaceKey]attachedEvent{}
+	for _, e := range parseLog(log) {
+		if e.msg != "interface attached" {
+			continue
+		}
+		ino, _ := strconv.ParseUint(e.fields["netns"], 10, 64)
+		port, _ := strconv.ParseUint(e.fields["port"], 10, 16)
+		k := ifaceKey{ino, e.fields["iface"]}
+		if _, ok := out[k]; !ok {
+			out[k] = attachedEvent{at: e.at, port: uint16(port)}
+		}
+	}
+	return out
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// waitFor polls cond every 50 ms until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+// linesSince returns the complete lines written after byte offset off, and
+// the offset after them.
+func (l *lockedBuffer) linesSince(off int) (string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	end := off
+	for i := len(l.b) - 1; i >= off; i-- {
+		if l.b[i] == '\n' {
+			end = i + 1
+			break
+		}
+	}
+	return string(l.b[off:end]), end
+}
+
+// attachIndex follows one agent's log for "interface attached" lines.
+type attachIndex struct {
+	mu  sync.Mutex
+	p   *agentProc
+	off int
+	m   map[ifaceKey]attachedEvent
+}
+
+func newAttachIndex(p *agentProc) *attachIndex {
+	return &attachIndex{p: p, m: map[ifaceKey]attachedEvent{}}
+}
+
+// get returns the first attachment of k logged so far.
+func (x *attachIndex) get(k ifaceKey) (attachedEvent, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s, off := x.p.log.linesSince(x.off)
+	x.off = off
+	for k2, v := range attachments(s) {
+		if _, ok := x.m[k2]; !ok {
+			x.m[k2] = v
+		}
+	}
+	v, ok := x.m[k]
+	return v, ok
+}
+
+// cpuSeconds is the user + system CPU time the agent has used.
+func (p *agentProc) cpuSeconds() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces): state is 3rd,
+	// utime 14th and stime 15th of the whole line.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat", p.pid())
+	}
+	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+}

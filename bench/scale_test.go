@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nsint/nsint/internal/netnstest"
+)
+
+// TestBenchScale creates 1 000 namespaces with two interfaces each (a veth
+// pair eth0/net1 inside each) while the agent runs, as fast as four workers
+// can, and measures per-interface attach latency (interface created →
+// the agent's "interface attached" log line, millisecond resolution), the
+// time until all are attached, and the agent's peak RSS.
+func TestBenchScale(t *testing.T) {
+	requireBench(t)
+	count := envInt("NSINT_BENCH_SCALE_NS", 1000)
+	const workers = 4
+	dir := netnstest.Dir(t)
+	pfx := netnstest.Prefix(t)
+	rcv, err := newReceiver(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rcv.close)
+	env := newAgentEnv(t, dir)
+	t.Cleanup(func() {
+		if err := env.cleanupAgent(); err != nil {
+			t.Error(err)
+		}
+	})
+	p := env.start(t, rcv.String())
+	rssIdle, _ := p.rssMiB()
+
+	var mu sync.Mutex
+	var all []*netnstest.NS
+	created := map[ifaceKey]time.Time{}
+	nsCreated := map[uint64]time.Time{}
+	t.Cleanup(func() { removeAll(t, &mu, &all) })
+
+	load0 := loadAvg1()
+	cpu0, err := p.cpuSeconds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < count; i += workers {
+				ns, err := netnstest.Create(dir, fmt.Sprintf("%s-s%d", pfx, i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				all = append(all, ns)
+				nsCreated[ns.Inode] = time.Now()
+				mu.Unlock()
+				h, err := ns.Handle()
+				if err != nil {
+					errs <- err
+					return
+				}
+				err = addVethLocal(h, "eth0", "net1")
+				at := time.Now()
+				h.Close()
+				if err != nil {
+					errs <- fmt.Errorf("netns %s: %w", ns.Name, err)
+					return
+				}
+				mu.Lock()
+				created[ifaceKey{ns.Inode, "eth0"}] = at
+				created[ifaceKey{ns.Inode, "net1"}] = at
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	createdIn := time.Since(start)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	var att map[ifaceKey]attachedEvent
+	missing := 0
+	ok := waitFor(180*time.Second, func() bool {
+		att = attachments(p.log.String())
+		missing = 0
+		for k := range created {
+			if _, ok := att[k]; !ok {
+				missing++
+			}
+		}
+		return missing == 0
+	})
+	if !ok {
+		t.Fatalf("%d of %d interfaces not attached after 180s", missing, len(created))
+	}
+	var lat []float64
+	var last time.Time
+	for k, c := range created {
+		a := att[k].at
+		if a.After(last) {
+			last = a
+		}
+		lat = append(lat, max(0, float64(a.Sub(c).Microseconds())/1000))
+	}
+	total := last.Sub(start)
+	cpu1, err := p.cpuSeconds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Where the time goes: namespace created → the agent's "namespace
+	// added", and that → each of its interfaces attached.
+	nsAdded := map[uint64]time.Time{}
+	for _, e := range parseLog(p.log.String()) {
+		if e.msg == "namespace added" {
+			ino, _ := strconv.ParseUint(e.fields["netns"], 10, 64)
+			nsAdded[ino] = e.at
+		}
+	}
+	var discover, attach []float64
+	for ino, c := range nsCreated {
+		if a, ok := nsAdded[ino]; ok {
+			discover = append(discover, max(0, float64(a.Sub(c).Microseconds())/1000))
+		}
+	}
+	for k, a := range att {
+		if _, ours := created[k]; !ours {
+			continue
+		}
+		if n, ok := nsAdded[k.netns]; ok {
+			attach = append(attach, max(0, float64(a.at.Sub(n).Microseconds())/1000))
+		}
+	}
+	t.Logf("agent CPU time while creating and attaching: %.1f s over %v of wall time", cpu1-cpu0, time.Since(start).Round(time.Millisecond))
+	t.Logf("namespace created → agent added it: p50 %.1f ms, p99 %.1f ms; added → interface attached: p50 %.1f ms, p99 %.1f ms",
+		percentile(discover, 50), percentile(discover, 99), percentile(attach, 50), percentile(attach, 99))
+	rss, _ := p.rssMiB()
+	peak, err := p.peakRSSMiB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d namespaces, %d interfaces: created in %v, all attached %v after the first creation; attach p50 %.1f ms, p99 %.1f ms, max %.1f ms; RSS idle %.1f MiB, now %.1f MiB, peak %.1f MiB; load %.2f → %.2f",
+		count, len(created), createdIn.Round(time.Millisecond), total.Round(time.Millisecond), percentile(lat, 50),
+		percentile(lat, 99), percentile(lat, 100), rssIdle, rss, peak, load0, loadAvg1())
+
+	// Teardown: every namespace goes; the agent must let go of all of them.
+	tdStart := time.Now()
+	removeAll(t, &mu, &all)
+	if !waitFor(120*time.Second, func() bool {
+		v, err := p.metric("nsint_ports_attached")
+		return err != nil || v == 0 // the series disappears at 0
+	}) {
+		t.Errorf("agent still reports attached ports 120s after the namespaces went")
+	}
+	teardown := time.Since(tdStart)
+	t.Logf("teardown: agent has no attached port %v after removal started", teardown.Round(time.Millisecond))
+
+	record(t, map[string]float64{
+		"attach_p99_ms": percentile(lat, 99), "attach_p50_ms": percentile(lat, 50), "attach_max_ms": percentile(lat, 100),
+		"scale_1000ns_seconds": total.Seconds(), "scale_1000ns_create_seconds": createdIn.Seconds(),
+		"scale_1000ns_rss_mib": peak, "scale_1000ns_rss_after_mib": rss, "scale_1000ns_rss_idle_mib": rssIdle,
+		"scale_1000ns_teardown_seconds": teardown.Seconds(), "scale_1000ns_interfaces": float64(len(created)),
+		"scale_loadavg": loadAvg1(), "scale_discovery_p99_ms": percentile(discover, 99),
+		"scale_added_to_attached_p99_ms": percentile(attach, 99), "scale_1000ns_agent_cpu_seconds": cpu1 - cpu0,
+	})
+}
+
+// removeAll removes the namespaces in *all (eight at a time) and empties it.
+func removeAll(t *testing.T, mu *sync.Mutex, all *[]*netnstest.NS) {
+	mu.Lock()
+	list := *all
+	*all = nil
+	mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, ns := range list {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := ns.Remove(); err != nil {
+				t.Errorf("remove netns %s: %v", ns.Path, err)
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,301 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/intreport"
+)
+
+// vethNet is two namespaces joined by a veth pair: a client (a0,
+// 198.18.100.1) and a server (b0, 198.18.100.2) running iperf3 -s.
+type vethNet struct {
+	dir            string
+	client, server *netnstest.NS
+	clientIP       netip.Addr
+	serverIP       netip.Addr
+}
+
+const iperfPort = 5201
+
+func newVethNet(t *testing.T) *vethNet {
+	t.Helper()
+	dir := netnstest.Dir(t)
+	pfx := netnstest.Prefix(t)
+	n := &vethNet{dir: dir, client: netnstest.New(t, dir, pfx+"-cli"), server: netnstest.New(t, dir, pfx+"-srv"),
+		clientIP: netip.MustParseAddr("198.18.100.1"), serverIP: netip.MustParseAddr("198.18.100.2")}
+	hc := n.client.NetlinkHandle(t)
+	hs := n.server.NetlinkHandle(t)
+	if _, err := addVeth(hc, "a0", n.server, "b0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := upWithAddr(hc, "a0", netip.PrefixFrom(n.clientIP, 30)); err != nil {
+		t.Fatal(err)
+	}
+	if err := upWithAddr(hs, "b0", netip.PrefixFrom(n.serverIP, 30)); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command("nsenter", "--net="+n.server.Path, "iperf3", "-s", "-B", n.serverIP.String(),
+		"-p", strconv.Itoa(iperfPort))
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start iperf3 server: %v", err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	// Wait for the server to listen.
+	if !waitFor(10*time.Second, func() bool {
+		out, _ := exec.Command("nsenter", "--net="+n.server.Path, "ss", "-Hltn", "sport = :"+strconv.Itoa(iperfPort)).Output()
+		return len(out) > 0
+	}) {
+		t.Fatal("iperf3 server did not listen within 10s")
+	}
+	return n
+}
+
+// iperfResult is the part of iperf3 -J we read.
+type iperfResult struct {
+	End struct {
+		SumReceived *struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+			Packets       float64 `json:"packets"`
+		} `json:"sum_received"`
+		Sum *struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+			Packets       float64 `json:"packets"`
+			LostPercent   float64 `json:"lost_percent"`
+		} `json:"sum"`
+	} `json:"end"`
+	Error string `json:"error"`
+}
+
+// iperf runs one iperf3 client in the client namespace; udp64 selects UDP
+// with 64-byte payloads at unlimited rate. It returns the receiver's bits/s.
+func (n *vethNet) iperf(seconds int, args ...string) (float64, iperfResult, error) {
+	argv := append([]string{"--net=" + n.client.Path, "iperf3", "-c", n.serverIP.String(), "-p",
+		strconv.Itoa(iperfPort), "-t", strconv.Itoa(seconds), "-J"}, args...)
+	var res iperfResult
+	for attempt := 0; attempt < 3; attempt++ {
+		out, err := exec.Command("nsenter", argv...).Output()
+		res = iperfResult{}
+		if jerr := json.Unmarshal(out, &res); jerr != nil {
+			return 0, res, fmt.Errorf("iperf3 %v: %v (%v)", args, jerr, err)
+		}
+		if res.Error != "" { // server busy with the previous test's teardown
+			time.Sleep(time.Second)
+			continue
+		}
+		switch {
+		case res.End.SumReceived != nil && res.End.SumReceived.BitsPerSecond > 0:
+			return res.End.SumReceived.BitsPerSecond, res, nil
+		case res.End.Sum != nil:
+			return res.End.Sum.BitsPerSecond * (1 - res.End.Sum.LostPercent/100), res, nil
+		}
+		return 0, res, fmt.Errorf("iperf3 %v: no result", args)
+	}
+	return 0, res, fmt.Errorf("iperf3 %v: %s", args, res.Error)
+}
+
+// vethRun is one measurement of both throughputs, and the UDP loss.
+type vethRun struct{ tcp, udp64, udpLost float64 }
+
+func (n *vethNet) measure(t *testing.T, seconds int) vethRun {
+	t.Helper()
+	tcp, _, err := n.iperf(seconds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, res, err := n.iperf(seconds, "-u", "-l", "64", "-b", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0.0
+	if res.End.Sum != nil {
+		lost = res.End.Sum.LostPercent
+	}
+	return vethRun{tcp, udp, lost}
+}
+
+// waitAttached waits until the topology shows every named interface of the
+// bench's namespaces attached.
+func waitAttached(t *testing.T, p *agentProc, want int) {
+	t.Helper()
+	ok := waitFor(30*time.Second, func() bool {
+		topo, err := p.topology()
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, port := range topo.Ports {
+			if !port.LocalStack && port.AttachMode != "" {
+				n++
+			}
+		}
+		return n >= want
+	})
+	if !ok {
+		t.Fatalf("fewer than %d interfaces attached after 30s", want)
+	}
+}
+
+// TestBenchVeth measures throughput over a veth pair with the agent attached
+// at both ends against the same without it, interleaved (A B, B A, …), then
+// packets per report and drop-to-report latency with the agent attached.
+func TestBenchVeth(t *testing.T) {
+	requireBench(t)
+	rounds := envInt("NSINT_BENCH_ROUNDS", 5)
+	seconds := envInt("NSINT_BENCH_IPERF_SECONDS", 5)
+	n := newVethNet(t)
+	rcv, err := newReceiver(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rcv.close)
+	env := newAgentEnv(t, n.dir)
+	t.Cleanup(func() {
+		if err := env.cleanupAgent(); err != nil {
+			t.Error(err)
+		}
+	})
+
+	withAgent := func(fn func(p *agentProc)) {
+		p := env.start(t, rcv.String())
+		waitAttached(t, p, 2)
+		fn(p)
+		if err := p.stop(syscall.SIGTERM); err != nil {
+			t.Fatalf("stop agent: %v", err)
+		}
+		if err := env.cleanupAgent(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tcpRatio, udpRatio, lostOn, lostOff []float64
+	loads := []float64{loadAvg1()}
+	for r := range rounds {
+		var on, off vethRun
+		if r%2 == 0 {
+			withAgent(func(*agentProc) { on = n.measure(t, seconds) })
+			off = n.measure(t, seconds)
+		} else {
+			off = n.measure(t, seconds)
+			withAgent(func(*agentProc) { on = n.measure(t, seconds) })
+		}
+		t.Logf("round %d: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f%% / %.0f%% lost (with / without), load %.2f", r,
+			on.tcp/1e9, off.tcp/1e9, on.udp64/1e6, off.udp64/1e6, on.udpLost, off.udpLost, loadAvg1())
+		lostOn, lostOff = append(lostOn, on.udpLost), append(lostOff, off.udpLost)
+		tcpRatio = append(tcpRatio, on.tcp/off.tcp)
+		udpRatio = append(udpRatio, on.udp64/off.udp64)
+		loads = append(loads, loadAvg1())
+	}
+
+	figures := map[string]float64{
+		"veth_tcp_ratio": median(tcpRatio), "veth_tcp_ratio_spread": spread(tcpRatio),
+		"veth_udp64_ratio": median(udpRatio), "veth_udp64_ratio_spread": spread(udpRatio),
+		"veth_loadavg": median(loads), "veth_udp64_lost_percent_with": median(lostOn),
+		"veth_udp64_lost_percent_without": median(lostOff),
+	}
+
+	// Packets per report and drop latency, at default settings.
+	withAgent(func(p *agentProc) {
+		ppr, reports := packetsPerReport(t, n, rcv, p)
+		figures["packets_per_report"] = ppr
+		figures["packets_per_report_reports"] = float64(reports)
+		p99, p50, probes := dropLatency(t, n, rcv)
+		figures["drop_report_latency_p99_ms"] = p99
+		figures["drop_report_latency_p50_ms"] = p50
+		figures["drop_report_latency_probes"] = float64(probes)
+		if bad := rcv.malformed(); bad != 0 {
+			t.Errorf("%d malformed report datagrams", bad)
+		}
+	})
+	record(t, figures)
+}
+
+// packetsPerReport runs one steady UDP flow (6 250 packets/s of 1 000 bytes)
+// for 10 s and divides the packets the flow's reports carry by their number.
+func packetsPerReport(t *testing.T, n *vethNet, rcv *receiver, p *agentProc) (float64, int) {
+	t.Helper()
+	const cport = 40001
+	rcv.reset()
+	_, res, err := n.iperf(10, "-u", "-l", "1000", "-b", "50M", "--cport", strconv.Itoa(cport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the last refresh of the flow
+	reps := rcv.matching(func(r *report) bool {
+		return r.kind == intreport.Flow && r.tuple.Proto == 17 && r.tuple.SrcPort == cport &&
+			r.tuple.DstPort == iperfPort && r.tuple.Src == n.clientIP
+	})
+	var pkts uint64
+	for _, r := range reps {
+		pkts += r.packets
+	}
+	if len(reps) == 0 {
+		t.Fatal("no report of the steady flow")
+	}
+	sent := 0.0
+	if res.End.Sum != nil {
+		sent = res.End.Sum.Packets
+	}
+	t.Logf("steady flow: %d reports carrying %d packets (iperf3 sent %.0f; two observation points)", len(reps), pkts, sent)
+	return float64(pkts) / float64(len(reps)), len(reps)
+}
+
+// dropLatency sends UDP datagrams from the client to closed ports of the
+// server (the server's kernel drops them: no socket), each to its own port
+// so each is its own drop flow, and times send → drop report received.
+func dropLatency(t *testing.T, n *vethNet, rcv *receiver) (p99, p50 float64, probes int) {
+	t.Helper()
+	probes = envInt("NSINT_BENCH_DROP_PROBES", 200)
+	var conn *net.UDPConn
+	err := n.client.Do(func() error {
+		var err error
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: n.clientIP.AsSlice()})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rcv.reset()
+	const basePort = 20000
+	sentAt := make([]time.Time, probes)
+	for i := range probes {
+		sentAt[i] = time.Now()
+		if _, err := conn.WriteToUDP([]byte("nsint-drop-probe"), &net.UDPAddr{IP: n.serverIP.AsSlice(), Port: basePort + i}); err != nil {
+			t.Fatalf("probe %d: %v", i, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	got := map[int]time.Time{}
+	for _, r := range rcv.matching(func(r *report) bool {
+		return r.kind == intreport.Drop && r.tuple.Proto == 17 && r.tuple.Dst == n.serverIP
+	}) {
+		i := int(r.tuple.DstPort) - basePort
+		if i >= 0 && i < probes {
+			if _, ok := got[i]; !ok {
+				got[i] = r.at
+			}
+		}
+	}
+	var lat []float64
+	for i, at := range got {
+		lat = append(lat, float64(at.Sub(sentAt[i]).Microseconds())/1000)
+	}
+	if len(got) < probes {
+		t.Errorf("drop reports for %d of %d probes", len(got), probes)
+	}
+	if len(lat) == 0 {
+		t.Fatal("no drop report")
+	}
+	t.Logf("drop → report latency over %d probes: p50 %.2f ms, p99 %.2f ms, max %.2f ms", len(lat),
+		percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
+	return percentile(lat, 99), percentile(lat, 50), len(lat)
+}
