@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .PHONY: generate
 generate: ## regenerate the eBPF objects and Go bindings (bpf2go; needs clang, llvm, libbpf-dev)
@@ -35,9 +35,10 @@ demo: ## node of namespaces + agent + collector + traffic, prints the view of ne
 	$(BIN)/nsint-demo --bin $(BIN)
 
 .PHONY: test
-test: build ## run the whole test suite (as root: privileged tests included), fuzz targets briefly
+test: build ## the whole test suite (as root: privileged tests included), fuzz targets and the soak briefly
 	$(GO) test -count=1 -timeout 30m ./...
-	$(MAKE) fuzz
+	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory soak SOAK=short
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s; the full form: FUZZTIME=10m make fuzz)
@@ -56,7 +57,46 @@ bench-bpf: ## eBPF datapath ns/packet through BPF_PROG_TEST_RUN, both flow-table
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./pkg/datapath/
 
 .PHONY: bench
-bench: bench-bpf ## all benchmarks (root)
+bench: build ## all benchmarks (root): bench-bpf, report pipeline, veth ratios, packets/report, drop latency, 1000 namespaces -> bench/out/results.json
+	@mkdir -p bench/out
+	set -o pipefail; $(MAKE) --no-print-directory bench-bpf 2>&1 | tee bench/out/bench-bpf.txt
+	$(GO) test -c -o $(BIN)/nsint-bench.test ./bench/
+	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) NSINT_BENCH_BPF_OUTPUT=out/bench-bpf.txt \
+		../$(BIN)/nsint-bench.test -test.run '^TestBenchFoldBPF$$' -test.v
+	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) \
+		taskset -c 1 ../$(BIN)/nsint-bench.test -test.run '^TestBenchPipeline$$' -test.v
+	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) \
+		../$(BIN)/nsint-bench.test -test.run '^TestBench(Veth|Scale)$$' -test.v -test.timeout 60m
+
+# Soak form: short (CI, under 5 minutes: 100 pods, 3 restarts, 10 s outage) or full (500 pods, 10 restarts, 30 s).
+SOAK ?= full
+
+.PHONY: soak
+soak: build ## churn, kill -9 restarts, collector outage, coexistence under traffic (root; SOAK=short for CI, default full) -> bench/out/results.json
+	@mkdir -p bench/out
+	$(GO) test -c -o $(BIN)/nsint-bench.test ./bench/
+	cd bench && NSINT_SOAK=$(SOAK) NSINT_BENCH_BIN_DIR=../$(BIN) \
+		../$(BIN)/nsint-bench.test -test.run '^TestSoak$$' -test.v -test.timeout 30m
+
+.PHONY: test-kernels
+test-kernels: ## privileged suites in Debian's 6.1 kernel (no TCX) under qemu TCG (root; full form: KERNELS="bookworm:tc bookworm-backports:tcx")
+	hack/vm/test-kernels.sh
+
+.PHONY: cluster-up
+cluster-up: build ## one-node Kubernetes cluster here, no Docker (kubelet, containerd, Multus, nsint; root) -> prints KUBECONFIG= and COLLECTOR=
+	hack/local-cluster/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## remove everything cluster-up created, checked against its snapshot (safe to run twice)
+	hack/local-cluster/cluster.sh down
+
+.PHONY: e2e-cluster
+e2e-cluster: build ## cluster-up, the e2e/cluster tests against it, cluster-down on every exit path (root)
+	hack/local-cluster/e2e.sh
+
+.PHONY: e2e-kind
+e2e-kind: ## kind + Multus thick e2e: 2 workers, macvlan net1 over eth1, the view of net1, pod deletion (needs Docker; hack/kind/versions.env)
+	hack/kind/e2e.sh
 
 .PHONY: clean
 clean: ## remove build outputs
