@@ -25,7 +25,18 @@ type loop struct {
 	pending map[string]*pendingFile
 	timer   *time.Timer
 	mounts  *mountWatcher
+
+	// The sweep for unmounted files stats every known file, so during a
+	// burst of mount changes (namespaces being created) it runs at most
+	// once per sweepInterval instead of once per change.
+	sweepTimer *time.Timer
+	lastSweep  time.Time
+	sweepDue   bool
 }
+
+// sweepInterval bounds how often the unmount sweep runs in a burst. An
+// unmount without deleting the file is rare; deletions are seen by fsnotify.
+const sweepInterval = 100 * time.Millisecond
 
 // dirState is a configured directory: watched itself when present, else its
 // nearest existing ancestor is watched for the creation of the next component.
@@ -61,6 +72,8 @@ func newLoop(w *Watcher) (*loop, error) {
 		timer:   time.NewTimer(time.Hour),
 	}
 	l.timer.Stop()
+	l.sweepTimer = time.NewTimer(time.Hour)
+	l.sweepTimer.Stop()
 	if l.mounts, err = newMountWatcher(); err != nil {
 		fsw.Close()
 		return nil, err
@@ -125,6 +138,9 @@ func (l *loop) run(ctx context.Context) {
 			}
 		case <-l.timer.C:
 			l.retryPending()
+		case <-l.sweepTimer.C:
+			l.sweepDue = false
+			l.sweepUnmounted()
 		case <-l.mounts.changed:
 			l.mountsChanged()
 		}
@@ -159,6 +175,20 @@ func (l *loop) mountsChanged() {
 		}
 	}
 	l.resetTimer()
+	if wait := sweepInterval - time.Since(l.lastSweep); wait > 0 {
+		if !l.sweepDue {
+			l.sweepDue = true
+			l.sweepTimer.Reset(wait)
+		}
+		return
+	}
+	l.sweepUnmounted()
+}
+
+// sweepUnmounted forgets files that are no longer the namespace mount we
+// knew (unmounted, or mounted over with another namespace).
+func (l *loop) sweepUnmounted() {
+	l.lastSweep = time.Now()
 	for path, e := range l.paths {
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err == nil && NetnsID(st.Ino) == e.ns.ID {
