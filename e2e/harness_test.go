@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +35,12 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
+		// NSINT_E2E_BIN_DIR points at prebuilt nsint-agent and
+		// nsint-collector binaries (a VM has no Go toolchain).
+		if dir := os.Getenv("NSINT_E2E_BIN_DIR"); dir != "" {
+			binDir = dir
+			return m.Run()
+		}
 		dir, err := os.MkdirTemp("", "nsint-e2e-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -187,7 +195,7 @@ func (e *agentEnv) start(t *testing.T) *agentProc {
 			t.Logf("agent log:\n%s", p.log.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(scaled(30 * time.Second))
 	for {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
@@ -203,7 +211,7 @@ func (e *agentEnv) start(t *testing.T) *agentProc {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready after 30s\n%s", p.log.String())
+			t.Fatalf("agent not ready after %v\n%s", scaled(30*time.Second), p.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -226,9 +234,9 @@ func (p *agentProc) stop(t *testing.T, sig syscall.Signal) error {
 	case err := <-p.exited:
 		p.exited <- err
 		return err
-	case <-time.After(10 * time.Second):
+	case <-time.After(scaled(10 * time.Second)):
 		p.cmd.Process.Kill()
-		t.Errorf("agent did not stop within 10s of %v", sig)
+		t.Errorf("agent did not stop within %v of %v", scaled(10*time.Second), sig)
 		return <-p.exited
 	}
 }
@@ -271,6 +279,7 @@ func portName(topo api.Topology, id uint16) string {
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	timeout = scaled(timeout)
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -402,4 +411,39 @@ func hasForeignFilter(t *testing.T, ns *netnstest.NS, dev string) bool {
 		}
 	}
 	return false
+}
+
+// expectedAttachMode is the attachMode the topology must show for
+// --attach-mode mode: "auto" resolves to TCX where the kernel has it and to
+// legacy tc otherwise. NSINT_NO_TCX=1 (older-kernel VMs) says the kernel must
+// lack TCX, so that auto is proven to fall back.
+func expectedAttachMode(t *testing.T, mode string) string {
+	t.Helper()
+	switch mode {
+	case "tc", "tcx":
+		return mode
+	}
+	want := "tc"
+	err := tc.HaveTCX()
+	switch {
+	case err == nil && os.Getenv("NSINT_NO_TCX") == "1":
+		t.Fatal("NSINT_NO_TCX=1 but the kernel has TCX")
+	case err == nil:
+		want = "tcx"
+	case !errors.Is(err, ebpf.ErrNotSupported):
+		t.Fatalf("probe TCX: %v", err)
+	}
+	// hack/vm/summarize reads this line for its summary.
+	t.Logf("attach mode auto resolves to %s on this kernel", want)
+	return want
+}
+
+// scaled stretches one of the suite's time bounds by NSINT_E2E_TIMEOUT_SCALE
+// (a whole number, default 1): under software emulation (hack/vm) everything
+// takes several times longer.
+func scaled(d time.Duration) time.Duration {
+	if n, err := strconv.Atoi(os.Getenv("NSINT_E2E_TIMEOUT_SCALE")); err == nil && n > 1 {
+		return d * time.Duration(n)
+	}
+	return d
 }

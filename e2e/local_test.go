@@ -27,6 +27,7 @@ func TestLocalNode(t *testing.T) {
 }
 
 func testLocalNode(t *testing.T, format, mode string) {
+	wantMode := expectedAttachMode(t, mode)
 	dir := netnstest.Dir(t)
 	node, err := fakenode.Build(dir, netnstest.Prefix(t))
 	if err != nil {
@@ -70,6 +71,9 @@ func testLocalNode(t *testing.T, format, mode string) {
 		have[p.Netns.Name+":"+p.Name] = p.ID
 		if p.Name == "lo" {
 			t.Errorf("loopback attached by default: %+v", p)
+		}
+		if p.Ifindex != 0 && p.AttachMode != wantMode {
+			t.Errorf("%s:%s attached with %q, want %q (--attach-mode %s)", p.Netns.Name, p.Name, p.AttachMode, wantMode, mode)
 		}
 	}
 	for w := range want {
@@ -152,7 +156,7 @@ func testLocalNode(t *testing.T, format, mode string) {
 			}
 			return false
 		}
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(scaled(10 * time.Second))
 		for !found() && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}

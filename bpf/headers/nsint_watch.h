@@ -31,15 +31,19 @@ static __always_inline int rule_match(const struct rule *r,
 }
 
 /*
- * A real function (not inlined): the rule loop is verified once per call
- * site instead of being copied into every branch of the report path.
+ * A global function, not a static one: the verifier checks it once, on its
+ * own, instead of again at every call path with the caller's state. As a
+ * static subprogram, 6.1's verifier re-walked the 64-rule loop on each path
+ * of the report code and hit its 1M-instruction limit. A global function's
+ * pointer argument may be NULL as far as the verifier knows: check it.
  */
-static __attribute__((noinline)) int watch_eval(const struct tuple *t,
-						__u32 count)
+__attribute__((noinline)) int watch_eval(const struct tuple *t, __u32 count)
 {
 	struct rule *r;
 	__u32 i, key;
 
+	if (!t)
+		return 0;
 	if (count == 0)
 		return 1;
 	for (i = 0; i < NSINT_MAX_RULES; i++) {

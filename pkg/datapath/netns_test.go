@@ -19,7 +19,8 @@ import (
 )
 
 // attachTCX attaches prog to ifindex inside ns with TCX and detaches it at
-// cleanup. A minimal stand-in for pkg/tc.
+// cleanup. A minimal stand-in for pkg/tc. On a kernel without TCX it uses
+// legacy tc when the run allows it (tcxFallback).
 func attachTCX(t *testing.T, ns *netnstest.NS, ifindex int, dir Direction, prog *ebpf.Program) {
 	t.Helper()
 	at := ebpf.AttachTCXIngress
@@ -32,6 +33,10 @@ func attachTCX(t *testing.T, ns *netnstest.NS, ifindex int, dir Direction, prog 
 		l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: at})
 		return err
 	})
+	if tcxFallback(err) {
+		attachLegacy(t, ns, ifindex, dir, prog)
+		return
+	}
 	if err != nil {
 		t.Fatalf("attach tcx %s to ifindex %d in %s: %v", dir, ifindex, ns.Name, err)
 	}
