@@ -35,10 +35,11 @@ demo: ## node of namespaces + agent + collector + traffic, prints the view of ne
 	$(BIN)/nsint-demo --bin $(BIN)
 
 .PHONY: test
-test: build ## the whole test suite (as root: privileged tests included), fuzz targets and the soak briefly
+test: build ## the whole suite (root): go tests incl. privileged and API-server ones, fuzz, short soak, kernel 6.1 VM
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory soak SOAK=short
+	$(MAKE) --no-print-directory test-kernels
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s; the full form: FUZZTIME=10m make fuzz)
