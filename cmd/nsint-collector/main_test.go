@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/nsint/nsint/pkg/api"
 	"io"
 	"log/slog"
 	"net"
@@ -89,7 +90,7 @@ func TestInvalidConfigurationExitsWithStatus2(t *testing.T) {
 // `flows` command.
 func TestServeAndFlowsCommand(t *testing.T) {
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []topology.Port{
+		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []api.Port{
 			{ID: 5, Name: "net1", Ifindex: 3, Pod: &topology.Pod{Namespace: "default", Name: "pod-a"}, Network: "default/macvlan-net"},
 			{ID: 6, Name: ":stack", LocalStack: true},
 		}})
@@ -153,7 +154,7 @@ func TestServeAndFlowsCommand(t *testing.T) {
 
 func TestDeepInsightTopologyCommand(t *testing.T) {
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []topology.Port{
+		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []api.Port{
 			{ID: 5, Name: "net1", IPs: []string{"198.18.1.2", "fd00:1::2"}, Network: "default/macvlan-net", Netns: topology.Netns{Inode: 1}},
 			{ID: 6, Name: ":stack", LocalStack: true, Netns: topology.Netns{Inode: 1}},
 		}})

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"github.com/nsint/nsint/pkg/api"
 	"io"
 	"net/http"
 	"net/netip"
@@ -175,7 +176,7 @@ func TestHandWrittenVectors(t *testing.T) {
 	// 0x11111111, ports 260 → 268, TCP 198.51.100.10:40000 → 203.0.113.20:443.
 	payloads := readVectors(t, "testdata/int-vectors.txt")[:4]
 	ports := func(sw uint32, node string) topology.Document {
-		return topology.Document{SwitchID: sw, Node: node, Generation: 1, Ports: []topology.Port{
+		return topology.Document{SwitchID: sw, Node: node, Generation: 1, Ports: []api.Port{
 			{ID: 260, Name: "net1", Ifindex: 3, Netns: topology.Netns{Inode: 1}},
 			{ID: 268, Name: "eth0", Ifindex: 2, Netns: topology.Netns{Inode: 1}},
 		}}

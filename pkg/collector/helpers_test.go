@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/nsint/nsint/pkg/api"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -62,7 +63,7 @@ func (a *fakeAgent) port() int {
 func twoPodTopology(switchID uint32) topology.Document {
 	podA := &topology.Pod{Namespace: "default", Name: "pod-a", UID: "uid-a"}
 	podB := &topology.Pod{Namespace: "team-b", Name: "pod-b", UID: "uid-b"}
-	return topology.Document{SwitchID: switchID, Node: "node-a", Generation: 1, Ports: []topology.Port{
+	return topology.Document{SwitchID: switchID, Node: "node-a", Generation: 1, Ports: []api.Port{
 		{ID: 5, Name: "net1", Ifindex: 3, Netns: topology.Netns{Inode: 4026532481, Name: "pod-a"}, Pod: podA,
 			Network: "default/macvlan-net", IPs: []string{"198.18.1.2"}},
 		{ID: 6, Name: ":stack", LocalStack: true, Netns: topology.Netns{Inode: 4026532481, Name: "pod-a"}, Pod: podA},

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"github.com/nsint/nsint/pkg/api"
 	"net/netip"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestUnknownPortIsKeptAndResolvedLater(t *testing.T) {
 	}
 
 	doc.Generation = 2
-	doc.Ports = append(doc.Ports, topology.Port{ID: 9, Name: "net2", Ifindex: 4,
+	doc.Ports = append(doc.Ports, api.Port{ID: 9, Name: "net2", Ifindex: 4,
 		Netns: topology.Netns{Inode: 4026532481}, Pod: doc.Ports[0].Pod, Network: "default/other-net"})
 	agent.set(doc)
 	eventually(t, "the report to resolve", func() bool { s := c.Stats(); return s.Pending == 0 && s.PendingResolved == 1 })

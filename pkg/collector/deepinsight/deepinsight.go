@@ -3,6 +3,7 @@ package deepinsight
 import (
 	"cmp"
 	"fmt"
+	"github.com/nsint/nsint/pkg/api"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -79,7 +80,7 @@ func Build(docs []topology.Document, opt Options) Topology {
 		inode uint64
 	}
 	nsPrefixes := map[nsKey][]netip.Prefix{}
-	prefixesOf := func(p *topology.Port) []netip.Prefix {
+	prefixesOf := func(p *api.Port) []netip.Prefix {
 		var out []netip.Prefix
 		for _, s := range p.IPs {
 			pfx, ok := parsePrefix(s, opt.Bits4, opt.Bits6)

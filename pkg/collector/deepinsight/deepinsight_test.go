@@ -1,6 +1,7 @@
 package deepinsight
 
 import (
+	"github.com/nsint/nsint/pkg/api"
 	"testing"
 
 	"github.com/nsint/nsint/pkg/collector/topology"
@@ -8,10 +9,10 @@ import (
 
 func TestBuild(t *testing.T) {
 	docs := []topology.Document{
-		{SwitchID: 2, Node: "node-b", Ports: []topology.Port{
+		{SwitchID: 2, Node: "node-b", Ports: []api.Port{
 			{ID: 3, Name: "net1", IPs: []string{"198.18.1.9/24"}, Network: "default/macvlan-net", Netns: topology.Netns{Inode: 5}},
 		}},
-		{SwitchID: 1, Node: "node-a", Ports: []topology.Port{
+		{SwitchID: 1, Node: "node-a", Ports: []api.Port{
 			{ID: 5, Name: "net1", IPs: []string{"198.18.1.2", "fd00:1::2", "fe80::1"}, Network: "default/macvlan-net", Netns: topology.Netns{Inode: 9}},
 			{ID: 6, Name: ":stack", LocalStack: true, Netns: topology.Netns{Inode: 9}},
 			{ID: 7, Name: "eth0", IPs: []string{"198.18.200.4"}, Netns: topology.Netns{Inode: 9}},

@@ -1,6 +1,7 @@
 package flowtable
 
 import (
+	"github.com/nsint/nsint/pkg/api"
 	"net/netip"
 	"testing"
 
@@ -9,7 +10,7 @@ import (
 )
 
 func port(id uint16, name string) *topology.Port {
-	return &topology.Port{ID: id, Name: name, SwitchID: 1, Node: "n"}
+	return &topology.Port{Port: api.Port{ID: id, Name: name}, SwitchID: 1, Node: "n"}
 }
 
 func obs(t int64, srcPort uint16) *Observation {

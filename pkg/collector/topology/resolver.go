@@ -359,8 +359,7 @@ func (r *Resolver) publishLocked(changed bool) {
 			s.docs = append(s.docs, d)
 			s.bySwitch[d.SwitchID] = a.url
 			for i := range d.Ports {
-				p := d.Ports[i]
-				p.SwitchID, p.Node = d.SwitchID, d.Node
+				p := Port{Port: d.Ports[i], SwitchID: d.SwitchID, Node: d.Node}
 				if p.Node == "" {
 					p.Node = hostOf(a.url)
 				}

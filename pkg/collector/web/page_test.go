@@ -1,6 +1,7 @@
 package web
 
 import (
+	"github.com/nsint/nsint/pkg/api"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -42,8 +43,8 @@ func pagePorts() (netA, stackA, eth0A, netB *topology.Port) {
 	podA := &topology.Pod{Namespace: "default", Name: "pod-a"}
 	podB := &topology.Pod{Namespace: "team-b", Name: "pod-b"}
 	mk := func(id uint16, name string, pod *topology.Pod, network string, inode uint64) *topology.Port {
-		return &topology.Port{ID: id, Name: name, Pod: pod, Network: network, Node: "node-a", SwitchID: 7,
-			Netns: topology.Netns{Inode: inode}, LocalStack: name == ":stack"}
+		return &topology.Port{Port: api.Port{ID: id, Name: name, Pod: pod, Network: network,
+			Netns: topology.Netns{Inode: inode}, LocalStack: name == ":stack"}, Node: "node-a", SwitchID: 7}
 	}
 	return mk(5, "net1", podA, "default/macvlan-net", 1), mk(6, ":stack", podA, "", 1),
 		mk(7, "eth0", podA, "default/pod-net", 1), mk(8, "net1", podB, "team-b/sriov-net", 2)
