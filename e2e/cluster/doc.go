@@ -1,0 +1,12 @@
+// Package cluster holds the end-to-end tests of nsint on a real one-node
+// Kubernetes cluster (kubelet, containerd, Multus), the one `make cluster-up`
+// starts (hack/local-cluster). `make e2e-cluster` brings the cluster up, runs
+// them and takes it down on every exit path.
+//
+// The tests skip, saying so, unless KUBECONFIG and COLLECTOR (the two lines
+// cluster-up prints) are set, so that `go test ./...` without a cluster stays
+// green. They create pods in namespaces of their own (nsint-e2e-*), send traffic
+// only between those pods (198.18.0.0/15 and fd00::/8), read the live objects,
+// the agent's topology API, the collector's API and, from the host, the pods'
+// network namespaces. The last test uninstalls nsint.
+package cluster

@@ -1,0 +1,370 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nsint/nsint/pkg/api"
+)
+
+const (
+	agentNamespace = "nsint"
+	nodeIP         = "198.18.200.1"
+	agentAPI       = "http://" + nodeIP + ":4048"
+	macvlanNetwork = "default/nsint-macvlan"
+	testboxImage   = "nsint.local/testbox:dev"
+	netnsDir       = "/run/netns"
+	clusterWork    = "/var/lib/nsint-cluster"
+	echoPort       = "7000"
+	closedPort     = "7999"
+)
+
+// env is the live cluster the tests talk to.
+type env struct {
+	kubeconfig string
+	collector  string
+	kube       kubernetes.Interface
+	kubectl    string
+}
+
+func clusterEnv(t *testing.T) *env {
+	t.Helper()
+	kc, coll := os.Getenv("KUBECONFIG"), os.Getenv("COLLECTOR")
+	if kc == "" || coll == "" {
+		t.Skip("KUBECONFIG and COLLECTOR are not set: run `make e2e-cluster` (or `make cluster-up` and export its two lines)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the cluster tests read the pods' network namespaces from the host: run as root")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl := os.Getenv("KUBECTL")
+	if kubectl == "" {
+		bins, err := os.ReadFile(filepath.Join(clusterWork, "bins"))
+		if err != nil {
+			t.Fatalf("KUBECTL not set and no %s/bins: %v", clusterWork, err)
+		}
+		kubectl = filepath.Join(strings.TrimSpace(string(bins)), "kubectl")
+	}
+	return &env{kubeconfig: kc, collector: strings.TrimRight(coll, "/"), kube: kube, kubectl: kubectl}
+}
+
+// eventually retries f every half second until it returns nil or the timeout
+// passes, then fails with f's last error.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func getJSON(url string, into any) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+func (e *env) topology(t *testing.T) api.Topology {
+	t.Helper()
+	var topo api.Topology
+	eventually(t, 30*time.Second, "agent topology", func() error { return getJSON(agentAPI+"/api/v1/topology", &topo) })
+	return topo
+}
+
+// flowRow is the part of a collector flow row the tests read.
+type flowRow struct {
+	Interface string `json:"interface"`
+	PortID    uint16 `json:"portId"`
+	Pod       *struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+	} `json:"pod"`
+	Network     string            `json:"network"`
+	Proto       string            `json:"proto"`
+	Src         string            `json:"src"`
+	Dst         string            `json:"dst"`
+	DstPort     uint16            `json:"dstPort"`
+	Packets     uint64            `json:"packets"`
+	Drops       uint64            `json:"drops"`
+	DropReasons map[string]uint64 `json:"dropReasons"`
+}
+
+func (e *env) flows(query url.Values) ([]flowRow, error) {
+	var resp struct {
+		Flows []flowRow `json:"flows"`
+	}
+	err := getJSON(e.collector+"/api/v1/flows?"+query.Encode(), &resp)
+	return resp.Flows, err
+}
+
+// pod is a testbox pod of a test.
+type pod struct {
+	namespace, name string
+	net1v4, net1v6  string
+	eth0            string
+}
+
+func (p pod) String() string { return p.namespace + "/" + p.name }
+
+func (e *env) namespace(t *testing.T, name string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := e.kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = e.kube.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	eventually(t, 30*time.Second, "default ServiceAccount of "+name, func() error {
+		_, err := e.kube.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
+		return err
+	})
+	return name
+}
+
+// startPod creates a testbox pod with a Multus net1 (serving TCP and UDP echo)
+// and waits until it runs and Multus has written its network status.
+func (e *env) startPod(t *testing.T, namespace, name string, annotations map[string]string) pod {
+	t.Helper()
+	if annotations == nil {
+		annotations = map[string]string{nadv1.NetworkAttachmentAnnot: macvlanNetwork}
+	}
+	zero := int64(0)
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: &zero,
+			AutomountServiceAccountToken:  new(bool),
+			Containers: []corev1.Container{{
+				Name: "box", Image: testboxImage, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"/bin/testbox", "serve", echoPort},
+			}},
+		},
+	}
+	if _, err := e.kube.CoreV1().Pods(namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.deletePod(t, namespace, name) })
+	out := pod{namespace: namespace, name: name}
+	eventually(t, 90*time.Second, "pod "+out.String()+" running with a network status", func() error {
+		live, err := e.kube.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if live.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %s", live.Status.Phase)
+		}
+		out.eth0 = live.Status.PodIP
+		statuses, err := networkStatus(live)
+		if err != nil {
+			return err
+		}
+		for _, s := range statuses {
+			if s.Interface != "net1" {
+				continue
+			}
+			for _, ip := range s.IPs {
+				if strings.Contains(ip, ":") {
+					out.net1v6 = ip
+				} else {
+					out.net1v4 = ip
+				}
+			}
+		}
+		if annotations[nadv1.NetworkAttachmentAnnot] != "" && out.net1v4 == "" {
+			return fmt.Errorf("no net1 in the network status %v", statuses)
+		}
+		return nil
+	})
+	return out
+}
+
+func networkStatus(p *corev1.Pod) ([]nadv1.NetworkStatus, error) {
+	raw := p.Annotations[nadv1.NetworkStatusAnnot]
+	if raw == "" {
+		return nil, fmt.Errorf("no %s annotation yet", nadv1.NetworkStatusAnnot)
+	}
+	var statuses []nadv1.NetworkStatus
+	err := json.Unmarshal([]byte(raw), &statuses)
+	return statuses, err
+}
+
+func (e *env) deletePod(t *testing.T, namespace, name string) {
+	t.Helper()
+	zero := int64(0)
+	err := e.kube.CoreV1().Pods(namespace).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := e.kube.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{}); err != nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// exec runs a command in the pod's container through kubectl (the API
+// server, the kubelet and containerd's streaming server).
+func (e *env) exec(t *testing.T, p pod, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.kubectl, append([]string{"--kubeconfig", e.kubeconfig, "-n", p.namespace, "exec", p.name, "--"}, args...)...)
+	if os.Getenv("KUBECACHEDIR") == "" {
+		cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir())
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (e *env) mustExec(t *testing.T, p pod, args ...string) string {
+	t.Helper()
+	out, err := e.exec(t, p, args...)
+	if err != nil {
+		t.Fatalf("exec in %s: %v: %v\n%s", p, args, err, out)
+	}
+	return out
+}
+
+// ports returns the topology's ports of one pod.
+func podPorts(topo api.Topology, p pod) []api.Port {
+	var out []api.Port
+	for _, port := range topo.Ports {
+		if port.Pod != nil && port.Pod.Namespace == p.namespace && port.Pod.Name == p.name {
+			out = append(out, port)
+		}
+	}
+	return out
+}
+
+// ourAttachments lists, per hook of every interface in the pods' namespaces
+// (/run/netns/cni-*), what of ours is attached there: TCX programs named
+// nsint_* and cls_bpf filters named nsint-*. Read from the host.
+func ourAttachments(t *testing.T) map[string][]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(netnsDir, "cni-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string][]string{}
+	for _, f := range files {
+		if err := attachmentsIn(f, found); err != nil {
+			t.Logf("%s: %v (namespace gone?)", f, err)
+		}
+	}
+	return found
+}
+
+func attachmentsIn(file string, found map[string][]string) error {
+	ns, err := netns.GetFromPath(file)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return err
+	}
+	base := filepath.Base(file)
+	for _, l := range links {
+		name := base + "/" + l.Attrs().Name
+		for parent, dir := range map[uint32]string{netlink.HANDLE_MIN_INGRESS: "ingress", netlink.HANDLE_MIN_EGRESS: "egress"} {
+			filters, err := h.FilterList(l, parent)
+			if err != nil {
+				continue
+			}
+			for _, f := range filters {
+				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "nsint-") {
+					found[name+" "+dir] = append(found[name+" "+dir], "tc "+bf.Name)
+				}
+			}
+		}
+		err := inNetns(ns, func() error {
+			for at, dir := range map[ebpf.AttachType]string{ebpf.AttachTCXIngress: "ingress", ebpf.AttachTCXEgress: "egress"} {
+				res, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
+				if err != nil {
+					continue
+				}
+				for _, p := range res.Programs {
+					prog, err := ebpf.NewProgramFromID(p.ID)
+					if err != nil {
+						continue
+					}
+					info, err := prog.Info()
+					prog.Close()
+					if err == nil && strings.HasPrefix(info.Name, "nsint_") {
+						found[name+" "+dir] = append(found[name+" "+dir], "tcx "+info.Name)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inNetns runs f on a thread in ns and then throws the thread away (it is not
+// returned to the host's namespace, so no goroutine ever runs in a pod's).
+func inNetns(ns netns.NsHandle, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
