@@ -35,11 +35,12 @@ demo: ## node of namespaces + agent + collector + traffic, prints the view of ne
 	$(BIN)/nsint-demo --bin $(BIN)
 
 .PHONY: test
-test: build ## the whole suite (root): go tests incl. privileged and API-server ones, fuzz, short soak, kernel 6.1 VM
+test: build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 6.1 VM, local Kubernetes node
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory soak SOAK=short
 	$(MAKE) --no-print-directory test-kernels
+	$(MAKE) --no-print-directory e2e-cluster
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 10s; the full form: FUZZTIME=10m make fuzz)
