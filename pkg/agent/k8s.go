@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/nsint/nsint/ifacewatch"
@@ -59,7 +60,9 @@ func (a *Agent) rematch(e *k8s.Enricher) {
 	a.reg.mu.RUnlock()
 
 	matched := e.Match(ifaces)
-	a.log.Debug("kubernetes names matched", "interfaces", len(ifaces), "matched", len(matched), "stats", fmt.Sprintf("%+v", e.Stats()))
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		a.log.Debug("kubernetes names matched", "interfaces", len(ifaces), "matched", len(matched), "stats", fmt.Sprintf("%+v", e.Stats()))
+	}
 	next := make(map[ifacewatch.IfaceID]podMeta, len(matched))
 	for idx, m := range matched {
 		pod := &api.Pod{Namespace: m.Pod.Namespace, Name: m.Pod.Name, UID: m.Pod.UID}
