@@ -12,6 +12,8 @@ import (
 var bpfCase = map[string]string{
 	"udp": "udp4", "tcp": "tcp4", "ipv6": "udp6", "flows-1000": "flows1000", "flows-100000": "flows100000",
 	"new-flow": "newflow", "udp-2cpu": "udp4_2cpu",
+	// Over the direct tail call, not over the do-nothing program.
+	"udp-indirect-vs-direct": "udp4_indirect_over_direct",
 }
 
 // TestBenchFoldBPF folds the figures of `make bench-bpf` (the go test

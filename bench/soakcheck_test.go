@@ -1,9 +1,9 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,7 +24,7 @@ type resources struct {
 	attached        int // nsint_ports_attached
 	topoPorts       int // ports in the topology
 	pins            int // files under <bpffs>/nsint
-	stateEntries    int // entries of ports.json
+	stateEntries    int // port IDs in the state directory
 	mapEntries      map[string]int
 	ours            int // our attachments in the steady pods
 }
@@ -103,21 +103,14 @@ func countPins(bpffs string) (int, error) {
 	return n, err
 }
 
+// stateEntries counts the port IDs the agent's state holds on disk, read
+// the way a restarted agent reads them.
 func stateEntries(dir string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ports.StateFile))
-	if os.IsNotExist(err) {
-		return 0, nil
-	}
+	a, err := ports.Open(dir, math.MaxUint16)
 	if err != nil {
 		return 0, err
 	}
-	var doc struct {
-		Ports []json.RawMessage `json:"ports"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return 0, fmt.Errorf("%s: %w", ports.StateFile, err)
-	}
-	return len(doc.Ports), nil
+	return a.InUse(), nil
 }
 
 // hashMapEntries counts the entries of the agent's plain hash maps (found

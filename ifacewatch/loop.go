@@ -28,15 +28,24 @@ type loop struct {
 
 	// The sweep for unmounted files stats every known file, so during a
 	// burst of mount changes (namespaces being created) it runs at most
-	// once per sweepInterval instead of once per change.
+	// once per sweepGap instead of once per change.
 	sweepTimer *time.Timer
 	lastSweep  time.Time
+	sweepCost  time.Duration // how long the last sweep took
 	sweepDue   bool
 }
 
-// sweepInterval bounds how often the unmount sweep runs in a burst. An
-// unmount without deleting the file is rare; deletions are seen by fsnotify.
-const sweepInterval = 100 * time.Millisecond
+// sweepInterval bounds how often the unmount sweep runs in a burst, and
+// sweepDuty the share of time it may take: with many namespaces one sweep
+// costs milliseconds, so the gap grows with it. An unmount without deleting
+// the file is rare; deletions are seen by fsnotify at once.
+const (
+	sweepInterval = 100 * time.Millisecond
+	sweepDuty     = 50 // the gap is at least this many times the sweep's cost
+)
+
+// sweepGap is the least time between two sweeps.
+func (l *loop) sweepGap() time.Duration { return max(sweepInterval, sweepDuty*l.sweepCost) }
 
 // dirState is a configured directory: watched itself when present, else its
 // nearest existing ancestor is watched for the creation of the next component.
@@ -175,7 +184,7 @@ func (l *loop) mountsChanged() {
 		}
 	}
 	l.resetTimer()
-	if wait := sweepInterval - time.Since(l.lastSweep); wait > 0 {
+	if wait := l.sweepGap() - time.Since(l.lastSweep); wait > 0 {
 		if !l.sweepDue {
 			l.sweepDue = true
 			l.sweepTimer.Reset(wait)
@@ -189,6 +198,7 @@ func (l *loop) mountsChanged() {
 // knew (unmounted, or mounted over with another namespace).
 func (l *loop) sweepUnmounted() {
 	l.lastSweep = time.Now()
+	defer func() { l.sweepCost = time.Since(l.lastSweep) }()
 	for path, e := range l.paths {
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err == nil && NetnsID(st.Ino) == e.ns.ID {

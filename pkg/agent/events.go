@@ -157,7 +157,10 @@ func (a *Agent) upsertIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 		return nil
 	}
 
-	id, err := a.acquire(ports.Key{Netns: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex)})
+	key := ports.Key{Netns: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex)}
+	// An interface without a port ID yet was never seen by an earlier run.
+	_, known := a.alloc.Lookup(key)
+	id, err := a.acquire(key)
 	if err != nil {
 		return fmt.Errorf("port for %s (ifindex %d) in netns %d: %w", iface.Name, iface.ID.Ifindex, ns.ID, err)
 	}
@@ -174,7 +177,7 @@ func (a *Agent) upsertIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 	if err != nil {
 		err = fmt.Errorf("configure port %d (%s in netns %d): %w", id, iface.Name, ns.ID, err)
 	} else {
-		err = a.attach(ns, iface, id)
+		err = a.attach(ns, iface, id, !known)
 	}
 	r.mu.Lock()
 	p.handled = true
@@ -230,8 +233,10 @@ func target(ns ifacewatch.Namespace, iface *ifacewatch.Interface) tc.Target {
 
 // attach builds a dispatcher per direction and attaches it. A vanished
 // interface is counted and logged at debug level: its removal event follows.
-func (a *Agent) attach(ns ifacewatch.Namespace, iface *ifacewatch.Interface, id uint16) error {
+// noEarlierRun: see tc.Target.
+func (a *Agent) attach(ns ifacewatch.Namespace, iface *ifacewatch.Interface, id uint16, noEarlierRun bool) error {
 	t := target(ns, iface)
+	t.NoEarlierRun = noEarlierRun
 	for _, d := range tcDirs {
 		prog, err := a.dp.Dispatcher(id, d.dp)
 		if err != nil {

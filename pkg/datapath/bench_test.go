@@ -70,11 +70,14 @@ func addr4(v uint32) netip.Addr {
 }
 
 type benchEnv struct {
-	d     *Datapath
-	ns    *netnstest.NS
-	noop  *ebpf.Program
-	disp  map[Direction]*ebpf.Program
-	stopR func()
+	d    *Datapath
+	ns   *netnstest.NS
+	noop *ebpf.Program
+	disp map[Direction]*ebpf.Program
+	// direct are dispatchers with a direct (patched) tail call, the
+	// design Dispatcher gave up to make loading cheap; measured beside it.
+	direct map[Direction]*ebpf.Program
+	stopR  func()
 }
 
 func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
@@ -83,12 +86,16 @@ func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
 	ns := netnstest.New(b, netnstest.Dir(b), netnstest.Prefix(b))
 	must2(b, d.SetPort(1, PortInfo{NetnsInode: ns.Inode, LocalStack: true}))
 	must2(b, d.SetPort(2, PortInfo{NetnsInode: ns.Inode, Ifindex: 2, LocalPort: 1}))
-	e := &benchEnv{d: d, ns: ns, noop: d.objs.NsintTcNoop, disp: map[Direction]*ebpf.Program{}}
+	e := &benchEnv{d: d, ns: ns, noop: d.objs.NsintTcNoop, disp: map[Direction]*ebpf.Program{}, direct: map[Direction]*ebpf.Program{}}
 	for _, dir := range []Direction{Ingress, Egress} {
 		p, err := d.Dispatcher(2, dir)
 		must2(b, err)
 		b.Cleanup(func() { p.Close() })
 		e.disp[dir] = p
+		p, err = d.dispatcher(2, dir, true)
+		must2(b, err)
+		b.Cleanup(func() { p.Close() })
+		e.direct[dir] = p
 	}
 	// Drain reports so perf output never fails for lack of room.
 	r, err := d.NewReader()
@@ -258,6 +265,22 @@ func BenchmarkPacket(b *testing.B) {
 					})
 				}
 			}
+			// The indirect tail call of Dispatcher against the direct one,
+			// interleaved in the same rounds: what cheap loading costs
+			// per packet.
+			for _, dir := range []Direction{Ingress, Egress} {
+				b.Run(dir.String()+"/udp-indirect-vs-direct", func(b *testing.B) {
+					e := newBenchEnv(b, design == "shared", benchMaxFlows)
+					frames := [][]byte{benchUDP4(0)}
+					e.timeRuns(b, e.disp[dir], frames, 1)
+					var res benchResult
+					for range benchRounds {
+						res.base = append(res.base, e.timeRuns(b, e.direct[dir], frames, 200000))
+						res.total = append(res.total, e.timeRuns(b, e.disp[dir], frames, 200000))
+					}
+					res.report(b) // "baseline" here is the direct tail call
+				})
+			}
 			// One flow on two CPUs at once: where a shared table pays for
 			// cache-line bouncing and atomics.
 			if ncpu, _ := ebpf.PossibleCPU(); ncpu >= 2 {
@@ -302,13 +325,19 @@ func BenchmarkVerify(b *testing.B) {
 	netnstest.RequireRoot(b)
 	d := loadDatapath(b, Config{MaxFlows: 1024, MaxPorts: 64})
 	must2(b, d.SetPort(3, PortInfo{NetnsInode: 4026531840, Ifindex: 3}))
-	b.Run("dispatcher", func(b *testing.B) {
-		for b.Loop() {
-			p, err := d.Dispatcher(3, Ingress)
-			must2(b, err)
-			p.Close()
+	for _, direct := range []bool{false, true} {
+		name := "dispatcher"
+		if direct {
+			name = "dispatcher-direct-tailcall"
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				p, err := d.dispatcher(3, Ingress, direct)
+				must2(b, err)
+				p.Close()
+			}
+		})
+	}
 	for _, name := range []string{bpf.NsintProgNsintTcIngress, bpf.NsintProgNsintTcEgress, bpf.NsintProgNsintKfreeSkb} {
 		b.Run(name, func(b *testing.B) {
 			spec, err := newSpec(d.cfg, d.dropped)

@@ -18,8 +18,21 @@ var ErrPortNotConfigured = errors.New("port not configured")
 // program for dir. TC runs with migration disabled, so the slot still holds
 // this identity when the main program reads it. If the tail call fails the
 // packet goes on untouched (TC_ACT_UNSPEC).
-func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns uint32) *ebpf.ProgramSpec {
-	id := uint32(port) | uint32(dir)<<16 // struct identity: port u16, dir u8, pad
+//
+// The tail-call index is read back from the slot instead of being an
+// immediate. With an immediate the verifier turns the call into a direct
+// jump: the JIT then patches every dispatcher's text after compiling it
+// (text_poke with an IPI to every CPU) and the program array tracks every
+// dispatcher on a list it walks on each load — together 80 % of what loading
+// a dispatcher cost, and quadratic in their number. A value loaded from a map
+// is unknown to the verifier, so the JIT emits an indirect tail call instead
+// (BenchmarkVerify and BenchmarkPacket measure both: directTailCall).
+func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
+	id := uint32(port) | uint32(dir)<<16              // struct identity: port u16, dir u8, pad
+	index := asm.LoadMem(asm.R3, asm.R0, 2, asm.Byte) // identity.dir
+	if directTailCall {
+		index = asm.Mov.Imm(asm.R3, int32(dir))
+	}
 	return &ebpf.ProgramSpec{
 		Name:    fmt.Sprintf("nsint_d%d_%c", port, dir.String()[0]),
 		Type:    ebpf.SchedCLS,
@@ -34,9 +47,9 @@ func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns
 			asm.JEq.Imm(asm.R0, 0, "out"),
 			asm.StoreImm(asm.R0, 0, int64(int32(id)), asm.Word),
 			asm.StoreImm(asm.R0, 4, int64(int32(netns)), asm.Word),
+			index,
 			asm.Mov.Reg(asm.R1, asm.R6),
 			asm.LoadMapPtr(asm.R2, progs.FD()),
-			asm.Mov.Imm(asm.R3, int32(dir)),
 			asm.FnTailCall.Call(),
 			asm.Mov.Imm(asm.R0, -1).WithSymbol("out"), // TC_ACT_UNSPEC
 			asm.Return(),
@@ -48,6 +61,11 @@ func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns
 // verifies in microseconds; the caller attaches it (TCX or cls_bpf) and
 // closes it after detaching. SetPort(id, …) must have been called.
 func (d *Datapath) Dispatcher(id uint16, dir Direction) (*ebpf.Program, error) {
+	return d.dispatcher(id, dir, false)
+}
+
+// dispatcher is Dispatcher with the choice of tail call, for benchmarks.
+func (d *Datapath) dispatcher(id uint16, dir Direction, directTailCall bool) (*ebpf.Program, error) {
 	if dir != Ingress && dir != Egress {
 		return nil, fmt.Errorf("dispatcher for port %d: invalid %s", id, dir)
 	}
@@ -61,7 +79,7 @@ func (d *Datapath) Dispatcher(id uint16, dir Direction) (*ebpf.Program, error) {
 	if pc.Netns == 0 {
 		return nil, fmt.Errorf("dispatcher for port %d: %w", id, ErrPortNotConfigured)
 	}
-	prog, err := ebpf.NewProgram(dispatcherSpec(d.objs.Identity, d.objs.TcProgs, id, dir, uint32(pc.Netns)))
+	prog, err := ebpf.NewProgram(dispatcherSpec(d.objs.Identity, d.objs.TcProgs, id, dir, uint32(pc.Netns), directTailCall))
 	if err != nil {
 		return nil, fmt.Errorf("load dispatcher for port %d %s: %w", id, dir, err)
 	}

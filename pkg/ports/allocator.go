@@ -36,6 +36,11 @@ type Allocator struct {
 	next  uint16 // next candidate ID, 1..max
 	gen   uint64 // bumped on every change
 
+	// Changes not yet written, and how many records the journal file holds.
+	seq       uint64 // sequence number of the last record
+	pending   []record
+	journaled int
+
 	saveMu   sync.Mutex
 	savedGen uint64
 
@@ -44,8 +49,8 @@ type Allocator struct {
 	saveErrors atomic.Uint64
 }
 
-// Open loads the allocator state from <stateDir>/ports.json if present, or
-// starts empty. IDs range from 1 to max; IDs already stored above a lowered
+// Open loads the allocator state from <stateDir> (the snapshot ports.json
+// and the journal ports.journal) if present, or starts empty. IDs range from 1 to max; IDs already stored above a lowered
 // max are kept (they stay stable) but no new ones are handed out there.
 func Open(stateDir string, max uint16) (*Allocator, error) {
 	if max == 0 {
@@ -62,27 +67,80 @@ func Open(stateDir string, max uint16) (*Allocator, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st == nil {
-		return a, nil
+	if st != nil {
+		if err := a.loadSnapshot(st); err != nil {
+			return nil, err
+		}
 	}
+	recs, _, err := loadJournal(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	a.journaled = len(recs)
+	for _, r := range recs {
+		if st != nil && r.seq <= st.Seq {
+			continue // folded into the snapshot already
+		}
+		if err := a.replay(r); err != nil {
+			return nil, fmt.Errorf("load %s: %w", journalPath(stateDir), err)
+		}
+	}
+	return a, nil
+}
+
+func (a *Allocator) loadSnapshot(st *stateDoc) error {
 	for _, e := range st.Ports {
 		k := Key{Netns: e.Netns, Ifindex: e.Ifindex}
 		if e.ID == 0 {
-			return nil, fmt.Errorf("load %s: port id 0 for netns %d ifindex %d", statePath(stateDir), e.Netns, e.Ifindex)
+			return fmt.Errorf("load %s: port id 0 for netns %d ifindex %d", statePath(a.dir), e.Netns, e.Ifindex)
 		}
 		if _, dup := a.ids[k]; dup {
-			return nil, fmt.Errorf("load %s: netns %d ifindex %d listed twice", statePath(stateDir), e.Netns, e.Ifindex)
+			return fmt.Errorf("load %s: netns %d ifindex %d listed twice", statePath(a.dir), e.Netns, e.Ifindex)
 		}
 		if _, dup := a.owner[e.ID]; dup {
-			return nil, fmt.Errorf("load %s: port id %d listed twice", statePath(stateDir), e.ID)
+			return fmt.Errorf("load %s: port id %d listed twice", statePath(a.dir), e.ID)
 		}
 		a.ids[k] = e.ID
 		a.owner[e.ID] = k
 	}
-	if st.Next >= 1 && st.Next <= max {
-		a.next = st.Next
+	a.setNext(st.Next)
+	a.seq = st.Seq
+	return nil
+}
+
+// replay applies one journal record.
+func (a *Allocator) replay(r record) error {
+	if old, ok := a.ids[r.key]; ok {
+		delete(a.owner, old)
+		delete(a.ids, r.key)
 	}
-	return a, nil
+	if r.id != 0 {
+		if other, used := a.owner[r.id]; used {
+			return fmt.Errorf("record %d gives port id %d to netns %d ifindex %d, held by netns %d ifindex %d",
+				r.seq, r.id, r.key.Netns, r.key.Ifindex, other.Netns, other.Ifindex)
+		}
+		a.ids[r.key] = r.id
+		a.owner[r.id] = r.key
+	}
+	a.setNext(r.next)
+	a.seq = max(a.seq, r.seq)
+	return nil
+}
+
+// setNext restores a stored cursor, ignoring one outside 1..max.
+func (a *Allocator) setNext(next uint16) {
+	if next >= 1 && next <= a.max {
+		a.next = next
+	}
+}
+
+// changedLocked records that k now has id (0: released) for the next write
+// and returns the generation that write must reach. Called with mu held.
+func (a *Allocator) changedLocked(k Key, id uint16) uint64 {
+	a.seq++
+	a.pending = append(a.pending, record{seq: a.seq, key: k, id: id, next: a.next})
+	a.gen++
+	return a.gen
 }
 
 // Acquire returns the ID of k, assigning the next free one if k has none.
@@ -104,8 +162,7 @@ func (a *Allocator) Acquire(k Key) (uint16, error) {
 	}
 	a.ids[k] = id
 	a.owner[id] = k
-	a.gen++
-	gen := a.gen
+	gen := a.changedLocked(k, id)
 	a.mu.Unlock()
 	if err := a.sync(gen); err != nil {
 		return id, fmt.Errorf("acquire port for netns %d ifindex %d: %w", k.Netns, k.Ifindex, err)
@@ -141,8 +198,7 @@ func (a *Allocator) Release(k Key) error {
 	}
 	delete(a.ids, k)
 	delete(a.owner, id)
-	a.gen++
-	gen := a.gen
+	gen := a.changedLocked(k, 0)
 	a.mu.Unlock()
 	if err := a.sync(gen); err != nil {
 		return fmt.Errorf("release port %d of netns %d ifindex %d: %w", id, k.Netns, k.Ifindex, err)
@@ -153,11 +209,11 @@ func (a *Allocator) Release(k Key) error {
 // ReleaseNetns forgets every port of a namespace (its interfaces and its
 // local stack) and returns their IDs in ascending order.
 func (a *Allocator) ReleaseNetns(netns uint64) ([]uint16, error) {
-	released := a.forget(func(k Key) bool { return k.Netns == netns })
+	released, gen := a.forget(func(k Key) bool { return k.Netns == netns })
 	if len(released) == 0 {
 		return nil, nil
 	}
-	if err := a.syncNow(); err != nil {
+	if err := a.sync(gen); err != nil {
 		return released, fmt.Errorf("release ports of netns %d: %w", netns, err)
 	}
 	return released, nil
@@ -177,32 +233,31 @@ func (a *Allocator) Prune(alive func(netns uint64) bool) ([]uint16, error) {
 	for ns := range seen {
 		seen[ns] = alive(ns)
 	}
-	released := a.forget(func(k Key) bool { live, known := seen[k.Netns]; return known && !live })
+	released, gen := a.forget(func(k Key) bool { live, known := seen[k.Netns]; return known && !live })
 	if len(released) == 0 {
 		return nil, nil
 	}
-	if err := a.syncNow(); err != nil {
+	if err := a.sync(gen); err != nil {
 		return released, fmt.Errorf("prune ports: %w", err)
 	}
 	return released, nil
 }
 
-func (a *Allocator) forget(match func(Key) bool) []uint16 {
+func (a *Allocator) forget(match func(Key) bool) ([]uint16, uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var released []uint16
+	var gen uint64
 	for k, id := range a.ids {
 		if match(k) {
 			delete(a.ids, k)
 			delete(a.owner, id)
 			released = append(released, id)
+			gen = a.changedLocked(k, 0)
 		}
 	}
-	if len(released) > 0 {
-		a.gen++
-	}
 	sort.Slice(released, func(i, j int) bool { return released[i] < released[j] })
-	return released
+	return released, gen
 }
 
 // Lookup returns the ID of k without assigning one.
