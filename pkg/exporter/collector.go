@@ -43,6 +43,7 @@ type collector struct {
 
 	connected   bool
 	lastConnect time.Time
+	gso         bool // UDP segmentation offload: on until the route refuses it
 
 	seq [hwIDMask + 1]uint32
 
@@ -68,7 +69,7 @@ func openCollector(name string) (*collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket for collector %s: %w", name, err)
 	}
-	c := &collector{name: name, addr: addr, sa: sa, fd: fd}
+	c := &collector{name: name, addr: addr, sa: sa, fd: fd, gso: true}
 	if err := c.connect(time.Now()); err != nil && !isRouteError(err) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("connect to collector %s: %w", name, err)
@@ -113,10 +114,9 @@ func (c *collector) close() error {
 	return err
 }
 
-// send numbers the n messages of the batch for this collector (slots gives
-// each message's slot) and hands them to the kernel.
-func (c *collector) send(e *Exporter, msgs []unix.Mmsghdr, slots []*slot) {
-	n := len(msgs)
+// send numbers the batch's reports for this collector (slots, in order) and
+// hands them to the kernel as msgs, where msgs[i] carries counts[i] reports.
+func (c *collector) send(e *Exporter, msgs []unix.Mmsghdr, counts []int, slots []*slot) {
 	// Every report gets its number, sent or not, so that a gap at the
 	// collector means a lost report.
 	for _, s := range slots {
@@ -129,36 +129,56 @@ func (c *collector) send(e *Exporter, msgs []unix.Mmsghdr, slots []*slot) {
 	if !c.connected {
 		now := time.Now()
 		if now.Sub(c.lastConnect) < e.retryInterval {
-			c.dropped.Add(uint64(n))
+			c.dropped.Add(uint64(len(slots)))
 			return
 		}
 		if err := c.connect(now); err != nil {
 			c.fail(e, errnoOf(err), now)
-			c.dropped.Add(uint64(n))
+			c.dropped.Add(uint64(len(slots)))
 			return
 		}
 	}
+	if from := c.transmit(e, msgs, counts); from >= 0 {
+		// The route refuses segmentation offload: from now on one
+		// datagram per message, starting with the report that failed.
+		c.gso = false
+		c.transmit(e, e.msgs[from:len(slots)], e.ones[from:len(slots)])
+	}
+}
 
-	off, retried := 0, false
-	for off < n {
+// transmit sends msgs with sendmmsg, counting reports as sent or dropped.
+// It returns -1, or the index of the first report not handled when a
+// segmented message was refused for want of segmentation offload.
+func (c *collector) transmit(e *Exporter, msgs []unix.Mmsghdr, counts []int) int {
+	off, report, retried := 0, 0, false
+	skip := func() { // drops msgs[off]
+		c.dropped.Add(uint64(counts[off]))
+		report += counts[off]
+		off++
+		retried = false
+	}
+	for off < len(msgs) {
 		sent, errno := sendmmsg(c.fd, msgs[off:])
 		if errno == 0 && sent == 0 {
 			errno = unix.EAGAIN // never seen; keeps the loop finite if it happens
 		}
 		if errno == 0 {
-			c.sent.Add(uint64(sent))
+			for _, n := range counts[off : off+sent] {
+				c.sent.Add(uint64(n))
+				report += n
+			}
 			off += sent
 			retried = false
 			continue
 		}
-		switch errno {
-		case unix.EINTR:
+		switch {
+		case errno == unix.EINTR:
 			continue
-		case unix.EAGAIN:
+		case errno == unix.EAGAIN:
 			if waitWritable(c.fd, writableWaitMs) {
 				continue
 			}
-		case unix.ECONNREFUSED:
+		case errno == unix.ECONNREFUSED:
 			// An ICMP port unreachable answered an earlier datagram; the
 			// kernel reports it once, on this call, and sent nothing. The
 			// current message deserves one more try: the collector may
@@ -168,23 +188,25 @@ func (c *collector) send(e *Exporter, msgs []unix.Mmsghdr, slots []*slot) {
 				retried = true
 				continue
 			}
-			c.dropped.Add(1)
-			off++
-			retried = false
+			skip()
 			continue
-		case unix.EMSGSIZE:
+		case counts[off] > 1 && isGSOUnsupported(errno):
+			return report
+		case errno == unix.EMSGSIZE:
 			c.fail(e, errno, time.Now())
-			c.dropped.Add(1)
-			off++
+			skip()
 			continue
 		}
 		// Anything else (ENETUNREACH, EHOSTUNREACH, ENOBUFS, EAGAIN after
 		// the bounded wait, ...) would fail the same way for the rest of
 		// the batch.
 		c.fail(e, errno, time.Now())
-		c.dropped.Add(uint64(n - off))
-		return
+		for _, n := range counts[off:] {
+			c.dropped.Add(uint64(n))
+		}
+		return -1
 	}
+	return -1
 }
 
 // fail counts one error and tells the caller about it at most once per
@@ -208,6 +230,7 @@ func (c *collector) stats() CollectorStats {
 		Sent:      c.sent.Load(),
 		Errors:    c.errs.Load(),
 		Dropped:   c.dropped.Load(),
+		Segmented: c.gso,
 	}
 	if errno := unix.Errno(c.lastErrno.Load()); errno != 0 {
 		st.LastError = errno

@@ -31,6 +31,10 @@ const SlotSize = intreport.MaxPayloadLen
 // maxBatch bounds BatchSize to what one sendmmsg call accepts (UIO_MAXIOV).
 const maxBatch = 1024
 
+// maxGSOSegments is the most datagrams the kernel cuts from one message
+// with UDP_SEGMENT (UDP_MAX_SEGMENTS: 64 before 6.x raised it).
+const maxGSOSegments = 64
+
 // ErrNoCollector is returned by New when Config names no collector.
 var ErrNoCollector = errors.New("no collector configured")
 
@@ -80,10 +84,13 @@ type Stats struct {
 type CollectorStats struct {
 	Collector string // as configured
 	Address   string // as resolved in New
-	Sent      uint64 // datagrams the kernel accepted
+	Sent      uint64 // reports (datagrams) the kernel accepted
 	Errors    uint64 // errors the kernel returned (a refused datagram retried and sent counts here and in Sent)
 	Dropped   uint64 // reports this collector never got because of an error or a missing route
-	LastError error  // the latest errno, nil if none ever
+	// Segmented is true while reports go out with UDP segmentation offload
+	// (one system call cuts many datagrams); false once the route refused it.
+	Segmented bool
+	LastError error // the latest errno, nil if none ever
 }
 
 // Exporter queues encoded reports and sends them to every collector.
@@ -98,10 +105,16 @@ type Exporter struct {
 	q          *ring
 	collectors []*collector
 
-	// Sender scratch, reused for every batch.
-	msgs  []unix.Mmsghdr
-	iovs  []unix.Iovec
-	slots []*slot
+	// Sender scratch, reused for every batch: one message per report
+	// (msgs, each of ones[i] = 1 report), and the same reports grouped for
+	// UDP segmentation offload (gsoMsgs carrying gsoCounts reports each).
+	msgs      []unix.Mmsghdr
+	ones      []int
+	iovs      []unix.Iovec
+	slots     []*slot
+	gsoMsgs   []unix.Mmsghdr
+	gsoCounts []int
+	gsoCmsgs  []byte
 
 	mu      sync.Mutex
 	running bool
@@ -154,10 +167,15 @@ func New(cfg Config) (*Exporter, error) {
 	e.msgs = make([]unix.Mmsghdr, e.batch)
 	e.iovs = make([]unix.Iovec, e.batch)
 	e.slots = make([]*slot, e.batch)
+	e.ones = make([]int, e.batch)
 	for i := range e.msgs {
 		e.msgs[i].Hdr.Iov = &e.iovs[i]
 		e.msgs[i].Hdr.SetIovlen(1)
+		e.ones[i] = 1
 	}
+	e.gsoMsgs = make([]unix.Mmsghdr, e.batch)
+	e.gsoCounts = make([]int, e.batch)
+	e.gsoCmsgs = make([]byte, e.batch*gsoCmsgSpace)
 	return e, nil
 }
 
@@ -248,11 +266,47 @@ func (e *Exporter) sendBatch(n int) {
 		e.iovs[i].Base = unsafe.SliceData(s.buf)
 		e.iovs[i].SetLen(s.n)
 	}
+	gsoBuilt := 0
 	for _, c := range e.collectors {
-		c.send(e, e.msgs[:n], e.slots[:n])
+		if c.gso {
+			if gsoBuilt == 0 {
+				gsoBuilt = e.buildGSO(n)
+			}
+			c.send(e, e.gsoMsgs[:gsoBuilt], e.gsoCounts[:gsoBuilt], e.slots[:n])
+			continue
+		}
+		c.send(e, e.msgs[:n], e.ones[:n], e.slots[:n])
 	}
 	clear(e.slots[:n])
 	e.q.release(n)
+}
+
+// buildGSO groups the batch's n reports into messages for UDP segmentation
+// offload: each run of consecutive reports of one size (at most
+// maxGSOSegments) becomes one message whose iovecs the kernel cuts into one
+// datagram per report. It returns the number of messages.
+func (e *Exporter) buildGSO(n int) int {
+	m := 0
+	for i := 0; i < n; {
+		size := e.slots[i].n
+		j := i + 1
+		for j < n && j-i < maxGSOSegments && e.slots[j].n == size {
+			j++
+		}
+		h := &e.gsoMsgs[m].Hdr
+		*h = unix.Msghdr{Iov: &e.iovs[i]}
+		h.SetIovlen(j - i)
+		if j-i > 1 {
+			cm := e.gsoCmsgs[m*gsoCmsgSpace : (m+1)*gsoCmsgSpace]
+			putGSOSize(cm, uint16(size))
+			h.Control = &cm[0]
+			h.SetControllen(len(cm))
+		}
+		e.gsoCounts[m] = j - i
+		m++
+		i = j
+	}
+	return m
 }
 
 // Stats returns the counters. It is safe to call at any time.

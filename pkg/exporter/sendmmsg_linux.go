@@ -30,3 +30,22 @@ func waitWritable(fd int, timeoutMs int) bool {
 		return err == nil && n > 0
 	}
 }
+
+// gsoCmsgSpace is the room for one UDP_SEGMENT control message.
+var gsoCmsgSpace = unix.CmsgSpace(2)
+
+// putGSOSize writes a UDP_SEGMENT control message into b (gsoCmsgSpace
+// bytes): the kernel cuts the message into datagrams of size bytes.
+func putGSOSize(b []byte, size uint16) {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = size // host order, as the kernel reads it
+}
+
+// isGSOUnsupported tells the errors with which the kernel refuses
+// segmentation offload on this route (no checksum offload on the device,
+// an IPsec route, an old kernel) from errors of the destination.
+func isGSOUnsupported(errno unix.Errno) bool {
+	return errno == unix.EIO || errno == unix.EINVAL || errno == unix.ENOPROTOOPT || errno == unix.EOPNOTSUPP
+}
