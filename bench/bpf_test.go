@@ -22,6 +22,8 @@ var bpfCase = map[string]string{
 //	bpf_ns_per_packet_<case>_<ingress|egress>        per-CPU flow table (the kept design)
 //	bpf_shared_ns_per_packet_<case>_<ingress|egress> shared flow table, for comparison
 //	bpf_ns_per_packet                                headline: udp4_ingress
+//	bpf_live_ns_per_packet_<newflow|established>_egress         real packets (BenchmarkLive)
+//	bpf_live_direct_ns_per_packet_<newflow|established>_egress  same, direct tail call
 //	bpf_verify_<program>_ms                          load + verify of one program
 //
 // ns/packet is above the do-nothing baseline measured in the same run
@@ -67,6 +69,20 @@ func TestBenchFoldBPF(t *testing.T) {
 			key := "bpf_ns_per_packet_" + c + "_" + parts[2]
 			if parts[1] == "shared" {
 				key = "bpf_shared_ns_per_packet_" + c + "_" + parts[2]
+			}
+			figures[key] = over
+			if s, ok := metrics["spread-ns"]; ok {
+				figures[key+"_spread"] = s
+			}
+		case parts[0] == "BenchmarkLive" && len(parts) == 4:
+			// BenchmarkLive/<indirect|direct-tailcall>/egress/<case>
+			over, ok := metrics["over-baseline-ns/pkt"]
+			if !ok {
+				continue
+			}
+			key := "bpf_live_ns_per_packet_" + strings.ReplaceAll(parts[3], "-", "") + "_" + parts[2]
+			if parts[1] != "indirect" {
+				key = "bpf_live_direct_ns_per_packet_" + strings.ReplaceAll(parts[3], "-", "") + "_" + parts[2]
 			}
 			figures[key] = over
 			if s, ok := metrics["spread-ns"]; ok {

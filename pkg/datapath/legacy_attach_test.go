@@ -22,7 +22,7 @@ func tcxFallback(err error) bool {
 
 // attachLegacy attaches prog to ifindex inside ns as a direct-action cls_bpf
 // filter under clsact (created when missing), removed at cleanup.
-func attachLegacy(t *testing.T, ns *netnstest.NS, ifindex int, dir Direction, prog *ebpf.Program) {
+func attachLegacy(t testing.TB, ns *netnstest.NS, ifindex int, dir Direction, prog *ebpf.Program) {
 	t.Helper()
 	h := ns.NetlinkHandle(t)
 	qdisc := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex,

@@ -21,7 +21,7 @@ import (
 // attachTCX attaches prog to ifindex inside ns with TCX and detaches it at
 // cleanup. A minimal stand-in for pkg/tc. On a kernel without TCX it uses
 // legacy tc when the run allows it (tcxFallback).
-func attachTCX(t *testing.T, ns *netnstest.NS, ifindex int, dir Direction, prog *ebpf.Program) {
+func attachTCX(t testing.TB, ns *netnstest.NS, ifindex int, dir Direction, prog *ebpf.Program) {
 	t.Helper()
 	at := ebpf.AttachTCXIngress
 	if dir == Egress {
