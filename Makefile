@@ -35,11 +35,12 @@ demo: ## node of namespaces + agent + collector + traffic, prints the view of ne
 	$(BIN)/nsint-demo --bin $(BIN)
 
 .PHONY: test
-test: build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 6.1 VM, local Kubernetes node
+test: build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory soak SOAK=short
 	$(MAKE) --no-print-directory test-kernels
+	$(MAKE) --no-print-directory test-sriov
 	$(MAKE) --no-print-directory e2e-cluster
 
 .PHONY: fuzz
@@ -81,8 +82,12 @@ soak: build ## churn, kill -9 restarts, collector outage, coexistence under traf
 		../$(BIN)/nsint-bench.test -test.run '^TestSoak$$' -test.v -test.timeout 30m
 
 .PHONY: test-kernels
-test-kernels: ## privileged suites in Debian's 6.1 kernel (no TCX) under qemu TCG (root; full form: KERNELS="bookworm:tc bookworm-backports:tcx")
+test-kernels: ## privileged suites in Debian's 5.10 and 6.1 kernels (no TCX) under qemu TCG (root; full form: KERNELS="bullseye:tc bookworm:tc bookworm-backports:tcx")
 	hack/vm/test-kernels.sh
+
+.PHONY: test-sriov
+test-sriov: ## the agent on SR-IOV VFs of QEMU's emulated igb in Debian's 6.1 under qemu TCG (root; full form: KERNELS="bookworm:tc bookworm-backports:tcx")
+	hack/vm/test-sriov.sh
 
 .PHONY: cluster-up
 cluster-up: build ## one-node Kubernetes cluster here, no Docker (kubelet, containerd, Multus, nsint; root) -> prints KUBECONFIG= and COLLECTOR=

@@ -65,17 +65,8 @@ type NsintEvent struct {
 }
 
 type NsintFlowKey struct {
-	_ structs.HostLayout
-	T struct {
-		_      structs.HostLayout
-		Saddr  [4]uint32
-		Daddr  [4]uint32
-		Sport  uint16
-		Dport  uint16
-		Family uint8
-		Proto  uint8
-		Pad    [2]uint8
-	}
+	_    structs.HostLayout
+	T    NsintTuple
 	Port uint16
 	Dir  uint8
 	Pad  uint8
@@ -157,16 +148,18 @@ type NsintTransitEntry struct {
 type NsintTransitKey struct {
 	_     structs.HostLayout
 	Netns uint64
-	T     struct {
-		_      structs.HostLayout
-		Saddr  [4]uint32
-		Daddr  [4]uint32
-		Sport  uint16
-		Dport  uint16
-		Family uint8
-		Proto  uint8
-		Pad    [2]uint8
-	}
+	T     NsintTuple
+}
+
+type NsintTuple struct {
+	_      structs.HostLayout
+	Saddr  [4]uint32
+	Daddr  [4]uint32
+	Sport  uint16
+	Dport  uint16
+	Family uint8
+	Proto  uint8
+	Pad    [2]uint8
 }
 
 type NsintWatchMeta struct {
@@ -192,6 +185,7 @@ const (
 	NsintMapTransit         = "transit"
 	NsintMapWatchMeta       = "watch_meta"
 	NsintMapWatchRules      = "watch_rules"
+	NsintMapWatchTuple      = "watch_tuple"
 	NsintProgNsintKfreeSkb  = "nsint_kfree_skb"
 	NsintProgNsintTcEgress  = "nsint_tc_egress"
 	NsintProgNsintTcIngress = "nsint_tc_ingress"
@@ -264,6 +258,7 @@ type NsintMapSpecs struct {
 	Transit      *ebpf.MapSpec `ebpf:"transit"`
 	WatchMeta    *ebpf.MapSpec `ebpf:"watch_meta"`
 	WatchRules   *ebpf.MapSpec `ebpf:"watch_rules"`
+	WatchTuple   *ebpf.MapSpec `ebpf:"watch_tuple"`
 }
 
 // NsintVariableSpecs contains global variables before they are loaded into the kernel.
@@ -306,6 +301,7 @@ type NsintMaps struct {
 	Transit      *ebpf.Map `ebpf:"transit"`
 	WatchMeta    *ebpf.Map `ebpf:"watch_meta"`
 	WatchRules   *ebpf.Map `ebpf:"watch_rules"`
+	WatchTuple   *ebpf.Map `ebpf:"watch_tuple"`
 }
 
 func (m *NsintMaps) Close() error {
@@ -323,6 +319,7 @@ func (m *NsintMaps) Close() error {
 		m.Transit,
 		m.WatchMeta,
 		m.WatchRules,
+		m.WatchTuple,
 	)
 }
 

@@ -16,7 +16,9 @@ import (
 // interfaces in pods. Instead:
 //   - the driver and the bus address come from ethtool ETHTOOL_GDRVINFO, an
 //     ioctl issued on the namespace's own netlink socket (device ioctls act in
-//     the socket's namespace);
+//     the socket's namespace); when the device was renamed since the message
+//     (ENODEV) and the message names a PCI parent, the driver comes from
+//     /sys/bus/pci/devices/<addr>/driver instead (global, like physfn);
 //   - the PCI address comes from IFLA_PARENT_DEV_NAME when the bus is PCI
 //     (kernel 5.13+), else from the ethtool bus-info;
 //   - whether the device is an SR-IOV VF comes from /sys/bus/pci/devices/<addr>/physfn,
@@ -30,6 +32,14 @@ const pciDevicesDir = "/sys/bus/pci/devices"
 func (k *nsWorker) fetchInfo(sock *rtnlSocket, st *linkState) {
 	info, err := sock.ethtoolDrvinfo(st.msg.name)
 	switch {
+	case errors.Is(err, unix.ENODEV) && st.msg.parentDevBus == "pci" && st.msg.parentDev != "":
+		// Renamed since this message, as the SR-IOV CNI renames a VF right
+		// after moving it into a pod: the message's PCI address and the
+		// global PCI sysfs still say what the device is. Without this, a VF
+		// would first be reported as physical and then change kind.
+		if target, err := os.Readlink(filepath.Join(pciDevicesDir, st.msg.parentDev, "driver")); err == nil {
+			st.driver = filepath.Base(target)
+		}
 	case errors.Is(err, unix.ENODEV):
 		// Renamed or moved since this message: try again with the next one.
 		return

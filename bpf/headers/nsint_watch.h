@@ -31,21 +31,37 @@ static __always_inline int rule_match(const struct rule *r,
 }
 
 /*
+ * The tuple watch_eval judges, handed over in a per-CPU slot: a global
+ * function takes pointer arguments (other than the context) only from 5.12 on
+ * — 5.10 rejects the program with "Arg#0 type PTR in watch_eval() is not
+ * supported yet" — and a tuple does not fit in scalar arguments. The slot is
+ * written and read in the same program run, which no other program
+ * interrupts on this CPU (TC runs with bottom halves off), like identity.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tuple);
+} watch_tuple SEC(".maps");
+
+/*
  * A global function, not a static one: the verifier checks it once, on its
  * own, instead of again at every call path with the caller's state. As a
  * static subprogram, 6.1's verifier re-walked the 64-rule loop on each path
- * of the report code and hit its 1M-instruction limit. A global function's
- * pointer argument may be NULL as far as the verifier knows: check it.
+ * of the report code and hit its 1M-instruction limit. Scalars only in its
+ * signature (see watch_tuple), so that it verifies on every kernel with
+ * global functions (5.6+). count is at least 1.
  */
-__attribute__((noinline)) int watch_eval(const struct tuple *t, __u32 count)
+__attribute__((noinline)) int watch_eval(__u32 count)
 {
+	const struct tuple *t;
 	struct rule *r;
-	__u32 i, key;
+	__u32 i, key = 0;
 
+	t = bpf_map_lookup_elem(&watch_tuple, &key);
 	if (!t)
 		return 0;
-	if (count == 0)
-		return 1;
 	for (i = 0; i < NSINT_MAX_RULES; i++) {
 		if (i >= count)
 			break;
@@ -66,6 +82,7 @@ static __always_inline void watch_refresh(struct flow_state *st,
 {
 	__u32 zero = 0;
 	struct watch_meta *m = bpf_map_lookup_elem(&watch_meta, &zero);
+	struct tuple *slot;
 	__u32 gen = 0, count = 0;
 
 	if (m) {
@@ -75,7 +92,17 @@ static __always_inline void watch_refresh(struct flow_state *st,
 	if (!force && st->watch_gen == gen)
 		return;
 	st->watch_gen = gen;
-	st->watched = watch_eval(t, count);
+	if (count == 0) { /* no watchlist: everything is watched */
+		st->watched = 1;
+		return;
+	}
+	slot = bpf_map_lookup_elem(&watch_tuple, &zero);
+	if (!slot) {
+		st->watched = 0;
+		return;
+	}
+	__builtin_memcpy(slot, t, sizeof(*slot));
+	st->watched = watch_eval(count);
 }
 
 #endif /* __NSINT_WATCH_H */

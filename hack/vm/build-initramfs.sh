@@ -21,6 +21,14 @@ moddir=$ktree/lib/modules/$release
 # "protocol not supported" when their modules are not loaded.
 modules=(veth macvlan bridge sch_ingress cls_bpf crc32c_generic nf_tables nft_compat xt_tcpudp
 	xfrm_user nfnetlink)
+# Modules that only some kernels build separately: nft_counter (every
+# iptables-nft rule has a counter; without the module the rule insert fails
+# with ENOENT) is its own module on 5.10 and part of nf_tables.ko on 6.1;
+# loaded where the kernel has it as a module.
+optional_modules=(nft_counter)
+# VM_EXTRA_MODULES: more modules, space-separated (test-sriov.sh: igb igbvf).
+# shellcheck disable=SC2206 # words
+modules+=(${VM_EXTRA_MODULES:-})
 # Dynamically linked tools copied from this machine (Debian 12).
 tools=(ip tc nsenter ping sysctl xtables-nft-multi)
 
@@ -82,6 +90,10 @@ for m in "${modules[@]}"; do
 	fi
 	f=$(grep -oE "^[^:]*/$m\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -n1) ||
 		{ echo "hack/vm: module $m not in $release" >&2; exit 1; }
+	add_module "${f%:}"
+done
+for m in "${optional_modules[@]}"; do
+	f=$(grep -oE "^[^:]*/$m\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -n1) || continue
 	add_module "${f%:}"
 done
 

@@ -6,9 +6,11 @@
 #
 # KERNELS    boots, each SUITE:ATTACH — the suite whose linux-image-amd64 is
 #            booted and the attach mode auto must resolve to there.
-#            Default "bookworm:tc" (Debian 12's 6.1, no TCX): the short form
-#            CI runs. The full form, KERNELS="bookworm:tc
+#            Default "bullseye:tc bookworm:tc" (Debian 11's 5.10: no TCX,
+#            no drop reasons; Debian 12's 6.1: no TCX): the short form CI
+#            runs. The full form, KERNELS="bullseye:tc bookworm:tc
 #            bookworm-backports:tcx", adds Debian's 6.12 (TCX).
+#            fetch-kernel.sh says where each suite's kernel comes from.
 # What each boot runs: hack/vm/tests.
 # VM_TIMEOUT seconds one boot may take, tests included (default 1500).
 # Kernels are cached in ${XDG_CACHE_HOME:-$HOME/.cache}/nsint/vm/; the logs of
@@ -18,7 +20,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/nsint/vm
-kernels=${KERNELS:-bookworm:tc}
+kernels=${KERNELS:-bullseye:tc bookworm:tc}
 bound=${VM_TIMEOUT:-1500}
 
 [ "$(id -u)" -eq 0 ] || { echo "hack/vm: run as root (installs packages; the guest runs as root anyway)" >&2; exit 1; }

@@ -53,6 +53,9 @@ var (
 	descPkts     = prometheus.NewDesc("nsint_port_packets_total", "Packets seen at a port's TC hook.", portLabels, nil)
 	descBytes    = prometheus.NewDesc("nsint_port_bytes_total", "Bytes seen at a port's TC hook.", portLabels, nil)
 	descDrops    = prometheus.NewDesc("nsint_port_drops_total", "Kernel drops of packets of a port (skb:kfree_skb).", portLabels, nil)
+	descDropWhy  = prometheus.NewDesc("nsint_drop_reason_supported",
+		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
+		nil, nil)
 )
 
 // statsCollector reads the other packages' counters at scrape time. Per-port
@@ -61,7 +64,7 @@ type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
-		descSent, descSendErr, descPkts, descBytes, descDrops} {
+		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy} {
 		ch <- d
 	}
 }
@@ -70,6 +73,13 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.a
 	for mode, n := range a.reg.attachedByMode() {
 		ch <- prometheus.MustNewConstMetric(descAttached, prometheus.GaugeValue, float64(n), mode)
+	}
+	if a.dp != nil {
+		supported := 0.0
+		if a.dp.DropReasonSupported() {
+			supported = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descDropWhy, prometheus.GaugeValue, supported)
 	}
 	if a.watch != nil {
 		s := a.watch.Stats()

@@ -37,6 +37,7 @@ type Agent struct {
 	APIAddr            string        // host:port of the REST API
 	NetnsDirs          []string      // directories of namespace files
 	AttachMode         string        // auto, tcx or tc
+	TailCall           string        // indirect or direct: how dispatchers enter the shared program
 	Watchlist          string        // YAML file of watchlist rules ("" = report everything)
 	StateDir           string        // persistent state (port IDs)
 	BPFFSDir           string        // mount point of the BPF filesystem; pins go under BPFFSDir/nsint
@@ -69,6 +70,7 @@ type rawAgent struct {
 	tcHandle                       *string
 	maxPorts, maxFlows, perfBuffer *int
 	kubeconfig, kubernetes         *string
+	tailCall                       *string
 }
 
 // FlagSet declares every agent flag on a new flag set. The returned function
@@ -86,6 +88,7 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.apiAddr = fs.String("api-addr", fmt.Sprintf(":%d", DefaultAPIPort), "listen address of the REST API (topology, metrics, health)")
 	fs.Var(r.netnsDirs, "netns-dir", "directory of network namespace files to watch (repeatable)")
 	r.attachMode = fs.String("attach-mode", "auto", "TC attachment: auto (TCX when the kernel has it), tcx, or tc (legacy clsact + cls_bpf)")
+	r.tailCall = fs.String("tail-call", "indirect", "how each interface's dispatcher enters the shared program: indirect (cheap to load, no IPI to every CPU per interface) or direct (a patched jump: less per packet on CPUs with retpolines, about 3 times the load cost)")
 	r.watchlist = fs.String("watchlist", "", "YAML file of watchlist rules; reloaded on change (empty: report every flow)")
 	r.stateDir = fs.String("state-dir", "/var/lib/nsint", "directory for persistent state (port IDs)")
 	r.bpffs = fs.String("bpffs", "/sys/fs/bpf", "BPF filesystem mount point (mounted when absent); pins go under <bpffs>/nsint")
@@ -132,6 +135,7 @@ func (r *rawAgent) validate() (*Agent, error) {
 		APIAddr:            *r.apiAddr,
 		NetnsDirs:          r.netnsDirs.Values,
 		AttachMode:         *r.attachMode,
+		TailCall:           *r.tailCall,
 		Watchlist:          *r.watchlist,
 		StateDir:           *r.stateDir,
 		BPFFSDir:           *r.bpffs,
@@ -172,6 +176,11 @@ func (r *rawAgent) validate() (*Agent, error) {
 	case "auto", "tcx", "tc":
 	default:
 		add(bad("attach-mode", a.AttachMode, errors.New("want auto, tcx or tc")))
+	}
+	switch a.TailCall {
+	case "indirect", "direct":
+	default:
+		add(bad("tail-call", a.TailCall, errors.New("want indirect or direct")))
 	}
 	switch a.Kubernetes {
 	case "auto", "on", "off":

@@ -62,6 +62,7 @@ func TestInvalidValuesNameFieldAndValue(t *testing.T) {
 	}{
 		{[]string{"--report-format", "v1.0"}, "report-format", "v1.0"},
 		{[]string{"--attach-mode", "xdp"}, "attach-mode", "xdp"},
+		{[]string{"--tail-call", "patched"}, "tail-call", "patched"},
 		{[]string{"--switch-id", "fd00::1"}, "switch-id", "fd00::1"},
 		{[]string{"--collector", "host:99999"}, "collector", "host:99999"},
 		{[]string{"--snaplen", "9000"}, "snaplen", "9000"},

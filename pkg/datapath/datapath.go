@@ -50,10 +50,16 @@ type Datapath struct {
 
 // Load loads and verifies the programs once, with cfg's constants and map
 // sizes, and wires the dispatcher tail-call table. It does not attach
-// anything, the drop hook included.
+// anything, the drop hook included. On kernels that charge BPF memory to
+// RLIMIT_MEMLOCK instead of the memory cgroup (before 5.11) it lifts the
+// process's memlock limit, which needs CAP_SYS_RESOURCE; elsewhere it leaves
+// the limit alone.
 func Load(cfg Config) (*Datapath, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
+		return nil, err
+	}
+	if err := allowMemlock(); err != nil {
 		return nil, err
 	}
 	cache := btf.NewCache()

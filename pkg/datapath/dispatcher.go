@@ -61,10 +61,10 @@ func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns
 // verifies in microseconds; the caller attaches it (TCX or cls_bpf) and
 // closes it after detaching. SetPort(id, …) must have been called.
 func (d *Datapath) Dispatcher(id uint16, dir Direction) (*ebpf.Program, error) {
-	return d.dispatcher(id, dir, false)
+	return d.dispatcher(id, dir, d.cfg.DirectTailCall)
 }
 
-// dispatcher is Dispatcher with the choice of tail call, for benchmarks.
+// dispatcher is Dispatcher with the kind of tail call given, for benchmarks.
 func (d *Datapath) dispatcher(id uint16, dir Direction, directTailCall bool) (*ebpf.Program, error) {
 	if dir != Ingress && dir != Egress {
 		return nil, fmt.Errorf("dispatcher for port %d: invalid %s", id, dir)

@@ -19,18 +19,18 @@ func TestDispatcherCost(t *testing.T) {
 	prog, err := d.Dispatcher(5, Egress)
 	must(t, err)
 	defer prog.Close()
+	if _, err := d.Dispatcher(6, Ingress); err == nil {
+		t.Error("dispatcher for a port without SetPort: no error")
+	}
+	if _, err := d.Dispatcher(0, Ingress); err == nil {
+		t.Error("dispatcher for port 0: no error")
+	}
 	dispInsns := verifiedInsns(t, prog)
 	in, _ := d.Programs()
 	mainInsns := verifiedInsns(t, in)
 	t.Logf("verified instructions: dispatcher %d, main ingress %d", dispInsns, mainInsns)
 	if dispInsns > 32 {
 		t.Errorf("dispatcher needed %d verified instructions, want at most 32", dispInsns)
-	}
-	if _, err := d.Dispatcher(6, Ingress); err == nil {
-		t.Error("dispatcher for a port without SetPort: no error")
-	}
-	if _, err := d.Dispatcher(0, Ingress); err == nil {
-		t.Error("dispatcher for port 0: no error")
 	}
 }
 
@@ -40,7 +40,8 @@ func verifiedInsns(t *testing.T, p *ebpf.Program) uint32 {
 	must(t, err)
 	n, ok := info.VerifiedInstructions()
 	if !ok {
-		t.Fatal("kernel does not report verified instructions")
+		// bpf_prog_info.verified_insns (5.16+): 5.10 has no such field.
+		t.Skip("skipping: kernel without verified_insns in bpf_prog_info (the dispatcher's cost is measured where the kernel reports it)")
 	}
 	return n
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netnstest"
@@ -111,6 +113,9 @@ func (h *harness) tryRun(port uint16, dir Direction, frame []byte, ctx *skbCtx, 
 	prog := h.dispatcher(port, dir)
 	opts := &ebpf.RunOptions{Data: frame, Repeat: repeat}
 	if ctx != nil {
+		if ctx.IngressIfindex != 0 {
+			requireTestRunIngressIfindex(h.tb)
+		}
 		opts.Context = *ctx
 	}
 	var ret uint32
@@ -189,3 +194,43 @@ func kernelRefuses(frame []byte) bool {
 	}
 	return false
 }
+
+// requireTestRunIngressIfindex skips the test when BPF_PROG_TEST_RUN does not
+// take ingress_ifindex from the __sk_buff context (5.10 refuses it with
+// EINVAL): a packet forwarded from another device cannot be crafted there.
+// The programs read skb->ingress_ifindex on such kernels all the same; the
+// e2e suite's forwarded and bridged traffic covers them.
+func requireTestRunIngressIfindex(tb testing.TB) {
+	tb.Helper()
+	err := haveTestRunIngressIfindex()
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		tb.Skipf("skipping: kernel without ingress_ifindex in BPF_PROG_TEST_RUN's __sk_buff context (%v)", err)
+	case err != nil:
+		tb.Fatal(err)
+	}
+}
+
+// haveTestRunIngressIfindex runs a trivial TC program with an all-zero
+// context, which every kernel takes, and with ingress_ifindex set: nil when
+// the second run works too, an error wrapping ebpf.ErrNotSupported when only
+// the first does.
+var haveTestRunIngressIfindex = sync.OnceValue(func() error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "nsint_probe", Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
+	})
+	if err != nil {
+		return fmt.Errorf("ingress_ifindex probe: load program: %w", err)
+	}
+	defer prog.Close()
+	frame := udpFrame("198.18.0.1", "198.18.0.2", 1, 2, 0)
+	if _, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: skbCtx{}}); err != nil {
+		return fmt.Errorf("ingress_ifindex probe: run with a zero context: %w", err)
+	}
+	_, err = prog.Run(&ebpf.RunOptions{Data: frame, Context: skbCtx{IngressIfindex: 1}})
+	if errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("test run with ingress_ifindex: %w: %w", ebpf.ErrNotSupported, err)
+	}
+	return err
+})

@@ -51,6 +51,20 @@ func probeKfreeSkb(kernel *btf.Spec) (kfreeSkbInfo, error) {
 	return info, nil
 }
 
+// HaveDropReason reports whether the running kernel's skb:kfree_skb
+// tracepoint passes a drop reason (enum skb_drop_reason: 5.17+, and
+// distribution kernels that backported it), probed from kernel BTF like Load
+// does. Where it does not, drops are still reported, with DropReasonKnown
+// false (INT reason "unknown").
+func HaveDropReason() (bool, error) {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false, fmt.Errorf("load kernel btf: %w", err)
+	}
+	info, err := probeKfreeSkb(kernel)
+	return info.hasReason, err
+}
+
 // DropReasonNames returns the running kernel's enum skb_drop_reason, value to
 // name ("SKB_DROP_REASON_NO_SOCKET"). Values differ between kernels: resolve
 // them here, never hard-code them. Empty on kernels without drop reasons.

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/nsint/nsint/bpf"
 
@@ -28,8 +29,12 @@ func loadDatapath(tb testing.TB, cfg Config) *Datapath {
 
 func TestLoad(t *testing.T) {
 	d := loadDatapath(t, Config{})
-	if !d.DropReasonSupported() {
-		t.Error("kernel BTF has a reason argument on kfree_skb, probe says no")
+	if want := tracepointRecordHasReason(t); d.DropReasonSupported() != want {
+		t.Errorf("drop reason supported %v, but the kfree_skb trace record has a reason field: %v",
+			d.DropReasonSupported(), want)
+	}
+	if have, err := HaveDropReason(); err != nil || have != d.DropReasonSupported() {
+		t.Errorf("HaveDropReason() = %v, %v; the loaded datapath says %v", have, err, d.DropReasonSupported())
 	}
 	in, eg := d.Programs()
 	for name, prog := range map[string]interface{ FD() int }{"ingress": in, "egress": eg} {
@@ -53,9 +58,32 @@ func TestDropHookWithoutReason(t *testing.T) {
 			delete(spec.Programs, name)
 		}
 	}
+	must(t, allowMemlock())
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		t.Fatalf("load drop hook without reason: %v", err)
 	}
 	coll.Close()
+}
+
+// tracepointRecordHasReason tells, from kernel BTF, whether the kfree_skb
+// trace event's record (what tracefs's format file lists) has a reason field:
+// evidence of the drop reason independent of the probe's reading of the
+// tracepoint's function prototype.
+func tracepointRecordHasReason(tb testing.TB) bool {
+	tb.Helper()
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		tb.Fatalf("load kernel btf: %v", err)
+	}
+	var rec *btf.Struct
+	if err := kernel.TypeByName("trace_event_raw_kfree_skb", &rec); err != nil {
+		tb.Fatalf("kernel btf: struct trace_event_raw_kfree_skb: %v", err)
+	}
+	for _, m := range rec.Members {
+		if m.Name == "reason" {
+			return true
+		}
+	}
+	return false
 }

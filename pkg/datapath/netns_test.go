@@ -188,14 +188,22 @@ func must(t *testing.T, err error) {
 
 // TestDropHook: real drops inside a test namespace — UDP to a closed port
 // and a netfilter DROP rule — are reported with the kernel's reason (looked
-// up by name), the arrival port, the frame's bytes, and rate-limited.
+// up by name), the arrival port, the frame's bytes, and rate-limited. On a
+// kernel whose kfree_skb has no reason (before 5.17; TestLoad checks the
+// probe) they are reported all the same, with the reason unknown.
 func TestDropHook(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	d := loadDatapath(t, Config{DropReportInterval: interval})
-	noSocket, err := DropReasonByName("SKB_DROP_REASON_NO_SOCKET")
-	must(t, err)
-	nfDrop, err := DropReasonByName("SKB_DROP_REASON_NETFILTER_DROP")
-	must(t, err)
+	var noSocket, nfDrop uint32
+	if d.DropReasonSupported() {
+		var err error
+		noSocket, err = DropReasonByName("SKB_DROP_REASON_NO_SOCKET")
+		must(t, err)
+		nfDrop, err = DropReasonByName("SKB_DROP_REASON_NETFILTER_DROP")
+		must(t, err)
+	} else {
+		t.Log("kernel without drop reasons on kfree_skb: expecting reason unknown")
+	}
 
 	dir, pfx := netnstest.Dir(t), netnstest.Prefix(t)
 	nsA := netnstest.New(t, dir, pfx+"-a")
@@ -227,7 +235,8 @@ func TestDropHook(t *testing.T) {
 	check := func(ev Event, reason uint32, packets uint64) {
 		t.Helper()
 		got := fmt.Sprintf("reason=%d known=%v port=%d %s in=%d out=%d packets=%d", ev.DropReason, ev.DropReasonKnown, ev.Port, ev.Direction, ev.InPort, ev.OutPort, ev.Packets)
-		want := fmt.Sprintf("reason=%d known=true port=%d ingress in=%d out=0 packets=%d", reason, port, port, packets)
+		want := fmt.Sprintf("reason=%d known=%v port=%d ingress in=%d out=0 packets=%d", reason, d.DropReasonSupported(),
+			port, port, packets)
 		if got != want {
 			t.Errorf("drop\n got %s\nwant %s", got, want)
 		}

@@ -99,62 +99,87 @@ func newMatcher(pods []*podNetworks, networkType func(podNamespace, network stri
 }
 
 // match attributes interfaces to pod attachments. All interfaces of one
-// network namespace belong to at most one pod: the pod whose attachments the
-// namespace's interfaces match most often by MAC, PCI address or IP. Inside
-// that namespace each attachment then takes one interface, by MAC first, then
-// PCI address, then IP, then interface name. Interfaces in skipInode (the
-// agent's own namespace, shared with every hostNetwork pod) are never matched.
+// network namespace belong to at most one pod, and a pod to at most one
+// namespace: namespace and pod pair up by the weight of the keys that point
+// from the namespace's interfaces to the pod's attachments (see keyWeight),
+// heaviest pair first. Inside that namespace each attachment then takes one
+// interface, by PCI address first, then MAC, then IP, then interface name.
+// Interfaces in skipInode (the agent's own namespace, shared with every
+// hostNetwork pod) are never matched.
 func (m *matcher) match(ifaces []Iface, skipInode uint64) map[int]Meta {
 	out := map[int]Meta{}
 	byNetns := map[uint64][]int{}
-	var order []uint64
 	for i, f := range ifaces {
 		if skipInode != 0 && f.NetnsInode == skipInode {
 			continue
 		}
-		if _, ok := byNetns[f.NetnsInode]; !ok {
-			order = append(order, f.NetnsInode)
-		}
 		byNetns[f.NetnsInode] = append(byNetns[f.NetnsInode], i)
 	}
-	for _, inode := range order {
-		idx := byNetns[inode]
-		pod := m.owner(ifaces, idx)
-		if pod == nil {
+	type pairing struct {
+		inode  uint64
+		pod    *podNetworks
+		weight int
+	}
+	var pairs []pairing
+	for inode, idx := range byNetns {
+		for pod, w := range m.votes(ifaces, idx) {
+			pairs = append(pairs, pairing{inode, pod, w})
+		}
+	}
+	sort.Slice(pairs, func(i, j int) bool {
+		a, b := pairs[i], pairs[j]
+		if a.weight != b.weight {
+			return a.weight > b.weight
+		}
+		if ra, rb := a.pod.ref.String(), b.pod.ref.String(); ra != rb {
+			return ra < rb
+		}
+		return a.inode < b.inode
+	})
+	podTaken := map[*podNetworks]bool{}
+	netnsTaken := map[uint64]bool{}
+	for _, p := range pairs {
+		if podTaken[p.pod] || netnsTaken[p.inode] {
 			continue
 		}
-		m.assign(pod, ifaces, idx, out)
+		podTaken[p.pod], netnsTaken[p.inode] = true, true
+		m.assign(p.pod, ifaces, byNetns[p.inode], out)
 	}
 	return out
 }
 
-// owner picks the pod that a namespace's interfaces point to most often.
-func (m *matcher) owner(ifaces []Iface, idx []int) *podNetworks {
+// keyWeight ranks what points an interface to a pod attachment: a PCI
+// address names one device on the node; an IP is the pod's own; a MAC is the
+// weakest, since the SR-IOV operator, a PF-side change or a CNI may set it
+// to anything, another VF's included.
+const (
+	weightMAC = 1
+	weightIP  = 2
+	weightPCI = 4
+)
+
+// votes weighs, for each pod, the keys by which a namespace's interfaces
+// (idx into ifaces) point to its attachments.
+func (m *matcher) votes(ifaces []Iface, idx []int) map[*podNetworks]int {
 	votes := map[*podNetworks]int{}
-	vote := func(cs []candidate) {
+	vote := func(cs []candidate, weight int) {
 		for _, c := range cs {
-			votes[c.pod]++
+			votes[c.pod] += weight
 		}
 	}
 	for _, i := range idx {
 		f := ifaces[i]
 		if mac := canonicalMAC(f.MAC); mac != "" {
-			vote(m.byMAC[mac])
+			vote(m.byMAC[mac], weightMAC)
 		}
 		if pci := strings.ToLower(f.PCIAddress); pci != "" {
-			vote(m.byPCI[pci])
+			vote(m.byPCI[pci], weightPCI)
 		}
 		for _, ip := range f.IPs {
-			vote(m.byIP[ip.Unmap()])
+			vote(m.byIP[ip.Unmap()], weightIP)
 		}
 	}
-	var best *podNetworks
-	for p, n := range votes {
-		if best == nil || n > votes[best] || (n == votes[best] && p.ref.String() < best.ref.String()) {
-			best = p
-		}
-	}
-	return best
+	return votes
 }
 
 // assign gives each attachment of pod at most one interface of the namespace
@@ -163,8 +188,8 @@ func (m *matcher) assign(pod *podNetworks, ifaces []Iface, idx []int, out map[in
 	taken := map[int]bool{}   // interface index
 	matched := map[int]bool{} // attachment index
 	passes := []func(a attachment, f Iface) bool{
-		func(a attachment, f Iface) bool { return a.mac != "" && a.mac == canonicalMAC(f.MAC) },
 		func(a attachment, f Iface) bool { return a.pci != "" && a.pci == strings.ToLower(f.PCIAddress) },
+		func(a attachment, f Iface) bool { return a.mac != "" && a.mac == canonicalMAC(f.MAC) },
 		func(a attachment, f Iface) bool { return sharesIP(a.ips, f.IPs) },
 		func(a attachment, f Iface) bool { return a.iface != "" && a.iface == f.Name },
 	}

@@ -145,3 +145,29 @@ func TestPodNetworksOf(t *testing.T) {
 		t.Errorf("bad fields: got %+v, %v", p, err)
 	}
 }
+
+// TestMatchVFsAfterPFSideMACSwap: two pods whose net1 are SR-IOV VFs, the
+// annotation written before the PF swapped the VFs' MACs and without IPs.
+// Each MAC now points to the other pod; the PCI addresses still say who is
+// who, and must win — and no pod may own both namespaces.
+func TestMatchVFsAfterPFSideMACSwap(t *testing.T) {
+	status := func(mac, pci string) string {
+		return `[{"name":"ns1/sriov-net","interface":"net1","mac":"` + mac +
+			`","device-info":{"type":"pci","version":"1.1.0","pci":{"pci-address":"` + pci + `"}}}]`
+	}
+	pods := []*podNetworks{
+		mustPodNetworks(t, testPod("a", status("0a:00:00:00:0a:01", "0000:01:10.0"))),
+		mustPodNetworks(t, testPod("b", status("0a:00:00:00:0b:01", "0000:01:10.2"))),
+	}
+	ifaces := []Iface{
+		{NetnsInode: 20, Name: "net1", MAC: mustMAC(t, "0a:00:00:00:0b:01"), PCIAddress: "0000:01:10.0"},
+		{NetnsInode: 21, Name: "net1", MAC: mustMAC(t, "0a:00:00:00:0a:01"), PCIAddress: "0000:01:10.2"},
+	}
+	got := newMatcher(pods, lookupType).match(ifaces, 0)
+	for i, want := range []string{"ns1/a", "ns1/b"} {
+		m, ok := got[i]
+		if !ok || m.Pod.String() != want || m.Network != "ns1/sriov-net" {
+			t.Errorf("netns %d net1: %+v (matched %v), want pod %s network ns1/sriov-net", ifaces[i].NetnsInode, m, ok, want)
+		}
+	}
+}

@@ -63,6 +63,7 @@ func Cleanup(cfg Config, scope CleanupScope) (removed int, err error) {
 // cleanupPins drops every link pinned in our layout under pinDir/tcx, except
 // those of the host namespace unless includeHost.
 func cleanupPins(pinDir string, hostInode uint64, includeHost bool) (int, error) {
+	defer removeIfEmpty(pinDir) // New created it; left only when not empty
 	root := filepath.Join(pinDir, tcxPinSubdir)
 	nsDirs, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {

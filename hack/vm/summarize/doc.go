@@ -11,5 +11,7 @@
 // outside any test (build-time panic, timeout, TestMain), the VM stopped before
 // it finished, the e2e suite did not say what attach mode auto resolved to, or
 // a test skipped without naming the kernel feature it missed ("kernel
-// without ..."). It owns no VM handling; hack/vm/*.sh boot and collect.
+// without ..."). With -list-vfs it lists, after the summary line, each SR-IOV
+// VF the tests logged ("SR-IOV VF <where> driver=… pci=… pf=…"). It owns no
+// VM handling; hack/vm/*.sh boot and collect.
 package main

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -20,6 +21,9 @@ const frame = "NSINT-VM "
 // attachLine is what the e2e suite logs once it knows the attach mode auto
 // resolved to on this kernel.
 var attachLine = regexp.MustCompile(`attach mode auto resolves to (tcx|tc)\b`)
+
+// vfLine is how the SR-IOV test (e2e/sriov_test.go) names each VF it found.
+var vfLine = regexp.MustCompile(`SR-IOV VF (\S+ driver=\S+ pci=\S+ pf=\S+)`)
 
 // featureSkip is how a test says which kernel feature it missed.
 var featureSkip = regexp.MustCompile(`kernel without \S`)
@@ -43,10 +47,12 @@ type result struct {
 	release, attach         string
 	passed, failed, skipped int
 	failures, skips, notes  []string
+	vfs                     []string // "<where> driver=… pci=… pf=…", in the order first seen
 }
 
 func main() {
 	expectAttach := flag.String("expect-attach", "", "fail unless auto resolved to this mode (tcx or tc)")
+	listVFs := flag.Bool("list-vfs", false, "list each SR-IOV VF the tests found, after the summary line")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: summarize [-expect-attach tcx|tc] RESULTS_LOG")
@@ -62,6 +68,11 @@ func main() {
 	}
 	fmt.Printf("kernel %s: attach=%s %d passed, %d failed, %d skipped\n", res.release, res.attach, res.passed,
 		res.failed, res.skipped)
+	if *listVFs {
+		for _, v := range res.vfs {
+			fmt.Println("  VF", v)
+		}
+	}
 	for _, l := range res.failures {
 		fmt.Println("  FAIL", l)
 	}
@@ -187,6 +198,9 @@ func (r *pkgRun) account(res *result) error {
 		}
 		if m := attachLine.FindStringSubmatch(ev.Output); m != nil {
 			res.attach = m[1]
+		}
+		if m := vfLine.FindStringSubmatch(ev.Output); m != nil && !slices.Contains(res.vfs, m[1]) {
+			res.vfs = append(res.vfs, m[1])
 		}
 		if ev.Test == "" {
 			continue

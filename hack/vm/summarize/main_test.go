@@ -95,3 +95,21 @@ func TestSummary(t *testing.T) {
 		})
 	}
 }
+
+func TestListVFs(t *testing.T) {
+	text := header + "NSINT-VM begin e2e\n" + run2json(
+		"=== RUN   TestSRIOV",
+		"    sriov_test.go:1: attach mode auto resolves to tc on this kernel",
+		"    sriov_test.go:2: SR-IOV VF pod-a/net1 driver=igbvf pci=0000:01:10.0 pf=0000:01:00.0",
+		"    sriov_test.go:2: SR-IOV VF pod-b/net1 driver=igbvf pci=0000:01:10.2 pf=0000:01:00.0",
+		"    sriov_test.go:2: SR-IOV VF pod-a/net1 driver=igbvf pci=0000:01:10.0 pf=0000:01:00.0",
+		"--- PASS: TestSRIOV (1.00s)",
+		"PASS",
+	) + "NSINT-VM end e2e rc=0 seconds=3\nNSINT-VM done\n"
+	res := summarizeText(t, text)
+	want := []string{"pod-a/net1 driver=igbvf pci=0000:01:10.0 pf=0000:01:00.0",
+		"pod-b/net1 driver=igbvf pci=0000:01:10.2 pf=0000:01:00.0"}
+	if !res.ok() || strings.Join(res.vfs, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ok=%v vfs %q, want %q", res.ok(), res.vfs, want)
+	}
+}
