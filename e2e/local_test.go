@@ -12,9 +12,6 @@ import (
 	"github.com/nsint/nsint/internal/fakenode"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
-	"github.com/nsint/nsint/pkg/datapath"
-	"github.com/nsint/nsint/pkg/dropreason"
-	"github.com/nsint/nsint/pkg/intreport"
 )
 
 // TestLocalNode is the local end-to-end suite, once per report format (and
@@ -96,16 +93,8 @@ func testLocalNode(t *testing.T, format, mode string) {
 	// A drop inside pod b: UDP to a closed port.
 	sendUDP(t, a.NS, netip.AddrPortFrom(b.EthIP, 9), "nobody listens")
 
-	type expect struct {
-		what       string
-		src, dst   netip.Addr
-		proto      uint8
-		in, out    string
-		drop       bool
-		dropReason string
-	}
 	aStack, bStack := a.NS.Name+":"+api.LocalStackName, b.NS.Name+":"+api.LocalStackName
-	expects := []expect{
+	expects := []reportExpect{
 		{"icmp eth0 a→b leaves a", a.EthIP, b.EthIP, 1, aStack, a.NS.Name + ":eth0", false, ""},
 		{"icmp eth0 a→b enters b", a.EthIP, b.EthIP, 1, b.NS.Name + ":eth0", bStack, false, ""},
 		{"icmp eth0 a→b bridged by the node", a.EthIP, b.EthIP, 1, node.NodeNS.Name + ":veth1", node.NodeNS.Name + ":veth2", false, ""},
@@ -119,76 +108,9 @@ func testLocalNode(t *testing.T, format, mode string) {
 		{"udp to a closed port dropped in b", a.EthIP, b.EthIP, 17, b.NS.Name + ":eth0", "", true, "SKB_DROP_REASON_NO_SOCKET"},
 	}
 	// Before 5.17 kfree_skb gives no reason: the drop is still reported, with
-	// reason unknown (INT code 0, kernel reason 0).
-	haveReason, err := datapath.HaveDropReason()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var noSocket uint32
-	if haveReason {
-		if noSocket, err = datapath.DropReasonByName("SKB_DROP_REASON_NO_SOCKET"); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		t.Log("kernel without drop reasons on kfree_skb: expecting drops with reason unknown")
-	}
-	dropCode := func(name string) uint8 {
-		if !haveReason {
-			return dropreason.CodeUnknown
-		}
-		return dropreason.CodeFor(name)
-	}
-	matches := func(r received, e expect, topo api.Topology) bool {
-		if r.tuple.Src != e.src || r.tuple.Dst != e.dst || r.tuple.Proto != e.proto {
-			return false
-		}
-		if e.drop != (r.rep.Kind == intreport.Drop) {
-			return false
-		}
-		if portName(topo, r.rep.IngressPort) != e.in {
-			return false
-		}
-		if e.out != "" && portName(topo, r.rep.EgressPort) != e.out {
-			return false
-		}
-		if e.drop {
-			if r.rep.DropReason != dropCode(e.dropReason) {
-				return false
-			}
-			if r.format == intreport.V20 && r.rep.KernelDropReason != noSocket {
-				return false
-			}
-		}
-		return true
-	}
+	// reason unknown (waitReports expects so there).
 	topo = ag.topology(t)
-	for _, e := range expects {
-		found := func() bool {
-			reps, _ := rcv.snapshot()
-			for _, r := range reps {
-				if matches(r, e, topo) {
-					return true
-				}
-			}
-			return false
-		}
-		deadline := time.Now().Add(scaled(10 * time.Second))
-		for !found() && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if !found() {
-			reps, _ := rcv.snapshot()
-			var seen []string
-			for _, r := range reps {
-				if r.tuple.Src == e.src && r.tuple.Dst == e.dst {
-					seen = append(seen, fmt.Sprintf("%s %s→%s drop=%d/%d", r.rep.Kind,
-						portName(topo, r.rep.IngressPort), portName(topo, r.rep.EgressPort), r.rep.DropReason, r.rep.KernelDropReason))
-				}
-			}
-			t.Errorf("no report for %s (%s→%s proto %d at %s→%s); reports of that address pair:\n%s",
-				e.what, e.src, e.dst, e.proto, e.in, e.out, strings.Join(seen, "\n"))
-		}
-	}
+	waitReports(t, format, rcv, topo, expects)
 	if t.Failed() {
 		return
 	}

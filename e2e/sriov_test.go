@@ -18,8 +18,6 @@ import (
 	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
-	"github.com/nsint/nsint/pkg/datapath"
-	"github.com/nsint/nsint/pkg/dropreason"
 	"github.com/nsint/nsint/pkg/intreport"
 	"github.com/nsint/nsint/pkg/k8s"
 	corev1 "k8s.io/api/core/v1"
@@ -282,15 +280,6 @@ func checkVFPorts(t *testing.T, topo api.Topology, wantMode string, pods ...*vfP
 	}
 }
 
-// vfExpect is one report the VF traffic must produce.
-type vfExpect struct {
-	what     string
-	src, dst netip.Addr
-	proto    uint8
-	in, out  string // "<netns name>:<port name>"; out "" for a drop
-	drop     bool
-}
-
 // checkVFTraffic sends ICMP (v4 and v6), UDP and TCP from pod a's net1 to pod
 // b's, and UDP to a closed port of b, and waits for the reports naming each
 // pod's net1 port, in format.
@@ -304,68 +293,19 @@ func checkVFTraffic(t *testing.T, rcv *receiver, ag *agentProc, format intreport
 
 	aNet1, bNet1 := a.ns.Name+":net1", b.ns.Name+":net1"
 	aStack, bStack := a.ns.Name+":"+api.LocalStackName, b.ns.Name+":"+api.LocalStackName
-	expects := []vfExpect{
-		{"icmp a→b leaves a's VF", a.ip4, b.ip4, 1, aStack, aNet1, false},
-		{"icmp a→b enters b's VF", a.ip4, b.ip4, 1, bNet1, bStack, false},
-		{"icmp b→a (reply) leaves b's VF", b.ip4, a.ip4, 1, bStack, bNet1, false},
-		{"icmpv6 a→b enters b's VF", a.ip6, b.ip6, 58, bNet1, bStack, false},
-		{"udp a→b leaves a's VF", a.ip4, b.ip4, 17, aStack, aNet1, false},
-		{"udp a→b enters b's VF", a.ip4, b.ip4, 17, bNet1, bStack, false},
-		{"tcp a→b leaves a's VF", a.ip4, b.ip4, 6, aStack, aNet1, false},
-		{"tcp a→b enters b's VF", a.ip4, b.ip4, 6, bNet1, bStack, false},
-		{"udp to a closed port dropped behind b's VF", a.ip4, b.ip4, 17, bNet1, "", true},
-	}
-	noSocket, err := datapath.DropReasonByName("SKB_DROP_REASON_NO_SOCKET")
-	if err != nil {
-		t.Fatal(err)
+	expects := []reportExpect{
+		{"icmp a→b leaves a's VF", a.ip4, b.ip4, 1, aStack, aNet1, false, ""},
+		{"icmp a→b enters b's VF", a.ip4, b.ip4, 1, bNet1, bStack, false, ""},
+		{"icmp b→a (reply) leaves b's VF", b.ip4, a.ip4, 1, bStack, bNet1, false, ""},
+		{"icmpv6 a→b enters b's VF", a.ip6, b.ip6, 58, bNet1, bStack, false, ""},
+		{"udp a→b leaves a's VF", a.ip4, b.ip4, 17, aStack, aNet1, false, ""},
+		{"udp a→b enters b's VF", a.ip4, b.ip4, 17, bNet1, bStack, false, ""},
+		{"tcp a→b leaves a's VF", a.ip4, b.ip4, 6, aStack, aNet1, false, ""},
+		{"tcp a→b enters b's VF", a.ip4, b.ip4, 6, bNet1, bStack, false, ""},
+		{"udp to a closed port dropped behind b's VF", a.ip4, b.ip4, 17, bNet1, "", true, "SKB_DROP_REASON_NO_SOCKET"},
 	}
 	topo := ag.topology(t)
-	matches := func(r received, e vfExpect) bool {
-		if r.tuple.Src != e.src || r.tuple.Dst != e.dst || r.tuple.Proto != e.proto ||
-			e.drop != (r.rep.Kind == intreport.Drop) || portName(topo, r.rep.IngressPort) != e.in {
-			return false
-		}
-		if e.out != "" && portName(topo, r.rep.EgressPort) != e.out {
-			return false
-		}
-		if e.drop {
-			if r.rep.DropReason != dropreason.CodeFor("SKB_DROP_REASON_NO_SOCKET") {
-				return false
-			}
-			if r.format == intreport.V20 && r.rep.KernelDropReason != noSocket {
-				return false
-			}
-		}
-		return true
-	}
-	for _, e := range expects {
-		found := func() bool {
-			reps, _ := rcv.snapshot()
-			for _, r := range reps {
-				if matches(r, e) {
-					return true
-				}
-			}
-			return false
-		}
-		deadline := time.Now().Add(scaled(10 * time.Second))
-		for !found() && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if !found() {
-			reps, _ := rcv.snapshot()
-			var seen []string
-			for _, r := range reps {
-				if r.tuple.Src == e.src && r.tuple.Dst == e.dst {
-					seen = append(seen, fmt.Sprintf("%s proto %d %s→%s drop=%d/%d", r.rep.Kind, r.tuple.Proto,
-						portName(topo, r.rep.IngressPort), portName(topo, r.rep.EgressPort), r.rep.DropReason,
-						r.rep.KernelDropReason))
-				}
-			}
-			t.Errorf("%s: no report for %s (%s→%s proto %d at %s→%s); reports of that address pair:\n%s",
-				format, e.what, e.src, e.dst, e.proto, e.in, e.out, strings.Join(seen, "\n"))
-		}
-	}
+	waitReports(t, format.String(), rcv, topo, expects)
 	reps, bad := rcv.snapshot()
 	if len(bad) > 0 {
 		t.Errorf("%d reports failed to decode, first: %v", len(bad), bad[0])

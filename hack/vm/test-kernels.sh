@@ -15,6 +15,14 @@
 # VM_TIMEOUT seconds one boot may take, tests included (default 1500).
 # Kernels are cached in ${XDG_CACHE_HOME:-$HOME/.cache}/nsint/vm/; the logs of
 # the last run of each kernel are in that directory's out/<package>/.
+#
+# Other VM suites (test-sriov.sh) run through this script with:
+# VM_TESTS           the tests file (default hack/vm/tests)
+# VM_PACKAGES        the packages whose test binaries go into the VM
+# VM_OUT             the logs' directory under the cache (default out)
+# VM_KERNEL_ARGS     more NAME=value words for the guest's environment
+# VM_SUMMARIZE_FLAGS more flags for hack/vm/summarize (-list-vfs, ...)
+# and VM_QEMU_ARGS, VM_MEMORY (boot.sh), VM_EXTRA_MODULES (build-initramfs.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +30,13 @@ repo=$(cd "$here/../.." && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/nsint/vm
 kernels=${KERNELS:-bullseye:tc bookworm:tc}
 bound=${VM_TIMEOUT:-1500}
+tests=${VM_TESTS:-$here/tests}
+packages=${VM_PACKAGES:-pkg/datapath pkg/tc e2e}
+outdir=${VM_OUT:-out}
+# shellcheck disable=SC2206 # words
+kernel_args=(${VM_KERNEL_ARGS:-})
+# shellcheck disable=SC2206 # words
+summarize_flags=(${VM_SUMMARIZE_FLAGS:-})
 
 [ "$(id -u)" -eq 0 ] || { echo "hack/vm: run as root (installs packages; the guest runs as root anyway)" >&2; exit 1; }
 "$here/install-deps.sh"
@@ -34,7 +49,7 @@ t0=$(date +%s)
 (
 	cd "$repo"
 	export CGO_ENABLED=0
-	for p in pkg/datapath pkg/tc e2e; do
+	for p in $packages; do
 		go test -c -vet=off -trimpath -ldflags '-s -w' -o "$work/bin/$(basename "$p").test" "./$p"
 	done
 	go build -trimpath -ldflags '-s -w' -o "$work/bin/" ./cmd/nsint-agent ./cmd/nsint-collector
@@ -50,16 +65,16 @@ for k in $kernels; do
 	case $attach in tc | tcx) ;; *) echo "hack/vm: KERNELS entry $k: want SUITE:tc or SUITE:tcx" >&2; exit 1 ;; esac
 	ktree=$("$here/fetch-kernel.sh" "$suite")/root
 	pkgname=$(basename "$(dirname "$ktree")")
-	out=$cache/out/$pkgname
-	"$here/build-initramfs.sh" "$ktree" "$work/bin" "$here/tests" "$work/initramfs-$pkgname"
-	args=()
+	out=$cache/$outdir/$pkgname
+	"$here/build-initramfs.sh" "$ktree" "$work/bin" "$tests" "$work/initramfs-$pkgname"
+	args=("${kernel_args[@]}")
 	[ "$attach" = tc ] && args+=(NSINT_NO_TCX=1)
 	t1=$(date +%s)
 	vmrc=0
 	"$here/boot.sh" "$ktree" "$work/initramfs-$pkgname" "$out" "$bound" "${args[@]}" || vmrc=$?
 	echo "hack/vm: $pkgname booted and tested in $(($(date +%s) - t1))s (logs: $out)" >&2
 	src=0
-	"$work/summarize" -expect-attach "$attach" "$out/results.log" | tee "$out/summary.txt" || src=$?
+	"$work/summarize" -expect-attach "$attach" "${summarize_flags[@]}" "$out/results.log" | tee "$out/summary.txt" || src=$?
 	summaries+=("$(head -n1 "$out/summary.txt")")
 	if [ "$vmrc" -ne 0 ] || [ "$src" -ne 0 ]; then
 		failed=1

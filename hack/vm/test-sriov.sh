@@ -17,65 +17,16 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/nsint/vm
-kernels=${KERNELS:-bookworm:tc}
-bound=${VM_TIMEOUT:-600}
-
-[ "$(id -u)" -eq 0 ] || { echo "hack/vm: run as root (installs packages; the guest runs as root anyway)" >&2; exit 1; }
-"$here/install-deps.sh"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bin"
-
-t0=$(date +%s)
-(
-	cd "$repo"
-	export CGO_ENABLED=0
-	for p in ifacewatch e2e; do
-		go test -c -vet=off -trimpath -ldflags '-s -w' -o "$work/bin/$p.test" "./$p"
-	done
-	go build -trimpath -ldflags '-s -w' -o "$work/bin/" ./cmd/nsint-agent ./cmd/nsint-collector
-	go build -o "$work/summarize" ./hack/vm/summarize
-)
-echo "hack/vm: test binaries built in $(($(date +%s) - t0))s" >&2
 
 # One igb (82576, SR-IOV) behind a PCIe root port, its only backend a port of
 # QEMU's internal hub 0: no user, tap or socket networking, so no path out.
 qemu_args="-device pcie-root-port,id=nsintrp0,chassis=1,slot=1 -netdev hubport,id=nsinthp0,hubid=0"
 qemu_args+=" -device igb,bus=nsintrp0,netdev=nsinthp0"
 
-failed=0
-summaries=()
-for k in $kernels; do
-	suite=${k%%:*} attach=${k#*:}
-	case $attach in tc | tcx) ;; *) echo "hack/vm: KERNELS entry $k: want SUITE:tc or SUITE:tcx" >&2; exit 1 ;; esac
-	ktree=$("$here/fetch-kernel.sh" "$suite")/root
-	pkgname=$(basename "$(dirname "$ktree")")
-	out=$cache/out-sriov/$pkgname
-	VM_EXTRA_MODULES="igb igbvf" "$here/build-initramfs.sh" "$ktree" "$work/bin" "$here/tests-sriov" \
-		"$work/initramfs-$pkgname"
-	args=(NSINT_SRIOV=1)
-	[ "$attach" = tc ] && args+=(NSINT_NO_TCX=1)
-	t1=$(date +%s)
-	vmrc=0
-	VM_QEMU_ARGS=$qemu_args VM_MEMORY=${VM_MEMORY:-1536} \
-		"$here/boot.sh" "$ktree" "$work/initramfs-$pkgname" "$out" "$bound" "${args[@]}" || vmrc=$?
-	echo "hack/vm: $pkgname booted and tested in $(($(date +%s) - t1))s (logs: $out)" >&2
-	src=0
-	"$work/summarize" -expect-attach "$attach" -list-vfs "$out/results.log" | tee "$out/summary.txt" || src=$?
-	summaries+=("$(head -n1 "$out/summary.txt")")
-	if ! grep -q '^  VF ' "$out/summary.txt"; then
-		echo "hack/vm: no SR-IOV VF found in $pkgname" >&2
-		failed=1
-	fi
-	if [ "$vmrc" -ne 0 ] || [ "$src" -ne 0 ]; then
-		failed=1
-	fi
-done
-if [ "${#summaries[@]}" -gt 1 ]; then
-	printf '%s\n' "${summaries[@]}"
-fi
-echo "hack/vm: total $(($(date +%s) - t0))s" >&2
-exit "$failed"
+# The kernel-matrix harness with this suite's tests, device and checks
+# (-require-vfs: a boot that found no VF fails).
+KERNELS=${KERNELS:-bookworm:tc} VM_TIMEOUT=${VM_TIMEOUT:-600} VM_MEMORY=${VM_MEMORY:-1536} \
+	VM_TESTS=$here/tests-sriov VM_PACKAGES="ifacewatch e2e" VM_OUT=out-sriov \
+	VM_KERNEL_ARGS=NSINT_SRIOV=1 VM_SUMMARIZE_FLAGS="-list-vfs -require-vfs" \
+	VM_QEMU_ARGS=$qemu_args VM_EXTRA_MODULES="igb igbvf" \
+	exec "$here/test-kernels.sh"

@@ -53,9 +53,10 @@ type result struct {
 func main() {
 	expectAttach := flag.String("expect-attach", "", "fail unless auto resolved to this mode (tcx or tc)")
 	listVFs := flag.Bool("list-vfs", false, "list each SR-IOV VF the tests found, after the summary line")
+	requireVFs := flag.Bool("require-vfs", false, "fail unless the tests found at least one SR-IOV VF")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: summarize [-expect-attach tcx|tc] RESULTS_LOG")
+		fmt.Fprintln(os.Stderr, "usage: summarize [-expect-attach tcx|tc] [-list-vfs] [-require-vfs] RESULTS_LOG")
 		os.Exit(2)
 	}
 	res, err := summarize(flag.Arg(0))
@@ -63,9 +64,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "summarize: %v\n", err)
 		os.Exit(2)
 	}
-	if *expectAttach != "" && res.attach != *expectAttach {
-		res.notes = append(res.notes, fmt.Sprintf("attach mode auto resolved to %q, want %q", res.attach, *expectAttach))
-	}
+	res.require(*expectAttach, *requireVFs)
 	fmt.Printf("kernel %s: attach=%s %d passed, %d failed, %d skipped\n", res.release, res.attach, res.passed,
 		res.failed, res.skipped)
 	if *listVFs {
@@ -84,6 +83,17 @@ func main() {
 	}
 	if !res.ok() {
 		os.Exit(1)
+	}
+}
+
+// require adds a note, which fails the boot, when auto did not resolve to
+// expectAttach (if set) or when requireVFs and no VF was found.
+func (res *result) require(expectAttach string, requireVFs bool) {
+	if expectAttach != "" && res.attach != expectAttach {
+		res.notes = append(res.notes, fmt.Sprintf("attach mode auto resolved to %q, want %q", res.attach, expectAttach))
+	}
+	if requireVFs && len(res.vfs) == 0 {
+		res.notes = append(res.notes, "no SR-IOV VF found")
 	}
 }
 

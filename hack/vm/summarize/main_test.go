@@ -112,4 +112,14 @@ func TestListVFs(t *testing.T) {
 	if !res.ok() || strings.Join(res.vfs, "\n") != strings.Join(want, "\n") {
 		t.Errorf("ok=%v vfs %q, want %q", res.ok(), res.vfs, want)
 	}
+	res.require("tc", true)
+	if !res.ok() {
+		t.Errorf("VFs found and attach tc, yet not ok: %q", res.notes)
+	}
+
+	// The same boot without a VF line fails -require-vfs.
+	none := summarizeText(t, strings.ReplaceAll(text, "SR-IOV VF", "something else"))
+	if none.require("", true); none.ok() {
+		t.Error("no VF found, yet ok with -require-vfs")
+	}
 }
