@@ -23,7 +23,7 @@ var bpfCase = map[string]string{
 //	bpf_shared_ns_per_packet_<case>_<ingress|egress> shared flow table, for comparison
 //	bpf_ns_per_packet                                headline: udp4_ingress
 //	bpf_live_ns_per_packet_<newflow|established>_egress         real packets (BenchmarkLive)
-//	bpf_live_direct_ns_per_packet_<newflow|established>_egress  same, direct tail call
+//	bpf_live_indirect_ns_per_packet_<newflow|established>_egress  same, --tail-call indirect
 //	bpf_verify_<program>_ms                          load + verify of one program
 //
 // ns/packet is above the do-nothing baseline measured in the same run
@@ -75,14 +75,14 @@ func TestBenchFoldBPF(t *testing.T) {
 				figures[key+"_spread"] = s
 			}
 		case parts[0] == "BenchmarkLive" && len(parts) == 4:
-			// BenchmarkLive/<indirect|direct-tailcall>/egress/<case>
+			// BenchmarkLive/<direct|indirect-tailcall>/egress/<case>
 			over, ok := metrics["over-baseline-ns/pkt"]
 			if !ok {
 				continue
 			}
 			key := "bpf_live_ns_per_packet_" + strings.ReplaceAll(parts[3], "-", "") + "_" + parts[2]
-			if parts[1] != "indirect" {
-				key = "bpf_live_direct_ns_per_packet_" + strings.ReplaceAll(parts[3], "-", "") + "_" + parts[2]
+			if parts[1] != "direct" {
+				key = "bpf_live_indirect_ns_per_packet_" + strings.ReplaceAll(parts[3], "-", "") + "_" + parts[2]
 			}
 			figures[key] = over
 			if s, ok := metrics["spread-ns"]; ok {

@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		MaxFlows:           uint32(cfg.MaxFlows),
 		MaxPorts:           uint32(cfg.MaxPorts),
 		PerCPUBufferBytes:  cfg.PerfBufferBytes,
-		DirectTailCall:     cfg.TailCall == "direct",
+		IndirectTailCall:   cfg.TailCall == "indirect",
 	}
 	if a.dp, err = datapath.Load(dpCfg); err != nil {
 		return fmt.Errorf("load eBPF datapath: %w", err)

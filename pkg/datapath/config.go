@@ -42,12 +42,12 @@ type Config struct {
 	// reader is woken.
 	WakeupEvents int
 
-	// DirectTailCall makes dispatchers enter the main program by a direct
-	// tail call, which the kernel patches into each dispatcher as it loads
-	// it: fewer instructions per packet (no retpoline where the CPU needs
-	// one), but about 3 times the load cost and an IPI to every CPU per
-	// dispatcher (see dispatcherSpec). The default is the indirect one.
-	DirectTailCall bool
+	// IndirectTailCall makes dispatchers enter the main program by an
+	// indirect tail call: about half the load cost and no text patching (no
+	// IPI to every CPU) per dispatcher, for some ns more per packet where
+	// the CPU needs a retpoline (see dispatcherSpec). The default is the
+	// direct one.
+	IndirectTailCall bool
 	// sharedFlows selects a shared LRU hash for the flow state instead
 	// of the per-CPU one; kept for the benchmark that compares them.
 	sharedFlows bool

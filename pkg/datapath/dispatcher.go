@@ -19,19 +19,19 @@ var ErrPortNotConfigured = errors.New("port not configured")
 // this identity when the main program reads it. If the tail call fails the
 // packet goes on untouched (TC_ACT_UNSPEC).
 //
-// The tail-call index is read back from the slot instead of being an
-// immediate. With an immediate the verifier turns the call into a direct
-// jump: the JIT then patches every dispatcher's text after compiling it
-// (text_poke with an IPI to every CPU) and the program array tracks every
-// dispatcher on a list it walks on each load — together 80 % of what loading
-// a dispatcher cost, and quadratic in their number. A value loaded from a map
-// is unknown to the verifier, so the JIT emits an indirect tail call instead
-// (BenchmarkVerify and BenchmarkPacket measure both: directTailCall).
+// How it tail-calls is a trade (docs/performance.md, --tail-call). With
+// the index an immediate (direct, the default) the verifier turns the call
+// into a direct jump, which the JIT patches into each dispatcher as it loads
+// it: text_poke with an IPI to every CPU, and the program array tracks every
+// dispatcher on a list it walks on each load — about twice the load cost.
+// With the index read back from the slot (indirect) the value is unknown to
+// the verifier and the JIT emits an indirect tail call: cheaper to load,
+// some ns more per packet where the CPU needs a retpoline for it.
 func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
-	id := uint32(port) | uint32(dir)<<16              // struct identity: port u16, dir u8, pad
-	index := asm.LoadMem(asm.R3, asm.R0, 2, asm.Byte) // identity.dir
-	if directTailCall {
-		index = asm.Mov.Imm(asm.R3, int32(dir))
+	id := uint32(port) | uint32(dir)<<16 // struct identity: port u16, dir u8, pad
+	index := asm.Mov.Imm(asm.R3, int32(dir))
+	if !directTailCall {
+		index = asm.LoadMem(asm.R3, asm.R0, 2, asm.Byte) // identity.dir, opaque to the verifier
 	}
 	return &ebpf.ProgramSpec{
 		Name:    fmt.Sprintf("nsint_d%d_%c", port, dir.String()[0]),
@@ -61,7 +61,7 @@ func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns
 // verifies in microseconds; the caller attaches it (TCX or cls_bpf) and
 // closes it after detaching. SetPort(id, …) must have been called.
 func (d *Datapath) Dispatcher(id uint16, dir Direction) (*ebpf.Program, error) {
-	return d.dispatcher(id, dir, d.cfg.DirectTailCall)
+	return d.dispatcher(id, dir, !d.cfg.IndirectTailCall)
 }
 
 // dispatcher is Dispatcher with the kind of tail call given, for benchmarks.

@@ -27,8 +27,8 @@ import (
 //	             entry is created and a report emitted for every packet
 //	established  one flow, reported once per hour
 //
-// Two pairs run side by side, one with Dispatcher's indirect tail call and
-// one with the direct tail call it gave up (see dispatcherSpec). Rounds
+// Two pairs run side by side, one with the direct tail call (the default)
+// and one with the indirect one (--tail-call indirect, see dispatcherSpec). Rounds
 // interleave pairs and cases; the figure is the median over rounds of
 // (dispatcher - do-nothing) ns per run, spread max - min.
 //
@@ -67,9 +67,9 @@ func BenchmarkLive(b *testing.B) {
 		b.Cleanup(func() { disp.Close() })
 		attachTCX(b, src, ifindex, Egress, disp)
 		attachTCX(b, src, ifindex, Egress, d.objs.NsintTcNoop) // runs after ours
-		name := "indirect"
+		name := "indirect-tailcall"
 		if direct {
-			name = "direct-tailcall"
+			name = "direct"
 		}
 		pairs = append(pairs, &pair{name: name, disp: disp, dst: [4]byte{198, 18, byte(231 + i), 2},
 			res: map[string]*benchResult{"new-flow": {}, "established": {}}})

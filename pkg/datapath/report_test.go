@@ -17,13 +17,13 @@ func udpFrame(src, dst string, sport, dport uint16, payload int) []byte {
 // behaviour, not timing assertions.
 func TestReportDecision(t *testing.T) {
 	const interval = 300 * time.Millisecond
-	// Both flow-table designs, and the dispatcher with a direct tail call.
+	// Both flow-table designs, and the dispatcher with an indirect tail call.
 	for _, c := range []struct {
-		name           string
-		shared, direct bool
-	}{{"percpu", false, false}, {"shared", true, false}, {"percpu-direct-tailcall", false, true}} {
+		name             string
+		shared, indirect bool
+	}{{"percpu", false, false}, {"shared", true, false}, {"percpu-indirect-tailcall", false, true}} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, Config{ReportInterval: interval, sharedFlows: c.shared, DirectTailCall: c.direct})
+			h := newHarness(t, Config{ReportInterval: interval, sharedFlows: c.shared, IndirectTailCall: c.indirect})
 			for _, dir := range []Direction{Ingress, Egress} {
 				frame := udpFrame("198.18.0.1", "198.18.0.2", 1000+uint16(dir), 2000, 100)
 				n := uint64(len(frame))
