@@ -2,11 +2,7 @@ package bench
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/netnstest"
-	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/tc"
 )
 
@@ -68,10 +64,6 @@ func requireBench(t *testing.T) {
 	netnstest.RequireRoot(t)
 }
 
-// httpClient keeps no idle connection, so scraping the agent leaves no file
-// descriptor or goroutine behind in it between scrapes.
-var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-
 // agentEnv is what the runs of the agent in one benchmark share: the watched
 // netns directory, the state directory and a private BPF filesystem.
 type agentEnv struct {
@@ -108,146 +100,45 @@ func (e *agentEnv) cleanupAgent() error {
 	return nil
 }
 
-// agentProc is one running nsint-agent.
-type agentProc struct {
-	cmd     *exec.Cmd
-	apiAddr string
-	log     *lockedBuffer
-	exited  chan error
-	started time.Time
-}
+// agentProc is one running nsint-agent, with the benchmarks' own probes
+// (metrics, /proc figures).
+type agentProc struct{ *agentproc.Proc }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b = append(l.b, p...)
-	return len(p), nil
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(l.b)
-}
-
-func freeTCPAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// agentStopTimeout bounds how long an agent may take to exit after a signal.
+const agentStopTimeout = 15 * time.Second
 
 // start runs the agent with collector as its only collector and waits until
 // it is ready. The agent is killed at cleanup if still running.
 func (e *agentEnv) start(t *testing.T, collector string, extra ...string) *agentProc {
 	t.Helper()
 	p := e.spawn(t, collector, extra...)
-	if err := p.waitReady(60 * time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, tail(p.log.String(), 40))
+	if err := p.WaitReady(60 * time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, tail(p.Log.String(), 40))
 	}
 	return p
 }
 
 func (e *agentEnv) spawn(t *testing.T, collector string, extra ...string) *agentProc {
 	t.Helper()
-	addr := freeTCPAddr(t)
-	args := append(e.scopeArgs(), "--collector", collector, "--api-addr", addr, "--node-name", "bench-node",
-		"--log-level", "debug")
+	args := append(e.scopeArgs(), "--collector", collector, "--node-name", "bench-node", "--log-level", "debug")
 	args = append(append(args, e.extra...), extra...)
-	p := &agentProc{apiAddr: addr, log: &lockedBuffer{}, exited: make(chan error, 1), started: time.Now()}
-	p.cmd = exec.Command(filepath.Join(binDir, "nsint-agent"), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
+	proc, err := agentproc.Start(filepath.Join(binDir, "nsint-agent"), args...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
+	p := &agentProc{proc}
 	t.Cleanup(func() {
-		p.stop(syscall.SIGKILL)
+		p.Stop(syscall.SIGKILL, agentStopTimeout)
 		if t.Failed() {
-			t.Logf("agent %d log (tail):\n%s", p.cmd.Process.Pid, tail(p.log.String(), 60))
+			t.Logf("agent %d log (tail):\n%s", p.PID(), tail(p.Log.String(), 60))
 		}
 	})
 	return p
 }
 
-func (p *agentProc) pid() int { return p.cmd.Process.Pid }
-
-func (p *agentProc) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := httpClient.Get("http://" + p.apiAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		select {
-		case err := <-p.exited:
-			p.exited <- err
-			return fmt.Errorf("agent exited while starting: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("agent not ready after %v", timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop signals the agent (only this process, by PID) and waits for it.
-func (p *agentProc) stop(sig syscall.Signal) error {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	default:
-	}
-	p.cmd.Process.Signal(sig)
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		err := <-p.exited
-		p.exited <- err
-		return fmt.Errorf("agent did not stop within 15s of %v", sig)
-	}
-}
-
-func (p *agentProc) get(path string) ([]byte, error) {
-	resp, err := httpClient.Get("http://" + p.apiAddr + path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return io.ReadAll(resp.Body)
-}
-
-func (p *agentProc) topology() (api.Topology, error) {
-	var topo api.Topology
-	b, err := p.get("/api/v1/topology")
-	if err != nil {
-		return topo, err
-	}
-	return topo, json.Unmarshal(b, &topo)
-}
-
 // metric sums every series of a metric (by exact name) in /metrics.
 func (p *agentProc) metric(name string) (float64, error) {
-	b, err := p.get("/metrics")
+	b, err := p.Get("/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -291,18 +182,18 @@ func procStatusKB(pid int, field string) (uint64, error) {
 }
 
 func (p *agentProc) rssMiB() (float64, error) {
-	kb, err := procStatusKB(p.pid(), "VmRSS")
+	kb, err := procStatusKB(p.PID(), "VmRSS")
 	return float64(kb) / 1024, err
 }
 
 func (p *agentProc) peakRSSMiB() (float64, error) {
-	kb, err := procStatusKB(p.pid(), "VmHWM")
+	kb, err := procStatusKB(p.PID(), "VmHWM")
 	return float64(kb) / 1024, err
 }
 
 // fds counts the agent's open file descriptors.
 func (p *agentProc) fds() (int, error) {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid()))
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.PID()))
 	return len(ents), err
 }
 
@@ -406,21 +297,6 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
-// linesSince returns the complete lines written after byte offset off, and
-// the offset after them.
-func (l *lockedBuffer) linesSince(off int) (string, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	end := off
-	for i := len(l.b) - 1; i >= off; i-- {
-		if l.b[i] == '\n' {
-			end = i + 1
-			break
-		}
-	}
-	return string(l.b[off:end]), end
-}
-
 // attachIndex follows one agent's log for "interface attached" lines.
 type attachIndex struct {
 	mu  sync.Mutex
@@ -437,7 +313,7 @@ func newAttachIndex(p *agentProc) *attachIndex {
 func (x *attachIndex) get(k ifaceKey) (attachedEvent, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	s, off := x.p.log.linesSince(x.off)
+	s, off := x.p.Log.LinesSince(x.off)
 	x.off = off
 	for k2, v := range attachments(s) {
 		if _, ok := x.m[k2]; !ok {
@@ -450,7 +326,7 @@ func (x *attachIndex) get(k ifaceKey) (attachedEvent, bool) {
 
 // cpuSeconds is the user + system CPU time the agent has used.
 func (p *agentProc) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID()))
 	if err != nil {
 		return 0, err
 	}
@@ -461,7 +337,7 @@ func (p *agentProc) cpuSeconds() (float64, error) {
 	ut, err1 := strconv.ParseFloat(f[11], 64)
 	st, err2 := strconv.ParseFloat(f[12], 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat", p.pid())
+		return 0, fmt.Errorf("parse /proc/%d/stat", p.PID())
 	}
 	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
 }

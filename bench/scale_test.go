@@ -128,7 +128,7 @@ func benchScale(t *testing.T, rate int) map[string]float64 {
 	var att map[ifaceKey]attachedEvent
 	missing := 0
 	ok := waitFor(180*time.Second, func() bool {
-		att = attachments(p.log.String())
+		att = attachments(p.Log.String())
 		missing = 0
 		for k := range created {
 			if _, ok := att[k]; !ok {
@@ -157,7 +157,7 @@ func benchScale(t *testing.T, rate int) map[string]float64 {
 	// Where the time goes: namespace created → the agent's "namespace
 	// added", and that → each of its interfaces attached.
 	nsAdded := map[uint64]time.Time{}
-	for _, e := range parseLog(p.log.String()) {
+	for _, e := range parseLog(p.Log.String()) {
 		if e.msg == "namespace added" {
 			ino, _ := strconv.ParseUint(e.fields["netns"], 10, 64)
 			nsAdded[ino] = e.at

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/netnstest"
 )
 
@@ -174,18 +175,18 @@ func TestSoak(t *testing.T) {
 	portChanges, extra := 0, 0
 	for r := range cfg.restarts {
 		done := foreignSeen(fmt.Sprintf("restart %d", r+1))
-		before, err := p.topology()
+		before, err := p.Topology()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.stop(syscall.SIGKILL); err == nil {
+		if err := p.Stop(syscall.SIGKILL, agentStopTimeout); err == nil {
 			t.Fatalf("restart %d: agent exited cleanly on SIGKILL?", r+1)
 		}
 		start := time.Now()
 		p = env.start(t, rcv.String())
 		procs = append(procs, p)
 		readyIn = append(readyIn, time.Since(start).Seconds())
-		now, err := p.topology()
+		now, err := p.Topology()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +201,7 @@ func TestSoak(t *testing.T) {
 			}
 		}
 		for _, sp := range steady {
-			o, err := ourAttachments(sp.ns)
+			o, err := agentproc.Attachments(sp.ns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,7 +269,7 @@ func TestSoak(t *testing.T) {
 	if bad := rcv.malformed(); bad != 0 {
 		t.Errorf("%d malformed report datagrams", bad)
 	}
-	if err := p.stop(syscall.SIGTERM); err != nil {
+	if err := p.Stop(syscall.SIGTERM, agentStopTimeout); err != nil {
 		t.Errorf("agent stop on SIGTERM: %v", err)
 	}
 }
@@ -387,7 +388,7 @@ func agentWarnings(t *testing.T, procs []*agentProc) int {
 	n := 0
 	seen := map[string]bool{}
 	for i, p := range procs {
-		for _, e := range parseLog(p.log.String()) {
+		for _, e := range parseLog(p.Log.String()) {
 			if lv := e.fields["level"]; lv != "WARN" && lv != "ERROR" {
 				continue
 			}

@@ -8,12 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/ports"
 )
@@ -62,7 +62,7 @@ func snapshot(p *agentProc, env *agentEnv, steady []*soakPod) (resources, error)
 	if err == nil {
 		r.attached = int(a)
 	}
-	topo, err := p.topology()
+	topo, err := p.Topology()
 	if err != nil {
 		return r, err
 	}
@@ -73,11 +73,11 @@ func snapshot(p *agentProc, env *agentEnv, steady []*soakPod) (resources, error)
 	if r.stateEntries, err = stateEntries(env.stateDir); err != nil {
 		return r, err
 	}
-	if r.mapEntries, err = hashMapEntries(p.pid()); err != nil {
+	if r.mapEntries, err = hashMapEntries(p.PID()); err != nil {
 		return r, err
 	}
 	for _, sp := range steady {
-		o, err := ourAttachments(sp.ns)
+		o, err := agentproc.Attachments(sp.ns)
 		if err != nil {
 			return r, err
 		}
@@ -166,62 +166,6 @@ func hashMapEntries(pid int) (map[string]int, error) {
 		out[name] += n
 	}
 	return out, nil
-}
-
-// ourAttachments lists what of ours is attached in ns, one entry per hook
-// attachment: TCX programs named nsint_* and cls_bpf filters named nsint-*.
-func ourAttachments(ns *netnstest.NS) ([]string, error) {
-	h, err := ns.Handle()
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	links, err := h.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	var mu sync.Mutex
-	var found []string
-	for _, l := range links {
-		name, idx := l.Attrs().Name, l.Attrs().Index
-		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-			filters, err := h.FilterList(l, parent)
-			if err != nil {
-				continue
-			}
-			for _, f := range filters {
-				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "nsint-") {
-					found = append(found, fmt.Sprintf("%s tc %x %s", name, parent, bf.Name))
-				}
-			}
-		}
-		err := ns.Do(func() error {
-			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-				res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: at})
-				if err != nil {
-					continue
-				}
-				for _, qp := range res.Programs {
-					prog, err := ebpf.NewProgramFromID(qp.ID)
-					if err != nil {
-						continue
-					}
-					info, err := prog.Info()
-					prog.Close()
-					if err == nil && strings.HasPrefix(info.Name, "nsint_") {
-						mu.Lock()
-						found = append(found, fmt.Sprintf("%s tcx %s %s", name, at, info.Name))
-						mu.Unlock()
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return found, nil
 }
 
 // hasForeign tells whether the foreign cls_bpf filter and TCX program are

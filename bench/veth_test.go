@@ -127,7 +127,7 @@ func (n *vethNet) measure(t *testing.T, seconds int) vethRun {
 func waitAttached(t *testing.T, p *agentProc, want int) {
 	t.Helper()
 	ok := waitFor(30*time.Second, func() bool {
-		topo, err := p.topology()
+		topo, err := p.Topology()
 		if err != nil {
 			return false
 		}
@@ -168,7 +168,7 @@ func TestBenchVeth(t *testing.T) {
 		p := env.start(t, rcv.String())
 		waitAttached(t, p, 2)
 		fn(p)
-		if err := p.stop(syscall.SIGTERM); err != nil {
+		if err := p.Stop(syscall.SIGTERM, agentStopTimeout); err != nil {
 			t.Fatalf("stop agent: %v", err)
 		}
 		if err := env.cleanupAgent(); err != nil {

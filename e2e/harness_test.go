@@ -1,17 +1,13 @@
 package e2e
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,7 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
+	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/fakenode"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
@@ -117,30 +113,7 @@ func (r *receiver) snapshot() ([]received, []error) {
 }
 
 // agentProc is a running nsint-agent.
-type agentProc struct {
-	cmd     *exec.Cmd
-	apiAddr string
-	args    []string
-	log     *lockedBuffer
-	exited  chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type agentProc struct{ *agentproc.Proc }
 
 // agentEnv is what every run of the agent in one test shares.
 type agentEnv struct {
@@ -166,90 +139,41 @@ func (e *agentEnv) commonArgs() []string {
 	}, e.extra...)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // start runs the agent and waits until its API answers ready.
 func (e *agentEnv) start(t *testing.T) *agentProc {
 	t.Helper()
-	addr := freePort(t)
-	args := append(e.commonArgs(), "--collector", e.collector, "--api-addr", addr, "--report-interval", "200ms",
-		"--log-level", "debug")
-	p := &agentProc{apiAddr: addr, args: args, log: &lockedBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(filepath.Join(binDir, "nsint-agent"), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
+	args := append(e.commonArgs(), "--collector", e.collector, "--report-interval", "200ms", "--log-level", "debug")
+	proc, err := agentproc.Start(filepath.Join(binDir, "nsint-agent"), args...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
+	p := &agentProc{proc}
 	t.Cleanup(func() {
 		p.stop(t, syscall.SIGKILL)
 		if t.Failed() {
-			t.Logf("agent log:\n%s", p.log.String())
+			t.Logf("agent log:\n%s", p.Log.String())
 		}
 	})
-	deadline := time.Now().Add(scaled(30 * time.Second))
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case err := <-p.exited:
-			p.exited <- err
-			t.Fatalf("agent exited while starting: %v\n%s", err, p.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready after %v\n%s", scaled(30*time.Second), p.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := p.WaitReady(scaled(30 * time.Second)); err != nil {
+		t.Fatalf("%v\n%s", err, p.Log.String())
 	}
+	return p
 }
 
 // stop signals the agent and waits for it to exit; it returns the exit error.
 func (p *agentProc) stop(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
-	if p.cmd.ProcessState != nil {
-		return nil
+	err := p.Stop(sig, scaled(10*time.Second))
+	if errors.Is(err, agentproc.ErrNotStopped) {
+		t.Error(err)
 	}
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	default:
-	}
-	p.cmd.Process.Signal(sig)
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	case <-time.After(scaled(10 * time.Second)):
-		p.cmd.Process.Kill()
-		t.Errorf("agent did not stop within %v of %v", scaled(10*time.Second), sig)
-		return <-p.exited
-	}
+	return err
 }
 
 func (p *agentProc) topology(t *testing.T) api.Topology {
 	t.Helper()
-	resp, err := http.Get("http://" + p.apiAddr + "/api/v1/topology")
+	topo, err := p.Topology()
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var topo api.Topology
-	if err := json.NewDecoder(resp.Body).Decode(&topo); err != nil {
 		t.Fatal(err)
 	}
 	return topo
@@ -257,12 +181,10 @@ func (p *agentProc) topology(t *testing.T) api.Topology {
 
 func (p *agentProc) metrics(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get("http://" + p.apiAddr + "/metrics")
+	b, err := p.Get("/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
 
@@ -314,48 +236,9 @@ func (e *agentEnv) cleanup(t *testing.T) string {
 // name starts with nsint_ and cls_bpf filters named nsint-*.
 func ourAttachments(t *testing.T, ns *netnstest.NS) []string {
 	t.Helper()
-	h := ns.NetlinkHandle(t)
-	links, err := h.LinkList()
+	found, err := agentproc.Attachments(ns)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var found []string
-	for _, l := range links {
-		name, idx := l.Attrs().Name, l.Attrs().Index
-		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-			filters, err := h.FilterList(l, parent)
-			if err != nil {
-				continue
-			}
-			for _, f := range filters {
-				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "nsint-") {
-					found = append(found, fmt.Sprintf("%s tc filter %s", name, bf.Name))
-				}
-			}
-		}
-		err := ns.Do(func() error {
-			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-				res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: at})
-				if err != nil {
-					continue // no TCX on this device or kernel
-				}
-				for _, p := range res.Programs {
-					prog, err := ebpf.NewProgramFromID(p.ID)
-					if err != nil {
-						continue
-					}
-					info, err := prog.Info()
-					prog.Close()
-					if err == nil && strings.HasPrefix(info.Name, "nsint_") {
-						found = append(found, fmt.Sprintf("%s tcx %s %s", name, at, info.Name))
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 	return found
 }

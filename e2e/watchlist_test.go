@@ -67,7 +67,7 @@ func TestWatchlistReload(t *testing.T) {
 
 	write("rules:\n  - proto: nonsense\n")
 	waitFor(t, "the bad watchlist rejected in the log", 10*time.Second, func() bool {
-		return strings.Contains(ag.log.String(), "rejected, keeping the rules in force")
+		return strings.Contains(ag.Log.String(), "rejected, keeping the rules in force")
 	})
 	run(t, a.NS, "ping", "-c3", "-i0.2", "-W2", b.Net1IP.String())
 	time.Sleep(500 * time.Millisecond)
@@ -77,7 +77,7 @@ func TestWatchlistReload(t *testing.T) {
 
 	write("rules:\n  - proto: icmp\n")
 	waitFor(t, "the new watchlist applied", 10*time.Second, func() bool {
-		return strings.Count(ag.log.String(), "watchlist applied") >= 2
+		return strings.Count(ag.Log.String(), "watchlist applied") >= 2
 	})
 	// Existing flows take the new rules at their next refresh.
 	deadline := time.Now().Add(10 * time.Second)

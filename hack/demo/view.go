@@ -154,5 +154,5 @@ func summary(ctx context.Context, hc *http.Client, server, iface string, p *fake
 			return s, nil
 		}
 	}
-	return flowtable.InterfaceSummary{Interface: iface}, nil
+	return flowtable.InterfaceSummary{PortRef: flowtable.PortRef{Interface: iface}}, nil
 }

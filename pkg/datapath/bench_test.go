@@ -1,12 +1,9 @@
 package datapath
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -77,7 +74,6 @@ type benchEnv struct {
 	// indirect are dispatchers with an indirect tail call (--tail-call
 	// indirect), measured beside the default direct ones in disp.
 	indirect map[Direction]*ebpf.Program
-	stopR    func()
 }
 
 func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
@@ -97,22 +93,7 @@ func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
 		b.Cleanup(func() { p.Close() })
 		e.indirect[dir] = p
 	}
-	// Drain reports so perf output never fails for lack of room.
-	r, err := d.NewReader()
-	must2(b, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var ev Event
-		for ctx.Err() == nil {
-			if err := r.Read(&ev); errors.Is(err, os.ErrClosed) {
-				return
-			}
-		}
-	}()
-	e.stopR = func() { cancel(); r.Close(); <-done }
-	b.Cleanup(e.stopR)
+	drainReports(b, d)
 	return e
 }
 
@@ -123,7 +104,8 @@ func must2(tb testing.TB, err error) {
 	}
 }
 
-// timeRunsOn is timeRuns on a given CPU.
+// timeRunsOn runs prog on every frame (repeat times each) inside the bench
+// namespace on cpu and returns the kernel-measured mean ns per packet.
 func (e *benchEnv) timeRunsOn(b *testing.B, cpu int, prog *ebpf.Program, frames [][]byte, repeat int) (float64, error) {
 	var total time.Duration
 	err := e.ns.Do(func() error {
@@ -175,35 +157,12 @@ func (e *benchEnv) timeContended(b *testing.B, prog *ebpf.Program, frames [][]by
 	return sum / 2
 }
 
-// timeRuns runs prog on every frame (repeat times each) inside the bench
-// namespace on CPU 0 and returns the kernel-measured mean ns per packet.
+// timeRuns is timeRunsOn CPU 0, failing the benchmark on error.
 func (e *benchEnv) timeRuns(b *testing.B, prog *ebpf.Program, frames [][]byte, repeat int) float64 {
 	b.Helper()
-	var total time.Duration
-	err := e.ns.Do(func() error {
-		var orig, cpu0 unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return err
-		}
-		cpu0.Set(0)
-		if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
-			return err
-		}
-		defer unix.SchedSetaffinity(0, &orig)
-		for _, f := range frames {
-			ret, d, err := prog.Benchmark(f, repeat, nil)
-			if err != nil {
-				return err
-			}
-			if ret != tcActUnspec {
-				return fmt.Errorf("verdict %d", int32(ret))
-			}
-			total += d
-		}
-		return nil
-	})
+	ns, err := e.timeRunsOn(b, 0, prog, frames, repeat)
 	must2(b, err)
-	return float64(total.Nanoseconds()) / float64(len(frames))
+	return ns
 }
 
 type benchResult struct{ total, base []float64 }

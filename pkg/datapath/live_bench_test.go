@@ -127,7 +127,8 @@ func linkIndex(tb testing.TB, ns *netnstest.NS, name string) int {
 	return l.Attrs().Index
 }
 
-// drainReports reads and discards reports so that the perf ring never fills.
+// drainReports reads and discards reports so that perf output never fails
+// for lack of room, until the benchmark ends.
 func drainReports(tb testing.TB, d *Datapath) {
 	r, err := d.NewReader()
 	must2(tb, err)

@@ -15,11 +15,11 @@ func TestWriteTable(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 10, 0, time.UTC)
 	lat := uint32(1500)
 	resp := &web.FlowsResponse{Matched: 3, DropReasonNames: map[string]string{"80": "acl deny"}, Flows: []flowtable.Row{
-		{Interface: "net1", Direction: "egress", Node: "node-a", Pod: &topology.Pod{Namespace: "default", Name: "pod-a"},
-			Proto: "tcp", Src: "fd00::1", Dst: "fd00::2", SrcPort: 443, DstPort: 40000, Packets: 10, Bytes: 150000,
+		{PortRef: flowtable.PortRef{Interface: "net1", Node: "node-a", Pod: &topology.Pod{Namespace: "default", Name: "pod-a"}},
+			Direction: "egress", Proto: "tcp", Src: "fd00::1", Dst: "fd00::2", SrcPort: 443, DstPort: 40000, Packets: 10, Bytes: 150000,
 			Reports: 2, Drops: 2, DropReasons: map[string]uint64{"80": 1, "7": 1},
 			LatencyMinNs: &lat, LatencyAvgNs: &lat, LatencyMaxNs: &lat, LastSeen: now.Add(-3 * time.Second)},
-		{Interface: ":stack", Direction: "ingress", Netns: topology.Netns{Name: "ns1"}, Proto: "icmp", Src: "198.18.0.1", Dst: "198.18.0.2"},
+		{PortRef: flowtable.PortRef{Interface: ":stack", Netns: topology.Netns{Name: "ns1"}}, Direction: "ingress", Proto: "icmp", Src: "198.18.0.1", Dst: "198.18.0.2"},
 	}}
 	var out bytes.Buffer
 	if err := WriteTable(&out, resp, now); err != nil {

@@ -11,17 +11,29 @@ import (
 	"github.com/nsint/nsint/pkg/collector/topology"
 )
 
+// PortRef names the interface a view's entry is about, with what the
+// topology says of it; its fields are inlined in the JSON of Row and
+// InterfaceSummary.
+type PortRef struct {
+	Interface  string         `json:"interface"`
+	Node       string         `json:"node"`
+	SwitchID   uint32         `json:"switchId"`
+	PortID     uint16         `json:"portId"`
+	Netns      topology.Netns `json:"netns"`
+	Pod        *topology.Pod  `json:"pod"`
+	Network    string         `json:"network"`
+	LocalStack bool           `json:"localStack,omitempty"`
+}
+
+func portRef(p *topology.Port) PortRef {
+	return PortRef{Interface: p.Name, Node: p.Node, SwitchID: p.SwitchID, PortID: p.ID, Netns: p.Netns, Pod: p.Pod,
+		Network: p.Network, LocalStack: p.LocalStack}
+}
+
 // Row is one flow at one interface, as /api/v1/flows serves it.
 type Row struct {
-	Interface    string            `json:"interface"`
+	PortRef
 	Direction    string            `json:"direction"`
-	Node         string            `json:"node"`
-	SwitchID     uint32            `json:"switchId"`
-	PortID       uint16            `json:"portId"`
-	Netns        topology.Netns    `json:"netns"`
-	Pod          *topology.Pod     `json:"pod"`
-	Network      string            `json:"network"`
-	LocalStack   bool              `json:"localStack,omitempty"`
 	EtherType    string            `json:"etherType"`
 	VLAN         uint16            `json:"vlan,omitempty"`
 	Proto        string            `json:"proto"`
@@ -192,23 +204,15 @@ func sortEntries(es []*entry, key SortKey, ascending bool) {
 }
 
 func (e *entry) row() Row {
-	p := e.port
 	r := Row{
-		Interface:  p.Name,
-		Direction:  e.key.dir.String(),
-		Node:       p.Node,
-		SwitchID:   p.SwitchID,
-		PortID:     p.ID,
-		Netns:      p.Netns,
-		Pod:        p.Pod,
-		Network:    p.Network,
-		LocalStack: p.LocalStack,
-		EtherType:  "0x" + strconv.FormatUint(uint64(e.key.etherType), 16),
-		VLAN:       e.vlan,
-		SrcPort:    e.key.srcPort,
-		DstPort:    e.key.dstPort,
-		FirstSeen:  time.Unix(0, e.first).UTC(),
-		LastSeen:   time.Unix(0, e.last).UTC(),
+		PortRef:   portRef(e.port),
+		Direction: e.key.dir.String(),
+		EtherType: "0x" + strconv.FormatUint(uint64(e.key.etherType), 16),
+		VLAN:      e.vlan,
+		SrcPort:   e.key.srcPort,
+		DstPort:   e.key.dstPort,
+		FirstSeen: time.Unix(0, e.first).UTC(),
+		LastSeen:  time.Unix(0, e.last).UTC(),
 	}
 	if e.key.ip {
 		src, dst := e.key.addrs()

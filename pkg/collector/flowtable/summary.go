@@ -25,17 +25,10 @@ type Totals struct {
 // InterfaceSummary is /api/v1/summary's entry for one interface: totals since
 // its first report, per direction, and how many flow rows it has now.
 type InterfaceSummary struct {
-	Interface  string         `json:"interface"`
-	Node       string         `json:"node"`
-	SwitchID   uint32         `json:"switchId"`
-	PortID     uint16         `json:"portId"`
-	Netns      topology.Netns `json:"netns"`
-	Pod        *topology.Pod  `json:"pod"`
-	Network    string         `json:"network"`
-	LocalStack bool           `json:"localStack,omitempty"`
-	Flows      int            `json:"flows"`
-	Ingress    Totals         `json:"ingress"`
-	Egress     Totals         `json:"egress"`
+	PortRef
+	Flows   int    `json:"flows"`
+	Ingress Totals `json:"ingress"`
+	Egress  Totals `json:"egress"`
 }
 
 // Summary returns per-interface totals of the interfaces f's interface, pod,
@@ -51,11 +44,7 @@ func (t *Table) Summary(f Filter) []InterfaceSummary {
 		}
 		s := byPort[k.port()]
 		if s == nil {
-			p := it.port
-			s = &InterfaceSummary{
-				Interface: p.Name, Node: p.Node, SwitchID: p.SwitchID, PortID: p.ID,
-				Netns: p.Netns, Pod: p.Pod, Network: p.Network, LocalStack: p.LocalStack,
-			}
+			s = &InterfaceSummary{PortRef: portRef(it.port)}
 			byPort[k.port()] = s
 		}
 		tot := &s.Ingress
