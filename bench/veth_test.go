@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -67,6 +69,7 @@ type iperfResult struct {
 			Packets       float64 `json:"packets"`
 		} `json:"sum_received"`
 		Sum *struct {
+			Seconds       float64 `json:"seconds"`
 			BitsPerSecond float64 `json:"bits_per_second"`
 			Packets       float64 `json:"packets"`
 			LostPercent   float64 `json:"lost_percent"`
@@ -75,11 +78,34 @@ type iperfResult struct {
 	Error string `json:"error"`
 }
 
-// iperf runs one iperf3 client in the client namespace; udp64 selects UDP
-// with 64-byte payloads at unlimited rate. It returns the receiver's bits/s.
+// iperfAffinity is iperf3's -A argument pinning the client and the server
+// to one CPU each ("0,1"), or "" for none. Unpinned, the scheduler moves
+// the two between the CPUs of a small machine from run to run, and UDP with
+// small datagrams flips between sender-bound and receiver-bound: the ratio
+// measured the placement more than the agent. NSINT_BENCH_IPERF_CPUS
+// overrides it ("none" for no pinning).
+func iperfAffinity() string {
+	switch v := os.Getenv("NSINT_BENCH_IPERF_CPUS"); {
+	case v == "none":
+		return ""
+	case v != "":
+		return v
+	case runtime.NumCPU() >= 2:
+		return "0,1"
+	}
+	return ""
+}
+
+// iperf runs one iperf3 client in the client namespace, the first second
+// of each run left out of the figures (-O 1). It returns the receiver's
+// bits/s.
 func (n *vethNet) iperf(seconds int, args ...string) (float64, iperfResult, error) {
-	argv := append([]string{"--net=" + n.client.Path, "iperf3", "-c", n.serverIP.String(), "-p",
-		strconv.Itoa(iperfPort), "-t", strconv.Itoa(seconds), "-J"}, args...)
+	argv := []string{"--net=" + n.client.Path, "iperf3", "-c", n.serverIP.String(), "-p",
+		strconv.Itoa(iperfPort), "-t", strconv.Itoa(seconds), "-J"}
+	if cpus := iperfAffinity(); cpus != "" {
+		argv = append(argv, "-A", cpus)
+	}
+	argv = append(argv, args...)
 	var res iperfResult
 	for attempt := 0; attempt < 3; attempt++ {
 		out, err := exec.Command("nsenter", argv...).Output()
@@ -102,24 +128,29 @@ func (n *vethNet) iperf(seconds int, args ...string) (float64, iperfResult, erro
 	return 0, res, fmt.Errorf("iperf3 %v: %s", args, res.Error)
 }
 
-// vethRun is one measurement of both throughputs, and the UDP loss.
-type vethRun struct{ tcp, udp64, udpLost float64 }
+// vethRun is one measurement of both throughputs, the UDP loss, and the
+// datagrams the UDP sender got out per second: the sender's CPU carries
+// both hooks a datagram crosses (its own egress and, in the softirq that
+// delivers it, the peer's ingress), so this is the rate that shows their
+// cost when the receiver is not the bottleneck.
+type vethRun struct{ tcp, udp64, udpLost, udpSentPPS float64 }
 
 func (n *vethNet) measure(t *testing.T, seconds int) vethRun {
 	t.Helper()
-	tcp, _, err := n.iperf(seconds)
+	tcp, _, err := n.iperf(seconds, "-O", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	udp, res, err := n.iperf(seconds, "-u", "-l", "64", "-b", "0")
+	udp, res, err := n.iperf(seconds, "-O", "1", "-u", "-l", "64", "-b", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	lost := 0.0
-	if res.End.Sum != nil {
-		lost = res.End.Sum.LostPercent
+	r := vethRun{tcp: tcp, udp64: udp}
+	if s := res.End.Sum; s != nil && s.Seconds > 0 {
+		r.udpLost = s.LostPercent
+		r.udpSentPPS = s.Packets / s.Seconds
 	}
-	return vethRun{tcp, udp, lost}
+	return r
 }
 
 // waitAttached waits until the topology shows every named interface of the
@@ -145,12 +176,14 @@ func waitAttached(t *testing.T, p *agentProc, want int) {
 }
 
 // TestBenchVeth measures throughput over a veth pair with the agent attached
-// at both ends against the same without it, interleaved (A B, B A, …), then
-// packets per report and drop-to-report latency with the agent attached.
+// at both ends against the same without it, interleaved (A B, B A, …) in
+// short runs so that drift of a shared host cancels out, with iperf3's
+// client and server pinned to one CPU each (iperfAffinity); then packets per
+// report and drop-to-report latency with the agent attached.
 func TestBenchVeth(t *testing.T) {
 	requireBench(t)
-	rounds := envInt("NSINT_BENCH_ROUNDS", 5)
-	seconds := envInt("NSINT_BENCH_IPERF_SECONDS", 5)
+	rounds := envInt("NSINT_BENCH_VETH_ROUNDS", 8)
+	seconds := envInt("NSINT_BENCH_IPERF_SECONDS", 3)
 	n := newVethNet(t)
 	rcv, err := newReceiver(true)
 	if err != nil {
@@ -175,7 +208,8 @@ func TestBenchVeth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var tcpRatio, udpRatio, lostOn, lostOff []float64
+	t.Logf("iperf3 -A %q (client,server CPUs), %d s per run after a 1 s warm-up", iperfAffinity(), seconds)
+	var tcpRatio, udpRatio, sentRatio, lostOn, lostOff []float64
 	loads := []float64{loadAvg1()}
 	for r := range rounds {
 		var on, off vethRun
@@ -186,17 +220,19 @@ func TestBenchVeth(t *testing.T) {
 			off = n.measure(t, seconds)
 			withAgent(func(*agentProc) { on = n.measure(t, seconds) })
 		}
-		t.Logf("round %d: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f%% / %.0f%% lost (with / without), load %.2f", r,
-			on.tcp/1e9, off.tcp/1e9, on.udp64/1e6, off.udp64/1e6, on.udpLost, off.udpLost, loadAvg1())
+		t.Logf("round %d: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f / %.0f k datagrams/s sent, %.0f%% / %.0f%% lost (with / without), load %.2f", r,
+			on.tcp/1e9, off.tcp/1e9, on.udp64/1e6, off.udp64/1e6, on.udpSentPPS/1e3, off.udpSentPPS/1e3, on.udpLost, off.udpLost, loadAvg1())
 		lostOn, lostOff = append(lostOn, on.udpLost), append(lostOff, off.udpLost)
 		tcpRatio = append(tcpRatio, on.tcp/off.tcp)
 		udpRatio = append(udpRatio, on.udp64/off.udp64)
+		sentRatio = append(sentRatio, on.udpSentPPS/off.udpSentPPS)
 		loads = append(loads, loadAvg1())
 	}
 
 	figures := map[string]float64{
 		"veth_tcp_ratio": median(tcpRatio), "veth_tcp_ratio_spread": spread(tcpRatio),
 		"veth_udp64_ratio": median(udpRatio), "veth_udp64_ratio_spread": spread(udpRatio),
+		"veth_udp64_sent_ratio": median(sentRatio), "veth_udp64_sent_ratio_spread": spread(sentRatio),
 		"veth_loadavg": median(loads), "veth_udp64_lost_percent_with": median(lostOn),
 		"veth_udp64_lost_percent_without": median(lostOff),
 	}
