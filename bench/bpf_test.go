@@ -19,11 +19,12 @@ var bpfCase = map[string]string{
 // TestBenchFoldBPF folds the figures of `make bench-bpf` (the go test
 // -bench output saved in NSINT_BENCH_BPF_OUTPUT) into the results:
 //
-//	bpf_ns_per_packet_<case>_<ingress|egress>        per-CPU flow table (the kept design)
-//	bpf_shared_ns_per_packet_<case>_<ingress|egress> shared flow table, for comparison
+//	bpf_ns_per_packet_<case>_<ingress|egress>        shared flow table (the default, 5.12+)
+//	bpf_percpu_ns_per_packet_<case>_<ingress|egress> per-CPU flow table (kernels before 5.12)
 //	bpf_ns_per_packet                                headline: udp4_ingress
 //	bpf_live_ns_per_packet_<newflow|established>_egress         real packets (BenchmarkLive)
 //	bpf_live_indirect_ns_per_packet_<newflow|established>_egress  same, --tail-call indirect
+//	bpf_live_percpu_ns_per_packet_<newflow|established>_egress    same, per-CPU flow table
 //	bpf_verify_<program>_ms                          load + verify of one program
 //
 // ns/packet is above the do-nothing baseline measured in the same run
@@ -67,23 +68,27 @@ func TestBenchFoldBPF(t *testing.T) {
 				continue
 			}
 			key := "bpf_ns_per_packet_" + c + "_" + parts[2]
-			if parts[1] == "shared" {
-				key = "bpf_shared_ns_per_packet_" + c + "_" + parts[2]
+			if parts[1] == "percpu" {
+				key = "bpf_percpu_ns_per_packet_" + c + "_" + parts[2]
 			}
 			figures[key] = over
 			if s, ok := metrics["spread-ns"]; ok {
 				figures[key+"_spread"] = s
 			}
-		case parts[0] == "BenchmarkLive" && len(parts) == 4:
-			// BenchmarkLive/<direct|indirect-tailcall>/egress/<case>
+		case parts[0] == "BenchmarkLive" && len(parts) == 5:
+			// BenchmarkLive/<shared|percpu>/<direct|indirect-tailcall>/egress/<case>
 			over, ok := metrics["over-baseline-ns/pkt"]
 			if !ok {
 				continue
 			}
-			key := "bpf_live_ns_per_packet_" + strings.ReplaceAll(parts[3], "-", "") + "_" + parts[2]
-			if parts[1] != "direct" {
-				key = "bpf_live_indirect_ns_per_packet_" + strings.ReplaceAll(parts[3], "-", "") + "_" + parts[2]
+			variant := ""
+			switch {
+			case parts[1] == "percpu":
+				variant = "percpu_"
+			case parts[2] != "direct":
+				variant = "indirect_"
 			}
+			key := "bpf_live_" + variant + "ns_per_packet_" + strings.ReplaceAll(parts[4], "-", "") + "_" + parts[3]
 			figures[key] = over
 			if s, ok := metrics["spread-ns"]; ok {
 				figures[key+"_spread"] = s
@@ -99,7 +104,7 @@ func TestBenchFoldBPF(t *testing.T) {
 	}
 	head, ok := figures["bpf_ns_per_packet_udp4_ingress"]
 	if !ok {
-		t.Fatalf("%s: no BenchmarkPacket/percpu/ingress/udp figure", path)
+		t.Fatalf("%s: no BenchmarkPacket/shared/ingress/udp figure", path)
 	}
 	figures["bpf_ns_per_packet"] = head
 	figures["bpf_ns_per_packet_spread"] = figures["bpf_ns_per_packet_udp4_ingress_spread"]

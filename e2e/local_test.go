@@ -12,6 +12,7 @@ import (
 	"github.com/nsint/nsint/internal/fakenode"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/datapath"
 )
 
 // TestLocalNode is the local end-to-end suite, once per report format (and
@@ -158,9 +159,17 @@ func testLocalNode(t *testing.T, format, mode string) {
 		return true
 	})
 
-	// Metrics name the interfaces.
-	if m := ag.metrics(t); !strings.Contains(m, fmt.Sprintf(`interface="net1",netns="%s"`, a.NS.Name)) {
+	// Metrics name the interfaces, and say which flow table the kernel got.
+	m := ag.metrics(t)
+	if !strings.Contains(m, fmt.Sprintf(`interface="net1",netns="%s"`, a.NS.Name)) {
 		t.Errorf("metrics lack a per-port series for %s net1", a.NS.Name)
+	}
+	shared := 0
+	if datapath.HaveCmpxchg() {
+		shared = 1
+	}
+	if want := fmt.Sprintf("\nnsint_flow_table_shared %d\n", shared); !strings.Contains(m, want) {
+		t.Errorf("metrics lack %q", strings.TrimSpace(want))
 	}
 
 	// Restart: SIGTERM stops cleanly, the new agent keeps the port IDs and

@@ -21,6 +21,7 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#define NSINT_EEXIST 17
 #ifndef AF_INET6
 #define AF_INET6 10
 #endif
@@ -102,15 +103,79 @@ static __always_inline void flow_add(struct flow_state *st, __u64 segs,
 	}
 }
 
-/* Move the counts since the last report into r; adds racing with us stay. */
+/*
+ * Is a refresh of a flow last reported at last due at now? In the shared
+ * table another CPU may have reported the flow after this CPU read its
+ * clock: last is then ahead of now, and nothing is due.
+ */
+static __always_inline int refresh_due(__u64 now, __u64 last)
+{
+	return now >= last && now - last >= cfg.report_interval_ns;
+}
+
+/*
+ * Take the refresh that is due (last: last_report_ns as read by the caller).
+ * In the shared table two CPUs can find the same refresh due at once: the
+ * one that moves last_report_ns from last to now reports, the other has
+ * only counted its packet. Without this, both would take the same counts
+ * and report them twice. The compare-and-swap is only ever reached with
+ * flows_shared set, which the loader sets only where the kernel has
+ * BPF_CMPXCHG (5.12+); see datapath.newSpec.
+ */
+static __always_inline int flow_claim(struct flow_state *st, __u64 last,
+				      __u64 now)
+{
+	if (!cfg.flows_shared) {
+		st->last_report_ns = now;
+		return 1;
+	}
+	return __sync_val_compare_and_swap(&st->last_report_ns, last, now) ==
+	       last;
+}
+
+/*
+ * Insert a new flow. In the shared table another CPU may have inserted the
+ * same flow since our lookup: then count this packet into its entry and
+ * return 0 (that CPU reports the flow as new). Other failures are counted
+ * and the packet is still reported as new.
+ */
+static __always_inline int flow_insert(const struct flow_key *key,
+				       const struct flow_state *init,
+				       __u64 segs, __u64 bytes)
+{
+	struct flow_state *st;
+	long err;
+
+	err = bpf_map_update_elem(&flows, key, init,
+				  cfg.flows_shared ? BPF_NOEXIST : BPF_ANY);
+	if (!err)
+		return 1;
+	if (cfg.flows_shared && err == -NSINT_EEXIST) {
+		st = bpf_map_lookup_elem(&flows, key);
+		if (st)
+			flow_add(st, segs, bytes);
+		return 0;
+	}
+	stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+	return 1;
+}
+
+/*
+ * Move the counts since the last report into r. In the shared table each
+ * count is swapped for zero in one step: adds racing with us stay for the
+ * next report, and even two takes that overlap (the claim serialises them,
+ * but a CPU held up between claim and take for longer than the interval,
+ * such as a preempted vCPU, lets the next claim in) get disjoint shares.
+ * BPF_XCHG came with BPF_CMPXCHG (5.12); see flow_claim.
+ */
 static __always_inline void flow_take(struct flow_state *st, struct report *r)
 {
-	r->packets = st->packets;
-	r->bytes = st->bytes;
 	if (cfg.flows_shared) {
-		__sync_fetch_and_sub(&st->packets, r->packets);
-		__sync_fetch_and_sub(&st->bytes, r->bytes);
+		r->packets = __sync_lock_test_and_set(&st->packets, 0);
+		r->bytes = __sync_lock_test_and_set(&st->bytes, 0);
 	} else {
+		r->packets = st->packets;
+		r->bytes = st->bytes;
 		st->packets = 0;
 		st->bytes = 0;
 	}
@@ -235,17 +300,20 @@ static __always_inline void ingress_flow(struct __sk_buff *skb,
 {
 	struct flow_state *st = bpf_map_lookup_elem(&flows, key);
 	struct report r = {};
+	__u64 last;
 	__u8 fwd;
 
 	/*
 	 * With the per-CPU flow map, an entry created on another CPU has a
 	 * zeroed slot here: this CPU has not seen the flow yet, treat it as new.
 	 */
-	if (st && st->last_report_ns) {
+	if (st && (last = st->last_report_ns)) {
 		flow_add(st, segs, skb->len);
 		if (st->forwarded)
 			transit_mark(key, netns, bpf_ktime_get_ns());
-		if (now - st->last_report_ns < cfg.report_interval_ns)
+		if (!refresh_due(now, last))
+			return;
+		if (!flow_claim(st, last, now))
 			return;
 
 		/* Slow path: refresh the decision, the verdict, report. */
@@ -256,7 +324,6 @@ static __always_inline void ingress_flow(struct __sk_buff *skb,
 		st->forwarded = fwd;
 		st->out_port = fwd ? 0 : NSINT_PORT_LOCAL;
 		flow_take(st, &r);
-		st->last_report_ns = now;
 		if (fwd) {
 			transit_mark(key, netns, bpf_ktime_get_ns());
 			return;
@@ -270,6 +337,7 @@ static __always_inline void ingress_flow(struct __sk_buff *skb,
 			.last_report_ns = now,
 			.in_port = key->port,
 		};
+		int created;
 
 		fwd = ingress_forwarded(skb, key);
 		init.forwarded = fwd;
@@ -280,12 +348,13 @@ static __always_inline void ingress_flow(struct __sk_buff *skb,
 			r.packets = segs;
 			r.bytes = skb->len;
 		}
-		if (bpf_map_update_elem(&flows, key, &init, BPF_ANY))
-			stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+		created = flow_insert(key, &init, segs, skb->len);
 		if (fwd) {
 			transit_mark(key, netns, bpf_ktime_get_ns());
 			return;
 		}
+		if (!created)
+			return;
 		if (!init.watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
 			return;
@@ -304,7 +373,7 @@ static __always_inline void egress_flow(struct __sk_buff *skb,
 	struct report r = {};
 	__u16 in_port = NSINT_PORT_LOCAL;
 	__u8 has_lat = 0, bucket = 0;
-	__u64 in_ts = 0, lat = 0, precise = 0;
+	__u64 in_ts = 0, lat = 0, precise = 0, last;
 
 	/* Only packets that entered this namespace from a device can be transit. */
 	if (skb->ingress_ifindex) {
@@ -326,21 +395,22 @@ static __always_inline void egress_flow(struct __sk_buff *skb,
 	}
 
 	st = bpf_map_lookup_elem(&flows, key);
-	if (st && st->last_report_ns) { /* see ingress_flow */
+	if (st && (last = st->last_report_ns)) { /* see ingress_flow */
 		flow_add(st, segs, skb->len);
 		if (st->in_port != in_port)
 			r.reason = NSINT_REASON_PORTS;
 		else if (st->has_latency != has_lat || st->lat_bucket != bucket)
 			r.reason = NSINT_REASON_LATENCY;
-		else if (now - st->last_report_ns >= cfg.report_interval_ns)
+		else if (refresh_due(now, last))
 			r.reason = NSINT_REASON_REFRESH;
 		else
+			return;
+		if (!flow_claim(st, last, now))
 			return;
 
 		/* Slow path. */
 		watch_refresh(st, &key->t, 0);
 		flow_take(st, &r);
-		st->last_report_ns = now;
 		st->in_port = in_port;
 		st->has_latency = has_lat;
 		st->lat_bucket = bucket;
@@ -358,8 +428,8 @@ static __always_inline void egress_flow(struct __sk_buff *skb,
 		};
 
 		watch_refresh(&init, &key->t, 1);
-		if (bpf_map_update_elem(&flows, key, &init, BPF_ANY))
-			stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+		if (!flow_insert(key, &init, segs, skb->len))
+			return;
 		if (!init.watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
 			return;

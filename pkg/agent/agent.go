@@ -198,7 +198,7 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 	}
 	log.Info("nsint-agent running", "node", cfg.NodeName, "switchId", cfg.SwitchID, "switchIdFrom", cfg.SwitchIDSource,
 		"attachMode", a.att.Mode().String(), "format", format.String(), "collectors", cfg.Collectors,
-		"api", srv.Addr, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns)
+		"api", srv.Addr, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns, "flowTable", flowTableName(a.dp))
 
 	<-ctx.Done()
 	log.Info("stopping; attachments stay in place for the next start (nsint-agent cleanup removes them)")
@@ -316,4 +316,12 @@ func (a *Agent) Ready() (bool, string) {
 		return true, ""
 	}
 	return false, a.notReady.Load().(string)
+}
+
+// flowTableName names the kernel flow table for the start-up log.
+func flowTableName(dp *datapath.Datapath) string {
+	if dp.SharedFlowTable() {
+		return "shared"
+	}
+	return "per-cpu (kernel without BPF_CMPXCHG)"
 }

@@ -56,6 +56,9 @@ var (
 	descDropWhy  = prometheus.NewDesc("nsint_drop_reason_supported",
 		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
 		nil, nil)
+	descFlowTable = prometheus.NewDesc("nsint_flow_table_shared",
+		"1 when the kernel flow state is one shared table (BPF_CMPXCHG, 5.12+); 0 when it is per CPU (one entry per CPU that carries a flow, each reported on its own).",
+		nil, nil)
 )
 
 // statsCollector reads the other packages' counters at scrape time. Per-port
@@ -64,7 +67,7 @@ type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
-		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy} {
+		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy, descFlowTable} {
 		ch <- d
 	}
 }
@@ -80,6 +83,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			supported = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descDropWhy, prometheus.GaugeValue, supported)
+		shared := 0.0
+		if a.dp.SharedFlowTable() {
+			shared = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descFlowTable, prometheus.GaugeValue, shared)
 	}
 	if a.watch != nil {
 		s := a.watch.Stats()

@@ -78,7 +78,8 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
 	b.Helper()
-	d := loadDatapath(b, Config{ReportInterval: time.Hour, sharedFlows: shared, MaxFlows: maxFlows, PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
+	requireFlowTable(b, shared)
+	d := loadDatapath(b, Config{ReportInterval: time.Hour, perCPUFlows: !shared, MaxFlows: maxFlows, PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
 	ns := netnstest.New(b, netnstest.Dir(b), netnstest.Prefix(b))
 	must2(b, d.SetPort(1, PortInfo{NetnsInode: ns.Inode, LocalStack: true}))
 	must2(b, d.SetPort(2, PortInfo{NetnsInode: ns.Inode, Ifindex: 2, LocalPort: 1}))
@@ -299,7 +300,7 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	for _, name := range []string{bpf.NsintProgNsintTcIngress, bpf.NsintProgNsintTcEgress, bpf.NsintProgNsintKfreeSkb} {
 		b.Run(name, func(b *testing.B) {
-			spec, err := newSpec(d.cfg, d.dropped)
+			spec, err := newSpec(d.cfg, d.dropped, d.sharedFlows)
 			must2(b, err)
 			// Reuse the loaded maps: only the program is verified.
 			m := d.objs.NsintMaps

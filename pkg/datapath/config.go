@@ -48,9 +48,14 @@ type Config struct {
 	// the CPU needs a retpoline (see dispatcherSpec). The default is the
 	// direct one.
 	IndirectTailCall bool
-	// sharedFlows selects a shared LRU hash for the flow state instead
-	// of the per-CPU one; kept for the benchmark that compares them.
-	sharedFlows bool
+	// perCPUFlows selects the per-CPU LRU hash for the flow state even
+	// where the kernel could run the shared one; kept for the benchmarks
+	// and tests that compare the two designs (see flowTable).
+	perCPUFlows bool
+	// preciseClock makes the report decisions use bpf_ktime_get_ns even
+	// where the coarse clock exists (tick resolution): for tests that need
+	// refreshes due more often than once a tick.
+	preciseClock bool
 }
 
 // DefaultConfig returns a Config with every default filled in.

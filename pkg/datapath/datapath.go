@@ -41,6 +41,8 @@ type Datapath struct {
 	cfg     Config
 	objs    bpf.NsintObjects
 	dropped kfreeSkbInfo
+	// sharedFlows: the flow table is one LRU hash, not per CPU.
+	sharedFlows bool
 	// bootOffset converts ktime (CLOCK_MONOTONIC ns) to Unix ns.
 	bootOffset int64
 
@@ -71,11 +73,12 @@ func Load(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := newSpec(cfg, kinfo)
+	shared := sharedFlowTable(cfg)
+	spec, err := newSpec(cfg, kinfo, shared)
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{cfg: cfg, dropped: kinfo}
+	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared}
 	opts := &ebpf.CollectionOptions{Cache: cache}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		var verr *ebpf.VerifierError
@@ -97,7 +100,7 @@ func Load(cfg Config) (*Datapath, error) {
 }
 
 // newSpec returns the collection spec with cfg applied.
-func newSpec(cfg Config, kinfo kfreeSkbInfo) (*ebpf.CollectionSpec, error) {
+func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec, error) {
 	spec, err := bpf.LoadNsint()
 	if err != nil {
 		return nil, fmt.Errorf("read nsint object: %w", err)
@@ -108,8 +111,10 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo) (*ebpf.CollectionSpec, error) {
 	spec.Maps[bpf.NsintMapFlows].MaxEntries = cfg.MaxFlows
 	spec.Maps[bpf.NsintMapTransit].MaxEntries = cfg.MaxFlows
 	spec.Maps[bpf.NsintMapDropFlows].MaxEntries = max(cfg.MaxFlows/4, 1024)
-	if cfg.sharedFlows {
+	if shared {
 		spec.Maps[bpf.NsintMapFlows].Type = ebpf.LRUHash
+	} else {
+		disarmCmpxchg(spec)
 	}
 	kc := bpf.NsintConfig{
 		ReportIntervalNs:     uint64(cfg.ReportInterval),
@@ -121,16 +126,71 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo) (*ebpf.CollectionSpec, error) {
 	if kinfo.hasReason {
 		kc.DropHasReason = 1
 	}
-	if cfg.sharedFlows {
+	if shared {
 		kc.FlowsShared = 1
 	}
-	if haveCoarseClock() {
+	if !cfg.preciseClock && haveCoarseClock() {
 		kc.CoarseClock = 1
 	}
 	if err := spec.Variables[bpf.NsintVarCfg].Set(kc); err != nil {
 		return nil, fmt.Errorf("set load-time constants: %w", err)
 	}
 	return spec, nil
+}
+
+// sharedFlowTable tells which flow table cfg gets. The shared LRU hash is
+// the default: one entry per flow (a flow that crosses several CPUs is
+// reported once, with all its packets), memory that does not grow with the
+// number of CPUs (the per-CPU table preallocates a value per CPU for every
+// entry: 65 536 flows × 40 bytes × 96 CPUs is 240 MiB of kernel memory),
+// and fewer cache lines per packet (docs/performance.md). Two CPUs due to
+// refresh one flow at once must not both take its counts, so the programs
+// claim a refresh with a compare-and-swap (BPF_CMPXCHG, 5.12+); kernels
+// without it get the per-CPU table, where no other CPU writes an entry.
+func sharedFlowTable(cfg Config) bool {
+	return !cfg.perCPUFlows && HaveCmpxchg()
+}
+
+// HaveCmpxchg probes for the BPF_CMPXCHG instruction (5.12+, with
+// BPF_XCHG): where it exists the flow table is shared
+// (Datapath.SharedFlowTable).
+func HaveCmpxchg() bool {
+	// asm.CmpXchg.Mem leaves the immediate 0 (a plain atomic add on the
+	// wire); the kernel reads the operation from it: BPF_CMPXCHG is
+	// 0xf0 | BPF_FETCH, as clang emits it.
+	cmpxchg := asm.CmpXchg.Mem(asm.RFP, asm.R1, asm.DWord, -8)
+	cmpxchg.Constant = 0xf1
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SocketFilter,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord),
+			asm.Mov.Imm(asm.R1, 1),
+			cmpxchg,
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return false
+	}
+	prog.Close()
+	return true
+}
+
+// disarmCmpxchg replaces each compare-and-swap and exchange in the programs
+// by a move: without the shared table they sit in branches the verifier
+// never visits (flows_shared is a load-time constant), but kernels before
+// 5.12 reject these instructions anywhere in a program.
+func disarmCmpxchg(spec *ebpf.CollectionSpec) {
+	for _, p := range spec.Programs {
+		for i, ins := range p.Instructions {
+			if op := ins.OpCode.AtomicOp(); op == asm.CmpXchg || op == asm.Xchg {
+				p.Instructions[i] = asm.Mov.Imm(asm.R0, 0).WithMetadata(ins.Metadata)
+			}
+		}
+	}
 }
 
 // haveCoarseClock probes for bpf_ktime_get_coarse_ns (5.11+).
@@ -156,6 +216,10 @@ func (d *Datapath) KtimeToTime(ktime uint64) time.Time {
 
 // Config returns the configuration in effect, defaults filled in.
 func (d *Datapath) Config() Config { return d.cfg }
+
+// SharedFlowTable tells whether the flow state is one shared LRU hash (the
+// default where the kernel has BPF_CMPXCHG, 5.12+) rather than per CPU.
+func (d *Datapath) SharedFlowTable() bool { return d.sharedFlows }
 
 // DropReasonSupported tells whether the kernel's kfree_skb tracepoint gives
 // a drop reason (5.17+); without it drop events carry reason 0.

@@ -234,3 +234,33 @@ var haveTestRunIngressIfindex = sync.OnceValue(func() error {
 	}
 	return err
 })
+
+// requireFlowTable skips a case written for the shared flow table on a
+// kernel that only runs the per-CPU one (no BPF_CMPXCHG before 5.12).
+func requireFlowTable(tb testing.TB, shared bool) {
+	tb.Helper()
+	netnstest.RequireRoot(tb)
+	if shared && !HaveCmpxchg() {
+		tb.Skip("skipping: kernel without BPF_CMPXCHG (5.12+): it runs the per-CPU flow table, not the shared one")
+	}
+}
+
+// runOnCPU runs prog repeat times on frame inside ns, pinned to cpu.
+func runOnCPU(ns *netnstest.NS, cpu int, prog *ebpf.Program, frame []byte, repeat uint32) error {
+	return ns.Do(func() error {
+		var orig, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+		}
+		defer unix.SchedSetaffinity(0, &orig)
+		ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Repeat: repeat})
+		if err == nil && ret != tcActUnspec {
+			err = fmt.Errorf("verdict %d, want TC_ACT_UNSPEC (-1)", int32(ret))
+		}
+		return err
+	})
+}

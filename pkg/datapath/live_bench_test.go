@@ -27,34 +27,47 @@ import (
 //	             entry is created and a report emitted for every packet
 //	established  one flow, reported once per hour
 //
-// Two pairs run side by side, one with the direct tail call (the default)
-// and one with the indirect one (--tail-call indirect, see dispatcherSpec). Rounds
+// Three pairs run side by side, each on its own veth: the shared flow table
+// with the direct tail call (the defaults), the shared table with the
+// indirect tail call (--tail-call indirect, see dispatcherSpec), and the
+// per-CPU flow table (kernels before 5.12) with the direct one. Rounds
 // interleave pairs and cases; the figure is the median over rounds of
 // (dispatcher - do-nothing) ns per run, spread max - min.
 //
 //	go test -run '^$' -bench Live -benchtime 1x ./pkg/datapath/
 func BenchmarkLive(b *testing.B) {
 	netnstest.RequireRoot(b)
+	requireFlowTable(b, true)
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
 		b.Fatalf("enable BPF run-time statistics: %v", err)
 	}
 	b.Cleanup(func() { stats.Close() })
 
-	d := loadDatapath(b, Config{ReportInterval: time.Hour, MaxFlows: benchMaxFlows, PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
 	dir, pfx := netnstest.Dir(b), netnstest.Prefix(b)
 	src := netnstest.New(b, dir, pfx+"-s")
 	dst := netnstest.New(b, dir, pfx+"-d")
-	must2(b, d.SetPort(1, PortInfo{NetnsInode: src.Inode, LocalStack: true}))
+	loaded := map[bool]*Datapath{} // by perCPUFlows
+	for _, perCPU := range []bool{false, true} {
+		d := loadDatapath(b, Config{ReportInterval: time.Hour, MaxFlows: benchMaxFlows, PerCPUBufferBytes: 4 << 20,
+			WakeupEvents: benchWakeup, perCPUFlows: perCPU})
+		must2(b, d.SetPort(1, PortInfo{NetnsInode: src.Inode, LocalStack: true}))
+		drainReports(b, d)
+		loaded[perCPU] = d
+	}
 	type pair struct {
-		name     string
-		disp     *ebpf.Program
-		res      map[string]*benchResult
-		dst      [4]byte
-		nextPort int
+		name       string
+		disp, noop *ebpf.Program
+		res        map[string]*benchResult
+		dst        [4]byte
+		nextPort   int
 	}
 	var pairs []*pair
-	for i, direct := range []bool{false, true} {
+	for i, c := range []struct {
+		name           string
+		perCPU, direct bool
+	}{{"shared/direct", false, true}, {"shared/indirect-tailcall", false, false}, {"percpu/direct", true, true}} {
+		d := loaded[c.perCPU]
 		dev := fmt.Sprintf("l%d", i)
 		netnstest.Veth(b, src, dev, dst, dev)
 		netnstest.AddAddr(b, src, dev, fmt.Sprintf("198.18.%d.1/24", 231+i))
@@ -62,19 +75,14 @@ func BenchmarkLive(b *testing.B) {
 		ifindex := linkIndex(b, src, dev)
 		port := uint16(2 + i)
 		must2(b, d.SetPort(port, PortInfo{NetnsInode: src.Inode, Ifindex: uint32(ifindex), LocalPort: 1}))
-		disp, err := d.dispatcher(port, Egress, direct)
+		disp, err := d.dispatcher(port, Egress, c.direct)
 		must2(b, err)
 		b.Cleanup(func() { disp.Close() })
 		attachTCX(b, src, ifindex, Egress, disp)
 		attachTCX(b, src, ifindex, Egress, d.objs.NsintTcNoop) // runs after ours
-		name := "indirect-tailcall"
-		if direct {
-			name = "direct"
-		}
-		pairs = append(pairs, &pair{name: name, disp: disp, dst: [4]byte{198, 18, byte(231 + i), 2},
+		pairs = append(pairs, &pair{name: c.name, disp: disp, noop: d.objs.NsintTcNoop, dst: [4]byte{198, 18, byte(231 + i), 2},
 			res: map[string]*benchResult{"new-flow": {}, "established": {}}})
 	}
-	drainReports(b, d)
 	// Nobody listens at the other end: the datagrams die there, and the
 	// ICMP errors that answer them are rate limited.
 	fd := udpSocket(b, src)
@@ -85,7 +93,7 @@ func BenchmarkLive(b *testing.B) {
 		for _, p := range pairs {
 			for _, c := range []string{"new-flow", "established"} {
 				d0, n0 := progStats(b, p.disp)
-				b0, m0 := progStats(b, d.objs.NsintTcNoop)
+				b0, m0 := progStats(b, p.noop)
 				for range perRound {
 					port := 9
 					if c == "new-flow" {
@@ -95,16 +103,17 @@ func BenchmarkLive(b *testing.B) {
 					sendTo(b, fd, payload, p.dst, port)
 				}
 				d1, n1 := progStats(b, p.disp)
-				b1, m1 := progStats(b, d.objs.NsintTcNoop)
+				b1, m1 := progStats(b, p.noop)
 				if n1-n0 < perRound {
 					b.Fatalf("%s ran %d times for %d datagrams", p.name, n1-n0, perRound)
 				}
 				if round == 0 {
 					continue // warm-up: flow table, caches, first reports
 				}
-				// The do-nothing program runs on both pairs: its count
-				// includes the other pair's packets of this case (none:
-				// cases and pairs take turns), so per-run time is fair.
+				// A do-nothing program runs on every pair of its
+				// datapath: its count includes the other pairs' packets
+				// of this case (none: cases and pairs take turns), so
+				// per-run time is fair.
 				r := p.res[c]
 				r.total = append(r.total, float64(d1-d0)/float64(n1-n0))
 				r.base = append(r.base, float64(b1-b0)/float64(m1-m0))

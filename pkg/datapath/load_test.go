@@ -51,7 +51,7 @@ func TestDropHookWithoutReason(t *testing.T) {
 	netnstest.RequireRoot(t)
 	cfg, err := Config{MaxFlows: 1024, MaxPorts: 16}.withDefaults()
 	must(t, err)
-	spec, err := newSpec(cfg, kfreeSkbInfo{consumed: ^uint32(0)})
+	spec, err := newSpec(cfg, kfreeSkbInfo{consumed: ^uint32(0)}, sharedFlowTable(cfg))
 	must(t, err)
 	for name := range spec.Programs {
 		if name != bpf.NsintProgNsintKfreeSkb {

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -21,9 +22,10 @@ func TestReportDecision(t *testing.T) {
 	for _, c := range []struct {
 		name             string
 		shared, indirect bool
-	}{{"percpu", false, false}, {"shared", true, false}, {"percpu-indirect-tailcall", false, true}} {
+	}{{"percpu", false, false}, {"shared", true, false}, {"shared-indirect-tailcall", true, true}} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, Config{ReportInterval: interval, sharedFlows: c.shared, IndirectTailCall: c.indirect})
+			requireFlowTable(t, c.shared)
+			h := newHarness(t, Config{ReportInterval: interval, perCPUFlows: !c.shared, IndirectTailCall: c.indirect})
 			for _, dir := range []Direction{Ingress, Egress} {
 				frame := udpFrame("198.18.0.1", "198.18.0.2", 1000+uint16(dir), 2000, 100)
 				n := uint64(len(frame))
@@ -111,4 +113,58 @@ func netnsVethPair(t *testing.T, h *harness, pfx string) {
 	h.ns.Run(t, "ip", "link", "set", pfx+"r0", "up")
 	h.ns.Run(t, "ip", "link", "set", pfx+"r1", "up")
 	h.ns.Run(t, "ip", "addr", "add", "198.18.10.1/24", "dev", pfx+"r0")
+}
+
+// TestSharedTableRefreshRace runs one flow on two CPUs at once with a
+// refresh due every few microseconds, so both CPUs keep finding the same
+// refresh due: only the one that claims it may take the flow's counts.
+// Every packet is then reported exactly once, by one report or another.
+func TestSharedTableRefreshRace(t *testing.T) {
+	requireFlowTable(t, true)
+	if runtime.NumCPU() < 2 {
+		t.Skip("skipping: needs two CPUs")
+	}
+	const interval = 20 * time.Microsecond
+	// The precise clock: a refresh due every 20 µs, not once a tick.
+	h := newHarness(t, Config{ReportInterval: interval, PerCPUBufferBytes: 16 << 20, preciseClock: true})
+	for _, dir := range []Direction{Ingress, Egress} {
+		frame := udpFrame("198.18.0.1", "198.18.0.2", 3000+uint16(dir), 4000, 64)
+		prog := h.dispatcher(hPortA, dir)
+		const perCPU = 300000
+		errs := make(chan error, 2)
+		for cpu := range 2 {
+			go func() { errs <- runOnCPU(h.ns, cpu, prog, frame, perCPU) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("%s: %v", dir, err)
+			}
+		}
+		// One more packet after the interval carries what is left.
+		time.Sleep(2 * interval)
+		h.run(hPortA, dir, frame, nil)
+
+		const sent = 2*perCPU + 1
+		var reported uint64
+		reports := 0
+		for {
+			ev, ok := h.poll()
+			if !ok {
+				break
+			}
+			if ev.Packets > sent {
+				t.Fatalf("%s: a report carries %d packets of %d sent (counts taken twice)", dir, ev.Packets, sent)
+			}
+			reported += ev.Packets
+			reports++
+		}
+		if lost := h.r.LostSamples(); lost != 0 {
+			t.Fatalf("%s: %d reports lost in the perf buffer: cannot add up", dir, lost)
+		}
+		if reported != sent {
+			t.Errorf("%s: %d reports carry %d packets, want %d", dir, reports, reported, sent)
+		} else {
+			t.Logf("%s: %d reports carry all %d packets", dir, reports, sent)
+		}
+	}
 }
