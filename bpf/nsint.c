@@ -24,10 +24,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
 {
 	struct flow_key key = {};
+	struct flow_cache *cache;
 	struct identity *id;
+	__u32 zero = 0, d = dir;
 	__u8 pkt_flags = 0;
-	__u32 zero = 0;
-	__u64 segs, now;
+	__u64 segs, now, due;
 
 	id = bpf_map_lookup_elem(&identity, &zero);
 	if (!id || !id->port) {
@@ -46,10 +47,19 @@ static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
 	key.port = id->port;
 	key.dir = dir;
 	now = clock_decision();
+	cache = bpf_map_lookup_elem(&flow_cache, &d);
+	if (!cache) /* cannot happen: index 0 or 1 of an array */
+		return;
+	/* Egress from a device (transit) is never cached: see egress_flow. */
+	if ((dir == NSINT_DIR_INGRESS || !skb->ingress_ifindex) &&
+	    flow_cache_hit(cache, &key, now, segs, skb->len))
+		return;
+	flow_cache_flush(cache);
 	if (dir == NSINT_DIR_INGRESS)
-		ingress_flow(skb, &key, id->netns, now, segs, pkt_flags);
+		due = ingress_flow(skb, &key, id->netns, now, segs, pkt_flags);
 	else
-		egress_flow(skb, &key, id->netns, now, segs, pkt_flags);
+		due = egress_flow(skb, &key, id->netns, now, segs, pkt_flags);
+	flow_cache_load(cache, &key, due);
 }
 
 SEC("tc")

@@ -64,6 +64,15 @@ type NsintEvent struct {
 	Pad          [4]uint8
 }
 
+type NsintFlowCache struct {
+	_       structs.HostLayout
+	Key     NsintFlowKey
+	Valid   uint32
+	Packets uint64
+	Bytes   uint64
+	Due     uint64
+}
+
 type NsintFlowKey struct {
 	_    structs.HostLayout
 	T    NsintTuple
@@ -175,6 +184,7 @@ const (
 	NsintMapDropBuf         = "drop_buf"
 	NsintMapDropFlows       = "drop_flows"
 	NsintMapEvents          = "events"
+	NsintMapFlowCache       = "flow_cache"
 	NsintMapFlows           = "flows"
 	NsintMapIdentity        = "identity"
 	NsintMapPortConfigs     = "port_configs"
@@ -248,6 +258,7 @@ type NsintMapSpecs struct {
 	DropBuf      *ebpf.MapSpec `ebpf:"drop_buf"`
 	DropFlows    *ebpf.MapSpec `ebpf:"drop_flows"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Identity     *ebpf.MapSpec `ebpf:"identity"`
 	PortConfigs  *ebpf.MapSpec `ebpf:"port_configs"`
@@ -291,6 +302,7 @@ type NsintMaps struct {
 	DropBuf      *ebpf.Map `ebpf:"drop_buf"`
 	DropFlows    *ebpf.Map `ebpf:"drop_flows"`
 	Events       *ebpf.Map `ebpf:"events"`
+	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Identity     *ebpf.Map `ebpf:"identity"`
 	PortConfigs  *ebpf.Map `ebpf:"port_configs"`
@@ -309,6 +321,7 @@ func (m *NsintMaps) Close() error {
 		m.DropBuf,
 		m.DropFlows,
 		m.Events,
+		m.FlowCache,
 		m.Flows,
 		m.Identity,
 		m.PortConfigs,

@@ -294,9 +294,14 @@ static __always_inline void transit_mark(const struct flow_key *key,
 	bpf_map_update_elem(&transit, &tk, &init, BPF_ANY);
 }
 
-static __always_inline void ingress_flow(struct __sk_buff *skb,
-					 struct flow_key *key, __u32 netns,
-					 __u64 now, __u64 segs, __u8 pkt_flags)
+/*
+ * Ingress. Returns when the next refresh of a flow the fast path may count
+ * (flow_cache) is due, 0 for one it may not (forwarded, or another CPU
+ * inserted or claimed it first).
+ */
+static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
+					  struct flow_key *key, __u32 netns,
+					  __u64 now, __u64 segs, __u8 pkt_flags)
 {
 	struct flow_state *st = bpf_map_lookup_elem(&flows, key);
 	struct report r = {};
@@ -312,9 +317,10 @@ static __always_inline void ingress_flow(struct __sk_buff *skb,
 		if (st->forwarded)
 			transit_mark(key, netns, bpf_ktime_get_ns());
 		if (!refresh_due(now, last))
-			return;
+			return st->forwarded ? 0 :
+					       last + cfg.report_interval_ns;
 		if (!flow_claim(st, last, now))
-			return;
+			return 0;
 
 		/* Slow path: refresh the decision, the verdict, report. */
 		fwd = ingress_forwarded(skb, key);
@@ -326,11 +332,11 @@ static __always_inline void ingress_flow(struct __sk_buff *skb,
 		flow_take(st, &r);
 		if (fwd) {
 			transit_mark(key, netns, bpf_ktime_get_ns());
-			return;
+			return 0;
 		}
 		if (!st->watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
-			return;
+			return now + cfg.report_interval_ns;
 		}
 	} else {
 		struct flow_state init = {
@@ -351,29 +357,33 @@ static __always_inline void ingress_flow(struct __sk_buff *skb,
 		created = flow_insert(key, &init, segs, skb->len);
 		if (fwd) {
 			transit_mark(key, netns, bpf_ktime_get_ns());
-			return;
+			return 0;
 		}
 		if (!created)
-			return;
+			return 0;
 		if (!init.watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
-			return;
+			return now + cfg.report_interval_ns;
 		}
 	}
 	r.in_port = key->port;
 	r.out_port = local_port_of(key->port);
 	emit_flow(skb, key, &r, pkt_flags);
+	return now + cfg.report_interval_ns;
 }
 
-static __always_inline void egress_flow(struct __sk_buff *skb,
-					struct flow_key *key, __u32 netns,
-					__u64 now, __u64 segs, __u8 pkt_flags)
+/* Egress; returns as ingress_flow does. Transit traffic is never cached. */
+static __always_inline __u64 egress_flow(struct __sk_buff *skb,
+					 struct flow_key *key, __u32 netns,
+					 __u64 now, __u64 segs, __u8 pkt_flags)
 {
 	struct flow_state *st;
 	struct report r = {};
 	__u16 in_port = NSINT_PORT_LOCAL;
 	__u8 has_lat = 0, bucket = 0;
 	__u64 in_ts = 0, lat = 0, precise = 0, last;
+	/* the interval to the next refresh of a cacheable flow, else 0 */
+	__u64 next = skb->ingress_ifindex ? 0 : cfg.report_interval_ns;
 
 	/* Only packets that entered this namespace from a device can be transit. */
 	if (skb->ingress_ifindex) {
@@ -404,9 +414,9 @@ static __always_inline void egress_flow(struct __sk_buff *skb,
 		else if (refresh_due(now, last))
 			r.reason = NSINT_REASON_REFRESH;
 		else
-			return;
+			return next ? last + next : 0;
 		if (!flow_claim(st, last, now))
-			return;
+			return 0;
 
 		/* Slow path. */
 		watch_refresh(st, &key->t, 0);
@@ -416,7 +426,7 @@ static __always_inline void egress_flow(struct __sk_buff *skb,
 		st->lat_bucket = bucket;
 		if (!st->watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
-			return;
+			return next ? now + next : 0;
 		}
 	} else {
 		struct flow_state init = {
@@ -429,10 +439,10 @@ static __always_inline void egress_flow(struct __sk_buff *skb,
 
 		watch_refresh(&init, &key->t, 1);
 		if (!flow_insert(key, &init, segs, skb->len))
-			return;
+			return 0;
 		if (!init.watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
-			return;
+			return next ? now + next : 0;
 		}
 		r.reason = NSINT_REASON_NEW;
 		r.packets = segs;
@@ -446,6 +456,71 @@ static __always_inline void egress_flow(struct __sk_buff *skb,
 	r.latency = lat;
 	r.flags = has_lat ? NSINT_EVF_HOP_LATENCY : 0;
 	emit_flow(skb, key, &r, pkt_flags);
+	return next ? now + next : 0;
+}
+
+/*
+ * The fast path: is this packet of the flow this CPU last counted in this
+ * direction, with nothing due? Then count it in the slot and stop there.
+ * The flow-table lookup, its hash of the key and the entry's cache lines
+ * are most of a packet's cost on real traffic (docs/performance.md); a run
+ * of packets of one flow, the common case on a hook, skips them. The slot
+ * holds only flows whose packets need nothing but counting (flow_cache_load)
+ * and only until their refresh is due, when the next packet flushes it and
+ * takes the slow path.
+ */
+static __always_inline int flow_cache_hit(struct flow_cache *c,
+					  const struct flow_key *key, __u64 now,
+					  __u64 segs, __u64 bytes)
+{
+	const __u32 *a = (const __u32 *)&c->key, *b = (const __u32 *)key;
+	__u32 diff = 0;
+	int i;
+
+	if (!c->valid || now >= c->due)
+		return 0;
+#pragma unroll
+	for (i = 0; i < sizeof(*key) / 4; i++)
+		diff |= a[i] ^ b[i];
+	if (diff)
+		return 0;
+	c->packets += segs;
+	c->bytes += bytes;
+	return 1;
+}
+
+/*
+ * Hand the slot's counts to its flow's entry and empty the slot: before the
+ * slow path runs, so that a refresh it reports includes them. An entry gone
+ * meanwhile (evicted) loses them, as it would have lost them itself.
+ */
+static __always_inline void flow_cache_flush(struct flow_cache *c)
+{
+	struct flow_state *st;
+
+	if (!c->valid)
+		return;
+	c->valid = 0;
+	if (c->packets) {
+		st = bpf_map_lookup_elem(&flows, &c->key);
+		if (st)
+			flow_add(st, c->packets, c->bytes);
+		else
+			stat_inc(NSINT_STAT_CACHE_FLUSH_LOST);
+	}
+	c->packets = 0;
+	c->bytes = 0;
+}
+
+/* After the slow path: keep the flow in the slot until due (0: not). */
+static __always_inline void
+flow_cache_load(struct flow_cache *c, const struct flow_key *key, __u64 due)
+{
+	if (!due)
+		return;
+	__builtin_memcpy(&c->key, key, sizeof(*key));
+	c->due = due;
+	c->valid = 1;
 }
 
 #endif /* __NSINT_FLOW_H */

@@ -56,7 +56,15 @@ struct {
 	__type(value, struct port_counters);
 } port_counters SEC(".maps");
 
-/* Type chosen from Go: LRU_PERCPU_HASH (default) or LRU_HASH. */
+/* Index: direction. See flow_cache_hit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct flow_cache);
+} flow_cache SEC(".maps");
+
+/* Type chosen from Go: LRU_HASH (shared, 5.12+) or LRU_PERCPU_HASH. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, 65536); /* set from Go: MaxFlows */

@@ -53,6 +53,7 @@ enum nsint_stat {
 	NSINT_STAT_DROP_REPORTS,
 	NSINT_STAT_DROPS_SUPPRESSED,
 	NSINT_STAT_UNWATCHED,
+	NSINT_STAT_CACHE_FLUSH_LOST,
 	NSINT_STAT_MAX,
 };
 
@@ -93,6 +94,15 @@ struct flow_key {
 	__u16 port;
 	__u8 dir;
 	__u8 pad;
+};
+
+/* Per CPU and direction: the last flow counted there (flow_cache_hit). */
+struct flow_cache {
+	struct flow_key key;
+	__u32 valid;
+	__u64 packets; /* counted here, not yet in the flow's entry */
+	__u64 bytes;
+	__u64 due; /* clock_decision() time of the flow's next refresh */
 };
 
 struct flow_state {

@@ -249,11 +249,14 @@ type Stats struct {
 	DropReports      uint64 // drop reports sent
 	DropsSuppressed  uint64 // drops folded into a later report (rate limit)
 	Unwatched        uint64 // report decisions the watchlist filtered out
+	// CacheFlushLost counts last-flow slots whose counts found their flow's
+	// entry gone (evicted) when flushed.
+	CacheFlushLost uint64
 }
 
 // Stats reads the programs' counters.
 func (d *Datapath) Stats() (Stats, error) {
-	var vals [8]uint64
+	var vals [9]uint64
 	for i := range vals {
 		var per []uint64
 		if err := d.objs.Stats.Lookup(uint32(i), &per); err != nil {
@@ -266,5 +269,6 @@ func (d *Datapath) Stats() (Stats, error) {
 	return Stats{
 		Reports: vals[0], PerfErrors: vals[1], Unparsed: vals[2], NoIdentity: vals[3],
 		FlowUpdateErrors: vals[4], DropReports: vals[5], DropsSuppressed: vals[6], Unwatched: vals[7],
+		CacheFlushLost: vals[8],
 	}, nil
 }

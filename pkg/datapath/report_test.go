@@ -140,11 +140,19 @@ func TestSharedTableRefreshRace(t *testing.T) {
 				t.Fatalf("%s: %v", dir, err)
 			}
 		}
-		// One more packet after the interval carries what is left.
+		// What each CPU counted in its last-flow slot reaches the flow's
+		// entry with that CPU's next packet once the refresh is due; one
+		// more packet after the interval then carries what is left.
+		time.Sleep(2 * interval)
+		for cpu := range 2 {
+			if err := runOnCPU(h.ns, cpu, prog, frame, 1); err != nil {
+				t.Fatalf("%s: %v", dir, err)
+			}
+		}
 		time.Sleep(2 * interval)
 		h.run(hPortA, dir, frame, nil)
 
-		const sent = 2*perCPU + 1
+		const sent = 2*perCPU + 3
 		var reported uint64
 		reports := 0
 		for {
@@ -165,6 +173,42 @@ func TestSharedTableRefreshRace(t *testing.T) {
 			t.Errorf("%s: %d reports carry %d packets, want %d", dir, reports, reported, sent)
 		} else {
 			t.Logf("%s: %d reports carry all %d packets", dir, reports, sent)
+		}
+	}
+}
+
+// TestFlowCacheInterleaved: two flows taking turns on one CPU and hook
+// direction keep evicting each other from the last-flow slot, a run of one
+// flow stays in it; every packet is in its flow's next refresh either way.
+func TestFlowCacheInterleaved(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	h := newHarness(t, Config{ReportInterval: interval})
+	for _, dir := range []Direction{Ingress, Egress} {
+		a := udpFrame("198.18.0.1", "198.18.0.2", 5000+uint16(dir), 6000, 100)
+		b := udpFrame("198.18.0.1", "198.18.0.2", 5100+uint16(dir), 6000, 200)
+		h.run(hPortA, dir, a, nil)
+		h.next()
+		h.run(hPortA, dir, b, nil)
+		h.next()
+		const turns, run = 50, 20
+		for range turns {
+			h.run(hPortA, dir, a, nil)
+			h.run(hPortA, dir, b, nil)
+		}
+		h.runN(hPortA, dir, a, nil, run)
+		h.none(dir.String() + " inside the interval")
+
+		time.Sleep(interval + 50*time.Millisecond)
+		for _, c := range []struct {
+			frame []byte
+			want  uint64
+		}{{a, turns + run + 1}, {b, turns + 1}} {
+			h.run(hPortA, dir, c.frame, nil)
+			ev := h.next()
+			if ev.Reason != ReasonRefresh || ev.Packets != c.want || ev.Bytes != c.want*uint64(len(c.frame)) {
+				t.Errorf("%s flow of %d-byte frames: %s with %d packets, %d bytes; want refresh with %d, %d",
+					dir, len(c.frame), ev.Reason, ev.Packets, ev.Bytes, c.want, c.want*uint64(len(c.frame)))
+			}
 		}
 	}
 }
