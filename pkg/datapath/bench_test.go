@@ -168,6 +168,18 @@ func (e *benchEnv) timeRuns(b *testing.B, prog *ebpf.Program, frames [][]byte, r
 
 type benchResult struct{ total, base []float64 }
 
+// alternate times base then total on frames (repeat runs each) in each of
+// benchRounds rounds, with timing (timeRuns or timeContended).
+func alternate(b *testing.B, timing func(*testing.B, *ebpf.Program, [][]byte, int) float64,
+	base, total *ebpf.Program, frames [][]byte, repeat int) benchResult {
+	var res benchResult
+	for range benchRounds {
+		res.base = append(res.base, timing(b, base, frames, repeat))
+		res.total = append(res.total, timing(b, total, frames, repeat))
+	}
+	return res
+}
+
 func (r benchResult) report(b *testing.B) {
 	over := make([]float64, len(r.total))
 	for i := range over {
@@ -211,11 +223,7 @@ func BenchmarkPacket(b *testing.B) {
 						if sc.flows == 1 {
 							repeat = 200000
 						}
-						var res benchResult
-						for range benchRounds {
-							res.base = append(res.base, e.timeRuns(b, e.noop, frames, repeat))
-							res.total = append(res.total, e.timeRuns(b, e.disp[dir], frames, repeat))
-						}
+						res := alternate(b, e.timeRuns, e.noop, e.disp[dir], frames, repeat)
 						after, err := e.d.Stats()
 						must2(b, err)
 						res.report(b)
@@ -233,11 +241,7 @@ func BenchmarkPacket(b *testing.B) {
 					e := newBenchEnv(b, design == "shared", benchMaxFlows)
 					frames := [][]byte{benchUDP4(0)}
 					e.timeRuns(b, e.disp[dir], frames, 1)
-					var res benchResult
-					for range benchRounds {
-						res.base = append(res.base, e.timeRuns(b, e.disp[dir], frames, 200000))
-						res.total = append(res.total, e.timeRuns(b, e.indirect[dir], frames, 200000))
-					}
+					res := alternate(b, e.timeRuns, e.disp[dir], e.indirect[dir], frames, 200000)
 					res.report(b) // "baseline" here is the direct tail call
 				})
 			}
@@ -249,12 +253,7 @@ func BenchmarkPacket(b *testing.B) {
 						e := newBenchEnv(b, design == "shared", benchMaxFlows)
 						frames := [][]byte{benchUDP4(0)}
 						e.timeContended(b, e.disp[dir], frames, 1)
-						var res benchResult
-						for range benchRounds {
-							res.base = append(res.base, e.timeContended(b, e.noop, frames, 200000))
-							res.total = append(res.total, e.timeContended(b, e.disp[dir], frames, 200000))
-						}
-						res.report(b)
+						alternate(b, e.timeContended, e.noop, e.disp[dir], frames, 200000).report(b)
 					})
 				}
 			}
