@@ -25,40 +25,46 @@ static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
 {
 	struct flow_key key = {};
 	struct flow_cache *cache;
-	struct identity *id;
-	__u32 zero = 0, d = dir;
+	struct cpu_state *cs;
+	__u32 cpu = bpf_get_smp_processor_id();
 	__u8 pkt_flags = 0;
 	__u64 segs, now, due;
+	__u16 port;
 
-	id = bpf_map_lookup_elem(&identity, &zero);
-	if (!id || !id->port) {
+	cs = bpf_map_lookup_elem(&cpu_state, &cpu);
+	if (!cs || !cs->id.port) {
 		stat_inc(NSINT_STAT_NO_IDENTITY);
 		return;
 	}
+	port = cs->id.port;
 	segs = skb->gso_segs;
 	if (!segs)
 		segs = 1;
-	count_port(id->port, dir, segs, skb->len);
-
 	if (parse_frame(skb, &key.t, &pkt_flags)) {
+		count_port(port, dir, segs, skb->len);
 		stat_inc(NSINT_STAT_UNPARSED);
 		return;
 	}
-	key.port = id->port;
+	key.port = port;
 	key.dir = dir;
 	now = clock_decision();
-	cache = bpf_map_lookup_elem(&flow_cache, &d);
-	if (!cache) /* cannot happen: index 0 or 1 of an array */
-		return;
-	/* Egress from a device (transit) is never cached: see egress_flow. */
+	cache = &cs->flow[dir & 1];
+	/*
+	 * A hit counts the packet for its port too (flow_cache_flush): the
+	 * port's counters live on another page, one more miss per packet.
+	 * Egress from a device (transit) is never cached: see egress_flow.
+	 */
 	if ((dir == NSINT_DIR_INGRESS || !skb->ingress_ifindex) &&
 	    flow_cache_hit(cache, &key, now, segs, skb->len))
 		return;
+	count_port(port, dir, segs, skb->len);
 	flow_cache_flush(cache);
 	if (dir == NSINT_DIR_INGRESS)
-		due = ingress_flow(skb, &key, id->netns, now, segs, pkt_flags);
+		due = ingress_flow(skb, &key, cs->id.netns, now, segs,
+				   pkt_flags);
 	else
-		due = egress_flow(skb, &key, id->netns, now, segs, pkt_flags);
+		due = egress_flow(skb, &key, cs->id.netns, now, segs,
+				  pkt_flags);
 	flow_cache_load(cache, &key, due);
 }
 

@@ -26,6 +26,26 @@ type NsintConfig struct {
 	Pad                  [5]uint8
 }
 
+type NsintCpuState struct {
+	_  structs.HostLayout
+	Id struct {
+		_     structs.HostLayout
+		Port  uint16
+		Dir   uint8
+		Pad   uint8
+		Netns uint32
+	}
+	Flow [2]struct {
+		_       structs.HostLayout
+		Key     NsintFlowKey
+		Valid   uint32
+		Packets uint64
+		Bytes   uint64
+		Due     uint64
+	}
+	_ [104]byte
+}
+
 type NsintDropScratch struct {
 	_    structs.HostLayout
 	Ev   NsintEvent
@@ -64,15 +84,6 @@ type NsintEvent struct {
 	Pad          [4]uint8
 }
 
-type NsintFlowCache struct {
-	_       structs.HostLayout
-	Key     NsintFlowKey
-	Valid   uint32
-	Packets uint64
-	Bytes   uint64
-	Due     uint64
-}
-
 type NsintFlowKey struct {
 	_    structs.HostLayout
 	T    NsintTuple
@@ -94,14 +105,6 @@ type NsintFlowState struct {
 	Forwarded    uint8
 	Watched      uint8
 	Pad          [4]uint8
-}
-
-type NsintIdentity struct {
-	_     structs.HostLayout
-	Port  uint16
-	Dir   uint8
-	Pad   uint8
-	Netns uint32
 }
 
 type NsintPortConfig struct {
@@ -181,12 +184,11 @@ type NsintWatchMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	NsintMapCpuState        = "cpu_state"
 	NsintMapDropBuf         = "drop_buf"
 	NsintMapDropFlows       = "drop_flows"
 	NsintMapEvents          = "events"
-	NsintMapFlowCache       = "flow_cache"
 	NsintMapFlows           = "flows"
-	NsintMapIdentity        = "identity"
 	NsintMapPortConfigs     = "port_configs"
 	NsintMapPortCounters    = "port_counters"
 	NsintMapPortIds         = "port_ids"
@@ -255,12 +257,11 @@ type NsintProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NsintMapSpecs struct {
+	CpuState     *ebpf.MapSpec `ebpf:"cpu_state"`
 	DropBuf      *ebpf.MapSpec `ebpf:"drop_buf"`
 	DropFlows    *ebpf.MapSpec `ebpf:"drop_flows"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
-	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
-	Identity     *ebpf.MapSpec `ebpf:"identity"`
 	PortConfigs  *ebpf.MapSpec `ebpf:"port_configs"`
 	PortCounters *ebpf.MapSpec `ebpf:"port_counters"`
 	PortIds      *ebpf.MapSpec `ebpf:"port_ids"`
@@ -299,12 +300,11 @@ func (o *NsintObjects) Close() error {
 //
 // It can be passed to LoadNsintObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NsintMaps struct {
+	CpuState     *ebpf.Map `ebpf:"cpu_state"`
 	DropBuf      *ebpf.Map `ebpf:"drop_buf"`
 	DropFlows    *ebpf.Map `ebpf:"drop_flows"`
 	Events       *ebpf.Map `ebpf:"events"`
-	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
 	Flows        *ebpf.Map `ebpf:"flows"`
-	Identity     *ebpf.Map `ebpf:"identity"`
 	PortConfigs  *ebpf.Map `ebpf:"port_configs"`
 	PortCounters *ebpf.Map `ebpf:"port_counters"`
 	PortIds      *ebpf.Map `ebpf:"port_ids"`
@@ -318,12 +318,11 @@ type NsintMaps struct {
 
 func (m *NsintMaps) Close() error {
 	return _NsintClose(
+		m.CpuState,
 		m.DropBuf,
 		m.DropFlows,
 		m.Events,
-		m.FlowCache,
 		m.Flows,
-		m.Identity,
 		m.PortConfigs,
 		m.PortCounters,
 		m.PortIds,

@@ -2,8 +2,10 @@
 /*
  * Per-flow state and the report decision of the TC programs.
  *
- * Hot path (established flow, nothing due): one flow-map lookup and counter
- * adds, plus one transit-map access for forwarded traffic. Everything else —
+ * Hot path (a run of packets of one established flow, nothing due): counter
+ * adds in this CPU's last-flow slot (flow_cache_hit), no map lookup beyond
+ * cpu_state. Otherwise one flow-map lookup and counter adds, plus one
+ * transit-map access for forwarded traffic. Everything else —
  * port config, FIB lookup, watchlist, perf output — happens on the slow path
  * (new flow, refresh interval passed, port pair or latency bucket changed).
  */
@@ -490,26 +492,31 @@ static __always_inline int flow_cache_hit(struct flow_cache *c,
 }
 
 /*
- * Hand the slot's counts to its flow's entry and empty the slot: before the
- * slow path runs, so that a refresh it reports includes them. An entry gone
- * meanwhile (evicted) loses them, as it would have lost them itself.
+ * Hand the slot's counts to its port's counters and its flow's entry and
+ * empty the slot: before the slow path runs, so that a refresh it reports
+ * includes them. The slot is emptied first: user space reads the counters,
+ * then the slots (datapath.PortCountersOf), and must never find a packet in
+ * both. An entry gone meanwhile (evicted) loses them, as it would have lost
+ * them itself.
  */
 static __always_inline void flow_cache_flush(struct flow_cache *c)
 {
 	struct flow_state *st;
+	__u64 packets = c->packets, bytes = c->bytes;
 
 	if (!c->valid)
 		return;
 	c->valid = 0;
-	if (c->packets) {
-		st = bpf_map_lookup_elem(&flows, &c->key);
-		if (st)
-			flow_add(st, c->packets, c->bytes);
-		else
-			stat_inc(NSINT_STAT_CACHE_FLUSH_LOST);
-	}
 	c->packets = 0;
 	c->bytes = 0;
+	if (!packets)
+		return;
+	count_port(c->key.port, c->key.dir, packets, bytes);
+	st = bpf_map_lookup_elem(&flows, &c->key);
+	if (st)
+		flow_add(st, packets, bytes);
+	else
+		stat_inc(NSINT_STAT_CACHE_FLUSH_LOST);
 }
 
 /* After the slow path: keep the flow in the slot until due (0: not). */

@@ -19,13 +19,19 @@ volatile const struct config cfg = {
 	.drop_consumed_reason = ~0U,
 };
 
-/* Per-CPU slot 0: identity of the attachment currently running (dispatcher). */
+/*
+ * Indexed by CPU number: a plain array rather than a per-CPU one, because
+ * the verifier inlines a plain array's lookup as an address computation,
+ * while a per-CPU array's first loads the element's per-CPU pointer from
+ * the map (a miss of its own). Only the owning CPU writes its element, with
+ * bottom halves off; user space reads them (PortCounters).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* set from Go: possible CPUs */
 	__type(key, __u32);
-	__type(value, struct identity);
-} identity SEC(".maps");
+	__type(value, struct cpu_state);
+} cpu_state SEC(".maps");
 
 /* Index 0: ingress main program, 1: egress; filled by the loader. */
 struct {
@@ -55,14 +61,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct port_counters);
 } port_counters SEC(".maps");
-
-/* Index: direction. See flow_cache_hit. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, struct flow_cache);
-} flow_cache SEC(".maps");
 
 /* Type chosen from Go: LRU_HASH (shared, 5.12+) or LRU_PERCPU_HASH. */
 struct {

@@ -70,7 +70,7 @@ struct config {
 	__u8 pad[5];
 };
 
-/* Written by each attachment's dispatcher into the per-CPU identity slot. */
+/* Written by each attachment's dispatcher into its CPU's cpu_state. */
 struct identity {
 	__u16 port;
 	__u8 dir;
@@ -104,6 +104,18 @@ struct flow_cache {
 	__u64 bytes;
 	__u64 due; /* clock_decision() time of the flow's next refresh */
 };
+
+/*
+ * What one CPU's TC programs touch on every packet, in one place: the
+ * identity the dispatcher stamps and the last-flow slots the main program
+ * reads right after. Each distinct line or page touched per packet is a
+ * cache or TLB miss on a busy stack (docs/performance.md); aligned so that
+ * two CPUs never share a line (nor a pair of them: adjacent-line prefetch).
+ */
+struct cpu_state {
+	struct identity id;
+	struct flow_cache flow[2]; /* by direction */
+} __attribute__((aligned(128)));
 
 struct flow_state {
 	__u64 last_report_ns;

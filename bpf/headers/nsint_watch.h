@@ -36,7 +36,7 @@ static __always_inline int rule_match(const struct rule *r,
  * — 5.10 rejects the program with "Arg#0 type PTR in watch_eval() is not
  * supported yet" — and a tuple does not fit in scalar arguments. The slot is
  * written and read in the same program run, which no other program
- * interrupts on this CPU (TC runs with bottom halves off), like identity.
+ * interrupts on this CPU (TC runs with bottom halves off), like cpu_state.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -106,15 +106,18 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descSendErr, prometheus.CounterValue, float64(cs.Errors), cs.Collector)
 		}
 	}
-	for _, id := range a.reg.ports() {
+	ids := a.reg.ports()
+	counters, err := a.dp.PortCountersOf(ids)
+	if err != nil {
+		a.log.Warn("read port counters", "err", err)
+		return
+	}
+	for i, id := range ids {
 		name, netns, meta, ok := a.reg.portLabels(id)
 		if !ok {
 			continue
 		}
-		cnt, err := a.dp.PortCounters(id)
-		if err != nil {
-			continue
-		}
+		cnt := counters[i]
 		var pod, podNS string
 		if meta.Pod != nil {
 			pod, podNS = meta.Pod.Name, meta.Pod.Namespace

@@ -305,7 +305,7 @@ func BenchmarkVerify(b *testing.B) {
 			m := d.objs.NsintMaps
 			repl := map[string]*ebpf.Map{
 				bpf.NsintMapDropBuf: m.DropBuf, bpf.NsintMapDropFlows: m.DropFlows, bpf.NsintMapEvents: m.Events,
-				bpf.NsintMapFlows: m.Flows, bpf.NsintMapFlowCache: m.FlowCache, bpf.NsintMapIdentity: m.Identity, bpf.NsintMapPortConfigs: m.PortConfigs,
+				bpf.NsintMapFlows: m.Flows, bpf.NsintMapCpuState: m.CpuState, bpf.NsintMapPortConfigs: m.PortConfigs,
 				bpf.NsintMapPortCounters: m.PortCounters, bpf.NsintMapPortIds: m.PortIds, bpf.NsintMapStats: m.Stats,
 				bpf.NsintMapTcProgs: m.TcProgs, bpf.NsintMapTransit: m.Transit, bpf.NsintMapWatchMeta: m.WatchMeta,
 				bpf.NsintMapWatchRules: m.WatchRules,

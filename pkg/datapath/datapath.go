@@ -46,8 +46,15 @@ type Datapath struct {
 	// bootOffset converts ktime (CLOCK_MONOTONIC ns) to Unix ns.
 	bootOffset int64
 
+	// cpus: possible CPUs, the size of per-CPU values and of cpu_state.
+	cpus int
+
 	watchMu    sync.Mutex
 	readerOpen atomic.Bool
+
+	countersMu sync.Mutex
+	// countersFloor: the last figures PortCountersOf returned, by port.
+	countersFloor map[uint16]Counters
 }
 
 // Load loads and verifies the programs once, with cfg's constants and map
@@ -78,7 +85,11 @@ func Load(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("possible CPUs: %w", err)
+	}
+	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared, cpus: cpus, countersFloor: map[uint16]Counters{}}
 	opts := &ebpf.CollectionOptions{Cache: cache}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		var verr *ebpf.VerifierError
@@ -109,6 +120,7 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 		spec.Maps[name].MaxEntries = cfg.MaxPorts
 	}
 	spec.Maps[bpf.NsintMapFlows].MaxEntries = cfg.MaxFlows
+	spec.Maps[bpf.NsintMapCpuState].MaxEntries = uint32(ebpf.MustPossibleCPU())
 	spec.Maps[bpf.NsintMapTransit].MaxEntries = cfg.MaxFlows
 	spec.Maps[bpf.NsintMapDropFlows].MaxEntries = max(cfg.MaxFlows/4, 1024)
 	if shared {

@@ -14,10 +14,10 @@ import (
 var ErrPortNotConfigured = errors.New("port not configured")
 
 // dispatcherSpec is the per-attachment entry program: it writes
-// {port, dir, netns} into the per-CPU identity slot and tail-calls the main
-// program for dir. TC runs with migration disabled, so the slot still holds
-// this identity when the main program reads it. If the tail call fails the
-// packet goes on untouched (TC_ACT_UNSPEC).
+// {port, dir, netns} into the identity of this CPU's element of cpu_state
+// and tail-calls the main program for dir. TC runs with migration disabled,
+// so the element still holds this identity when the main program reads it.
+// If the tail call fails the packet goes on untouched (TC_ACT_UNSPEC).
 //
 // How it tail-calls is a trade (docs/performance.md, --tail-call). With
 // the index an immediate (direct, the default) the verifier turns the call
@@ -27,7 +27,7 @@ var ErrPortNotConfigured = errors.New("port not configured")
 // With the index read back from the slot (indirect) the value is unknown to
 // the verifier and the JIT emits an indirect tail call: cheaper to load,
 // some ns more per packet where the CPU needs a retpoline for it.
-func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
+func dispatcherSpec(cpuState, progs *ebpf.Map, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
 	id := uint32(port) | uint32(dir)<<16 // struct identity: port u16, dir u8, pad
 	index := asm.Mov.Imm(asm.R3, int32(dir))
 	if !directTailCall {
@@ -39,8 +39,9 @@ func dispatcherSpec(identity, progs *ebpf.Map, port uint16, dir Direction, netns
 		License: "Dual BSD/GPL",
 		Instructions: asm.Instructions{
 			asm.Mov.Reg(asm.R6, asm.R1),
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word), // key 0
-			asm.LoadMapPtr(asm.R1, identity.FD()),
+			asm.FnGetSmpProcessorId.Call(), // the key: this CPU
+			asm.StoreMem(asm.RFP, -4, asm.R0, asm.Word),
+			asm.LoadMapPtr(asm.R1, cpuState.FD()),
 			asm.Mov.Reg(asm.R2, asm.RFP),
 			asm.Add.Imm(asm.R2, -4),
 			asm.FnMapLookupElem.Call(),
@@ -79,7 +80,7 @@ func (d *Datapath) dispatcher(id uint16, dir Direction, directTailCall bool) (*e
 	if pc.Netns == 0 {
 		return nil, fmt.Errorf("dispatcher for port %d: %w", id, ErrPortNotConfigured)
 	}
-	prog, err := ebpf.NewProgram(dispatcherSpec(d.objs.Identity, d.objs.TcProgs, id, dir, uint32(pc.Netns), directTailCall))
+	prog, err := ebpf.NewProgram(dispatcherSpec(d.objs.CpuState, d.objs.TcProgs, id, dir, uint32(pc.Netns), directTailCall))
 	if err != nil {
 		return nil, fmt.Errorf("load dispatcher for port %d %s: %w", id, dir, err)
 	}

@@ -47,12 +47,13 @@ func verifiedInsns(t *testing.T, p *ebpf.Program) uint32 {
 }
 
 // TestNoIdentity: the main program entered without a dispatcher (zero
-// identity slot) passes the packet on and reports nothing.
+// identity in every CPU's state) passes the packet on and reports nothing.
 func TestNoIdentity(t *testing.T) {
 	h := newHarness(t, Config{})
 	in, _ := h.d.Programs()
-	perCPU := make([]bpf.NsintIdentity, mustPossibleCPUs(t)) // all zero
-	must(t, h.d.objs.Identity.Put(uint32(0), perCPU))
+	for cpu := range mustPossibleCPUs(t) {
+		must(t, h.d.objs.CpuState.Put(uint32(cpu), &bpf.NsintCpuState{}))
+	}
 	frame := udpFrame("198.18.0.1", "198.18.0.2", 1, 2, 10)
 	var ret uint32
 	must(t, h.ns.Do(func() error {

@@ -144,6 +144,19 @@ func (h *harness) tryRun(port uint16, dir Direction, frame []byte, ctx *skbCtx, 
 	return nil
 }
 
+// dirCounters reads port's counters in dir.
+func (h *harness) dirCounters(port uint16, dir Direction) DirCounters {
+	h.tb.Helper()
+	c, err := h.d.PortCounters(port)
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	if dir == Ingress {
+		return c.Ingress
+	}
+	return c.Egress
+}
+
 // next returns the next pending event; the test fails when there is none.
 // Test runs output synchronously, so a pending event is already queued.
 func (h *harness) next() Event {

@@ -38,6 +38,10 @@ func TestReportDecision(t *testing.T) {
 
 				h.runN(hPortA, dir, frame, nil, 5)
 				h.none(dir.String() + " repeats inside the interval")
+				// The repeats are counted in the last-flow slot only.
+				if c := h.dirCounters(hPortA, dir); c.Packets != 1+5 || c.Bytes != 6*n {
+					t.Fatalf("%s port counters after the repeats: %d packets %d bytes, want %d %d", dir, c.Packets, c.Bytes, 1+5, 6*n)
+				}
 
 				// GSO: one skb of 4 segments counts 4 packets.
 				h.run(hPortA, dir, frame, &skbCtx{GsoSegs: 4})
