@@ -70,6 +70,31 @@ func TestReportDecision(t *testing.T) {
 	}
 }
 
+// TestPortCountersAfterDelete: a deleted port's counters read zero though
+// an earlier reading was higher (PortCountersOf holds each figure to at
+// least its last reading, for the port's life only), and count from zero
+// when the port is set again.
+func TestPortCountersAfterDelete(t *testing.T) {
+	h := newHarness(t, Config{ReportInterval: time.Hour})
+	a := udpFrame("198.18.0.1", "198.18.0.2", 7000, 8000, 100)
+	b := udpFrame("198.18.0.1", "198.18.0.2", 7001, 8000, 100)
+	h.runN(hPortA, Ingress, a, nil, 3)
+	h.run(hPortA, Ingress, b, nil) // empties the slot: nothing held for the port
+	if c := h.dirCounters(hPortA, Ingress); c.Packets != 4 {
+		t.Fatalf("before delete: %d packets, want 4", c.Packets)
+	}
+	p := PortInfo{NetnsInode: h.ns.Inode, Ifindex: 100, LocalPort: hLocalPort}
+	must(t, h.d.DeletePort(hPortA, p))
+	if c := h.dirCounters(hPortA, Ingress); c.Packets != 0 || c.Bytes != 0 {
+		t.Fatalf("after delete: %d packets %d bytes, want 0", c.Packets, c.Bytes)
+	}
+	h.setPort(hPortA, p)
+	h.run(hPortA, Ingress, a, nil)
+	if c := h.dirCounters(hPortA, Ingress); c.Packets != 1 {
+		t.Fatalf("set again, one packet: %d packets, want 1", c.Packets)
+	}
+}
+
 // TestTransit: a flow forwarded between two ports of one namespace is
 // reported once, by the egress hook, naming both ports and the hop latency;
 // a change of the ingress port of an egress flow reports at once.
