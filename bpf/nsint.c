@@ -47,7 +47,6 @@ static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
 	}
 	key.port = port;
 	key.dir = dir;
-	now = clock_decision();
 	cache = &cs->flow[dir & 1];
 	/*
 	 * A hit counts the packet for its port too (flow_cache_flush): the
@@ -55,8 +54,9 @@ static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
 	 * Egress from a device (transit) is never cached: see egress_flow.
 	 */
 	if ((dir == NSINT_DIR_INGRESS || !skb->ingress_ifindex) &&
-	    flow_cache_hit(cache, &key, now, segs, skb->len))
+	    flow_cache_hit(cache, &key, segs, skb->len))
 		return;
+	now = clock_decision();
 	count_port(port, dir, segs, skb->len);
 	flow_cache_flush(cache);
 	if (dir == NSINT_DIR_INGRESS)

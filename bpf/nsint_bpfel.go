@@ -36,14 +36,15 @@ type NsintCpuState struct {
 		Netns uint32
 	}
 	Flow [2]struct {
-		_       structs.HostLayout
-		Key     NsintFlowKey
-		Valid   uint32
-		Packets uint64
-		Bytes   uint64
-		Due     uint64
+		_           structs.HostLayout
+		Key         NsintFlowKey
+		Valid       uint32
+		Packets     uint64
+		Bytes       uint64
+		Due         uint64
+		CheckedTick uint64
 	}
-	_ [104]byte
+	_ [88]byte
 }
 
 type NsintDropScratch struct {

@@ -472,20 +472,33 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
  * takes the slow path.
  */
 static __always_inline int flow_cache_hit(struct flow_cache *c,
-					  const struct flow_key *key, __u64 now,
+					  const struct flow_key *key,
 					  __u64 segs, __u64 bytes)
 {
 	const __u32 *a = (const __u32 *)&c->key, *b = (const __u32 *)key;
 	__u32 diff = 0;
+	__u64 tick;
 	int i;
 
-	if (!c->valid || now >= c->due)
+	if (!c->valid)
 		return 0;
 #pragma unroll
 	for (i = 0; i < sizeof(*key) / 4; i++)
 		diff |= a[i] ^ b[i];
 	if (diff)
 		return 0;
+	/*
+	 * Is the refresh due? The coarse clock moves only when the tick does
+	 * (the timekeeping update follows the jiffies one), so while jiffies
+	 * stays where it was at the last check the answer stays no: one load
+	 * instead of the clock's seqcount read per packet.
+	 */
+	tick = cfg.coarse_clock ? bpf_jiffies64() : 0;
+	if (!cfg.coarse_clock || tick != c->checked_tick) {
+		if (clock_decision() >= c->due)
+			return 0;
+		c->checked_tick = tick;
+	}
 	c->packets += segs;
 	c->bytes += bytes;
 	return 1;
@@ -527,6 +540,7 @@ flow_cache_load(struct flow_cache *c, const struct flow_key *key, __u64 due)
 		return;
 	__builtin_memcpy(&c->key, key, sizeof(*key));
 	c->due = due;
+	c->checked_tick = 0; /* the first hit checks the clock */
 	c->valid = 1;
 }
 

@@ -103,6 +103,7 @@ struct flow_cache {
 	__u64 packets; /* counted here, not yet in the flow's entry */
 	__u64 bytes;
 	__u64 due; /* clock_decision() time of the flow's next refresh */
+	__u64 checked_tick; /* jiffies when due was last found ahead */
 };
 
 /*
