@@ -176,14 +176,16 @@ func waitAttached(t *testing.T, p *agentProc, want int) {
 }
 
 // TestBenchVeth measures throughput over a veth pair with the agent attached
-// at both ends against the same without it, interleaved (A B, B A, …) in
-// short runs so that drift of a shared host cancels out, with iperf3's
+// at both ends against the same without it, each run with the agent
+// bracketed by runs without it (B A B A … B) and compared with the mean of
+// its two neighbours, in short runs, so that drift of a shared host cancels
+// out (a linear one exactly); iperf3's
 // client and server pinned to one CPU each (iperfAffinity); then packets per
 // report and drop-to-report latency with the agent attached.
 func TestBenchVeth(t *testing.T) {
 	requireBench(t)
-	rounds := envInt("NSINT_BENCH_VETH_ROUNDS", 8)
-	seconds := envInt("NSINT_BENCH_IPERF_SECONDS", 3)
+	rounds := envInt("NSINT_BENCH_VETH_ROUNDS", 12)
+	seconds := envInt("NSINT_BENCH_IPERF_SECONDS", 2)
 	n := newVethNet(t)
 	rcv, err := newReceiver(true)
 	if err != nil {
@@ -211,22 +213,21 @@ func TestBenchVeth(t *testing.T) {
 	t.Logf("iperf3 -A %q (client,server CPUs), %d s per run after a 1 s warm-up", iperfAffinity(), seconds)
 	var tcpRatio, udpRatio, sentRatio, lostOn, lostOff []float64
 	loads := []float64{loadAvg1()}
+	prev := n.measure(t, seconds) // the first bracket
 	for r := range rounds {
-		var on, off vethRun
-		if r%2 == 0 {
-			withAgent(func(*agentProc) { on = n.measure(t, seconds) })
-			off = n.measure(t, seconds)
-		} else {
-			off = n.measure(t, seconds)
-			withAgent(func(*agentProc) { on = n.measure(t, seconds) })
-		}
-		t.Logf("round %d: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f / %.0f k datagrams/s sent, %.0f%% / %.0f%% lost (with / without), load %.2f", r,
+		var on vethRun
+		withAgent(func(*agentProc) { on = n.measure(t, seconds) })
+		next := n.measure(t, seconds)
+		off := vethRun{tcp: (prev.tcp + next.tcp) / 2, udp64: (prev.udp64 + next.udp64) / 2,
+			udpLost: (prev.udpLost + next.udpLost) / 2, udpSentPPS: (prev.udpSentPPS + next.udpSentPPS) / 2}
+		t.Logf("round %d: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f / %.0f k datagrams/s sent, %.0f%% / %.0f%% lost (with / mean of the runs without before and after), load %.2f", r,
 			on.tcp/1e9, off.tcp/1e9, on.udp64/1e6, off.udp64/1e6, on.udpSentPPS/1e3, off.udpSentPPS/1e3, on.udpLost, off.udpLost, loadAvg1())
 		lostOn, lostOff = append(lostOn, on.udpLost), append(lostOff, off.udpLost)
 		tcpRatio = append(tcpRatio, on.tcp/off.tcp)
 		udpRatio = append(udpRatio, on.udp64/off.udp64)
 		sentRatio = append(sentRatio, on.udpSentPPS/off.udpSentPPS)
 		loads = append(loads, loadAvg1())
+		prev = next
 	}
 
 	figures := map[string]float64{
