@@ -120,7 +120,11 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 		spec.Maps[name].MaxEntries = cfg.MaxPorts
 	}
 	spec.Maps[bpf.NsintMapFlows].MaxEntries = cfg.MaxFlows
-	spec.Maps[bpf.NsintMapCpuState].MaxEntries = uint32(ebpf.MustPossibleCPU())
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("possible CPUs: %w", err)
+	}
+	spec.Maps[bpf.NsintMapCpuState].MaxEntries = uint32(cpus)
 	spec.Maps[bpf.NsintMapTransit].MaxEntries = cfg.MaxFlows
 	spec.Maps[bpf.NsintMapDropFlows].MaxEntries = max(cfg.MaxFlows/4, 1024)
 	if shared {

@@ -24,7 +24,7 @@ var ErrPortNotConfigured = errors.New("port not configured")
 // into a direct jump, which the JIT patches into each dispatcher as it loads
 // it: text_poke with an IPI to every CPU, and the program array tracks every
 // dispatcher on a list it walks on each load — about twice the load cost.
-// With the index read back from the slot (indirect) the value is unknown to
+// With the index read back from the element (indirect) the value is unknown to
 // the verifier and the JIT emits an indirect tail call: cheaper to load,
 // some ns more per packet where the CPU needs a retpoline for it.
 func dispatcherSpec(cpuState, progs *ebpf.Map, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
