@@ -135,6 +135,12 @@ func (n *vethNet) iperf(seconds int, args ...string) (float64, iperfResult, erro
 // cost when the receiver is not the bottleneck.
 type vethRun struct{ tcp, udp64, udpLost, udpSentPPS float64 }
 
+// mean is the run between r and o, figure by figure.
+func (r vethRun) mean(o vethRun) vethRun {
+	return vethRun{tcp: (r.tcp + o.tcp) / 2, udp64: (r.udp64 + o.udp64) / 2,
+		udpLost: (r.udpLost + o.udpLost) / 2, udpSentPPS: (r.udpSentPPS + o.udpSentPPS) / 2}
+}
+
 func (n *vethNet) measure(t *testing.T, seconds int) vethRun {
 	t.Helper()
 	tcp, _, err := n.iperf(seconds, "-O", "1")
@@ -176,12 +182,12 @@ func waitAttached(t *testing.T, p *agentProc, want int) {
 }
 
 // TestBenchVeth measures throughput over a veth pair with the agent attached
-// at both ends against the same without it, each run with the agent
-// bracketed by runs without it (B A B A … B) and compared with the mean of
-// its two neighbours, in short runs, so that drift of a shared host cancels
-// out (a linear one exactly); iperf3's
-// client and server pinned to one CPU each (iperfAffinity); then packets per
-// report and drop-to-report latency with the agent attached.
+// at both ends against the same without it: each run with the agent sits
+// between two runs without it (B A B A … B) and is compared with their mean,
+// in short runs, so that drift of a shared host cancels out (a linear one
+// exactly), with iperf3's client and server pinned to one CPU each
+// (iperfAffinity); then packets per report and drop-to-report latency with
+// the agent attached.
 func TestBenchVeth(t *testing.T) {
 	requireBench(t)
 	rounds := envInt("NSINT_BENCH_VETH_ROUNDS", 12)
@@ -218,8 +224,7 @@ func TestBenchVeth(t *testing.T) {
 		var on vethRun
 		withAgent(func(*agentProc) { on = n.measure(t, seconds) })
 		next := n.measure(t, seconds)
-		off := vethRun{tcp: (prev.tcp + next.tcp) / 2, udp64: (prev.udp64 + next.udp64) / 2,
-			udpLost: (prev.udpLost + next.udpLost) / 2, udpSentPPS: (prev.udpSentPPS + next.udpSentPPS) / 2}
+		off := prev.mean(next)
 		t.Logf("round %d: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f / %.0f k datagrams/s sent, %.0f%% / %.0f%% lost (with / mean of the runs without before and after), load %.2f", r,
 			on.tcp/1e9, off.tcp/1e9, on.udp64/1e6, off.udp64/1e6, on.udpSentPPS/1e3, off.udpSentPPS/1e3, on.udpLost, off.udpLost, loadAvg1())
 		lostOn, lostOff = append(lostOn, on.udpLost), append(lostOff, off.udpLost)

@@ -46,9 +46,6 @@ type Datapath struct {
 	// bootOffset converts ktime (CLOCK_MONOTONIC ns) to Unix ns.
 	bootOffset int64
 
-	// cpus: possible CPUs, the size of per-CPU values and of cpu_state.
-	cpus int
-
 	watchMu    sync.Mutex
 	readerOpen atomic.Bool
 
@@ -85,11 +82,7 @@ func Load(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, fmt.Errorf("possible CPUs: %w", err)
-	}
-	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared, cpus: cpus, countersFloor: map[uint16]Counters{}}
+	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared, countersFloor: map[uint16]Counters{}}
 	opts := &ebpf.CollectionOptions{Cache: cache}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		var verr *ebpf.VerifierError
@@ -229,6 +222,10 @@ func bootOffset() int64 {
 func (d *Datapath) KtimeToTime(ktime uint64) time.Time {
 	return time.Unix(0, d.bootOffset+int64(ktime))
 }
+
+// possibleCPUs is the number of possible CPUs: the size of per-CPU values,
+// and of cpu_state, which newSpec sized by it.
+func (d *Datapath) possibleCPUs() int { return int(d.objs.CpuState.MaxEntries()) }
 
 // Config returns the configuration in effect, defaults filled in.
 func (d *Datapath) Config() Config { return d.cfg }

@@ -119,18 +119,9 @@ func (h *harness) tryRun(port uint16, dir Direction, frame []byte, ctx *skbCtx, 
 		opts.Context = *ctx
 	}
 	var ret uint32
-	err := h.ns.Do(func() error {
-		// Per-CPU flow state is per CPU: run every packet on CPU 0 so a
-		// test sees one flow state, as one NIC queue would give it.
-		var orig, cpu0 unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return err
-		}
-		cpu0.Set(0)
-		if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
-			return err
-		}
-		defer unix.SchedSetaffinity(0, &orig)
+	// Per-CPU state is per CPU: run every packet on CPU 0 so a test sees
+	// one flow state and one last-flow slot, as one NIC queue would give it.
+	err := onCPU(h.ns, 0, func() error {
 		var err error
 		ret, err = prog.Run(opts)
 		return err
@@ -258,8 +249,8 @@ func requireFlowTable(tb testing.TB, shared bool) {
 	}
 }
 
-// runOnCPU runs prog repeat times on frame inside ns, pinned to cpu.
-func runOnCPU(ns *netnstest.NS, cpu int, prog *ebpf.Program, frame []byte, repeat uint32) error {
+// onCPU runs fn inside ns on a thread pinned to cpu.
+func onCPU(ns *netnstest.NS, cpu int, fn func() error) error {
 	return ns.Do(func() error {
 		var orig, set unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &orig); err != nil {
@@ -270,6 +261,13 @@ func runOnCPU(ns *netnstest.NS, cpu int, prog *ebpf.Program, frame []byte, repea
 			return fmt.Errorf("pin to CPU %d: %w", cpu, err)
 		}
 		defer unix.SchedSetaffinity(0, &orig)
+		return fn()
+	})
+}
+
+// runOnCPU runs prog repeat times on frame inside ns, pinned to cpu.
+func runOnCPU(ns *netnstest.NS, cpu int, prog *ebpf.Program, frame []byte, repeat uint32) error {
+	return onCPU(ns, cpu, func() error {
 		ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Repeat: repeat})
 		if err == nil && ret != tcActUnspec {
 			err = fmt.Errorf("verdict %d, want TC_ACT_UNSPEC (-1)", int32(ret))

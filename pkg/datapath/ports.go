@@ -106,7 +106,7 @@ func (d *Datapath) DeletePort(id uint16, p PortInfo) error {
 	if err := d.objs.PortConfigs.Put(uint32(id), &bpf.NsintPortConfig{}); err != nil {
 		errs = append(errs, fmt.Errorf("port %d: clear config: %w", id, err))
 	}
-	zero := make([]bpf.NsintPortCounters, d.cpus)
+	zero := make([]bpf.NsintPortCounters, d.possibleCPUs())
 	if err := d.objs.PortCounters.Put(uint32(id), zero); err != nil {
 		errs = append(errs, fmt.Errorf("port %d: clear counters: %w", id, err))
 	}
@@ -184,7 +184,7 @@ func (d *Datapath) PortCountersOf(ids []uint16) ([]Counters, error) {
 func (d *Datapath) slotCounts() (map[uint16][2]DirCounters, error) {
 	held := map[uint16][2]DirCounters{}
 	var st bpf.NsintCpuState
-	for cpu := range d.cpus {
+	for cpu := range d.possibleCPUs() {
 		if err := d.objs.CpuState.Lookup(uint32(cpu), &st); err != nil {
 			return nil, fmt.Errorf("read CPU %d state: %w", cpu, err)
 		}
