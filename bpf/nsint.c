@@ -18,24 +18,20 @@
 #include "nsint_parse.h"
 #include "nsint_flow.h"
 #include "nsint_drop.h"
+#include "nsint_sweep.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
+static __always_inline void tc_observe(struct __sk_buff *skb,
+				       struct cpu_state *cs, const __u8 dir,
+				       const __u8 bypass)
 {
 	struct flow_key key = {};
 	struct flow_cache *cache;
-	struct cpu_state *cs;
-	__u32 cpu = bpf_get_smp_processor_id();
 	__u8 pkt_flags = 0;
 	__u64 segs, now, due;
 	__u16 port;
 
-	cs = bpf_map_lookup_elem(&cpu_state, &cpu);
-	if (!cs || !cs->id.port) {
-		stat_inc(NSINT_STAT_NO_IDENTITY);
-		return;
-	}
 	port = cs->id.port;
 	segs = skb->gso_segs;
 	if (!segs)
@@ -51,34 +47,65 @@ static __always_inline void tc_observe(struct __sk_buff *skb, const __u8 dir)
 	/*
 	 * A hit counts the packet for its port too (flow_cache_flush): the
 	 * port's counters live on another page, one more miss per packet.
-	 * Egress from a device (transit) is never cached: see egress_flow.
+	 * Egress from a device (transit) is never cached: see egress_flow; nor
+	 * is the end of a TCP connection, which is reported at once.
 	 */
-	if ((dir == NSINT_DIR_INGRESS || !skb->ingress_ifindex) &&
+	if (!bypass && !(pkt_flags & NSINT_EVF_TCP_END) &&
+	    (dir == NSINT_DIR_INGRESS || !skb->ingress_ifindex) &&
 	    flow_cache_hit(cache, &key, segs, skb->len))
 		return;
 	now = clock_decision();
 	count_port(port, dir, segs, skb->len);
-	flow_cache_flush(cache);
+	if (bypass) {
+		stat_inc(NSINT_STAT_SWEEP_BYPASSED);
+	} else {
+		flow_cache_flush(cache);
+	}
 	if (dir == NSINT_DIR_INGRESS)
 		due = ingress_flow(skb, &key, cs->id.netns, now, segs,
-				   pkt_flags);
+				   pkt_flags, bypass);
 	else
-		due = egress_flow(skb, &key, cs->id.netns, now, segs,
-				  pkt_flags);
-	flow_cache_load(cache, &key, due);
+		due = egress_flow(skb, &key, cs->id.netns, now, segs, pkt_flags,
+				  bypass);
+	if (!bypass)
+		flow_cache_load(cache, &key, due);
+}
+
+/*
+ * Entry of both main programs. busy tells the sweep, which may interrupt
+ * this CPU between any two instructions (nsint_sweep.h), that this CPU's
+ * slots and per-CPU entries are being changed; it is set before the first
+ * access and cleared after the last. bypass is set when this program
+ * interrupted the sweep itself on this CPU: the slots are the sweep's then.
+ */
+static __always_inline void tc_enter(struct __sk_buff *skb, const __u8 dir)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct cpu_state *cs;
+
+	cs = bpf_map_lookup_elem(&cpu_state, &cpu);
+	if (!cs || !cs->id.port) {
+		stat_inc(NSINT_STAT_NO_IDENTITY);
+		return;
+	}
+	WRITE_ONCE(cs->busy, 1);
+	nsint_barrier();
+	tc_observe(skb, cs, dir, READ_ONCE(cs->sweeping));
+	nsint_barrier();
+	WRITE_ONCE(cs->busy, 0);
 }
 
 SEC("tc")
 int nsint_tc_ingress(struct __sk_buff *skb)
 {
-	tc_observe(skb, NSINT_DIR_INGRESS);
+	tc_enter(skb, NSINT_DIR_INGRESS);
 	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int nsint_tc_egress(struct __sk_buff *skb)
 {
-	tc_observe(skb, NSINT_DIR_EGRESS);
+	tc_enter(skb, NSINT_DIR_EGRESS);
 	return TC_ACT_UNSPEC;
 }
 
@@ -91,17 +118,19 @@ int nsint_tc_noop(struct __sk_buff *skb)
 
 /*
  * skb:kfree_skb. args: skb, location[, reason (5.17+)[, rx_sk (6.12+)]].
- * The reason is read only when cfg.drop_has_reason: the verifier sees the
- * constant and never visits the access on kernels whose tracepoint has no
- * such argument, so one program loads everywhere.
+ * The reason and the socket are read only when cfg says the tracepoint has
+ * them: the verifier sees the constant and never visits the access on
+ * kernels whose tracepoint has no such argument, so one program loads
+ * everywhere.
  */
 SEC("raw_tracepoint/kfree_skb")
 int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
-	struct flow_key key = {};
+	struct drop_key key = {};
 	struct drop_scratch *buf;
 	struct net_device *dev;
+	struct sock *rx_sk = 0;
 	unsigned char *head;
 	__u16 port = 0, in_port = 0, out_port = 0, nh, mh, start;
 	__u32 reason = 0, zero = 0, ifindex = 0, iif, tail, data_off;
@@ -112,6 +141,8 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		reason = (__u32)ctx->args[2];
 		if (reason == cfg.drop_consumed_reason)
 			return 0;
+		if (cfg.drop_has_rx_sk)
+			rx_sk = (struct sock *)ctx->args[3];
 	} else {
 		flags |= NSINT_EVF_DROP_NO_REASON;
 	}
@@ -149,23 +180,29 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		dir = iif ? NSINT_DIR_INGRESS : NSINT_DIR_EGRESS;
 		in_port = port;
 	}
+
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	mh = BPF_CORE_READ(skb, mac_header);
+	drop_tuple(skb, head, nh, &key.fk.t, &flags);
+	if (!drop_is_real(skb, reason, &key.fk.t, rx_sk)) {
+		stat_inc(NSINT_STAT_NOT_DROPS);
+		return 0;
+	}
 	{
 		__u32 p = port;
 		struct port_counters *c =
 			bpf_map_lookup_elem(&port_counters, &p);
 
+		/* atomic: a drop hook this one interrupted may add too */
 		if (c)
-			c->dir[dir & 1].drops += 1;
+			__sync_fetch_and_add(&c->dir[dir & 1].drops, 1);
 	}
-
-	head = BPF_CORE_READ(skb, head);
-	nh = BPF_CORE_READ(skb, network_header);
-	mh = BPF_CORE_READ(skb, mac_header);
-	drop_tuple(skb, head, nh, &key.t, &flags);
-	key.port = port;
-	key.dir = dir;
+	key.fk.port = port;
+	key.fk.dir = dir;
+	key.reason = reason;
 	now = bpf_ktime_get_ns();
-	drops = drop_rate_limit(&key, now);
+	drops = drop_rate_limit(&key, in_port, out_port, flags, now);
 	if (!drops)
 		return 0;
 
@@ -205,18 +242,30 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	buf->ev.out_ts = now;
 	buf->ev.packets = drops;
 	buf->ev.drop_reason = reason;
-	buf->ev.family = key.t.family;
-	buf->ev.proto = key.t.proto;
-	buf->ev.sport = key.t.sport;
-	buf->ev.dport = key.t.dport;
-	__builtin_memcpy(buf->ev.saddr, key.t.saddr, 16);
-	__builtin_memcpy(buf->ev.daddr, key.t.daddr, 16);
+	buf->ev.family = key.fk.t.family;
+	buf->ev.proto = key.fk.t.proto;
+	buf->ev.sport = key.fk.t.sport;
+	buf->ev.dport = key.fk.t.dport;
+	__builtin_memcpy(buf->ev.saddr, key.fk.t.saddr, 16);
+	__builtin_memcpy(buf->ev.daddr, key.fk.t.daddr, 16);
 	buf->ev.orig_len = frame_len;
 	buf->ev.cap_len = cap;
-	if (bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, buf,
-				  sizeof(buf->ev) + cap))
-		stat_inc(NSINT_STAT_PERF_ERRORS);
-	else
+	if (!bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, buf,
+				   sizeof(buf->ev) + cap)) {
 		stat_inc(NSINT_STAT_DROP_REPORTS);
+		return 0;
+	}
+	stat_inc(NSINT_STAT_PERF_ERRORS);
+	drop_unreport(&key, drops);
 	return 0;
+}
+
+/*
+ * The sweep (nsint_sweep.h), run by user space on each CPU through
+ * BPF_PROG_TEST_RUN; never attached.
+ */
+SEC("raw_tracepoint/nsint_sweep")
+int nsint_sweep(void *ctx)
+{
+	return sweep();
 }

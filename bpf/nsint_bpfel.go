@@ -23,7 +23,8 @@ type NsintConfig struct {
 	DropHasReason        uint8
 	FlowsShared          uint8
 	CoarseClock          uint8
-	Pad                  [5]uint8
+	DropHasRxSk          uint8
+	Pad                  [4]uint8
 }
 
 type NsintCpuState struct {
@@ -35,7 +36,10 @@ type NsintCpuState struct {
 		Pad   uint8
 		Netns uint32
 	}
-	Flow [2]struct {
+	Busy     uint8
+	Sweeping uint8
+	Pad      [6]uint8
+	Flow     [2]struct {
 		_           structs.HostLayout
 		Key         NsintFlowKey
 		Valid       uint32
@@ -44,7 +48,13 @@ type NsintCpuState struct {
 		Due         uint64
 		CheckedTick uint64
 	}
-	_ [88]byte
+	_ [80]byte
+}
+
+type NsintDropKey struct {
+	_      structs.HostLayout
+	Fk     NsintFlowKey
+	Reason uint32
 }
 
 type NsintDropScratch struct {
@@ -57,6 +67,10 @@ type NsintDropState struct {
 	_            structs.HostLayout
 	LastReportNs uint64
 	Drops        uint64
+	InPort       uint16
+	OutPort      uint16
+	Flags        uint8
+	Pad          [3]uint8
 }
 
 type NsintEvent struct {
@@ -105,7 +119,8 @@ type NsintFlowState struct {
 	HasLatency   uint8
 	Forwarded    uint8
 	Watched      uint8
-	Pad          [4]uint8
+	Ended        uint8
+	Pad          [3]uint8
 }
 
 type NsintPortConfig struct {
@@ -151,6 +166,26 @@ type NsintRule struct {
 	Pad     [2]uint8
 }
 
+type NsintSweepCtl struct {
+	_     structs.HostLayout
+	Count uint32
+	Flags uint32
+}
+
+type NsintSweepItem struct {
+	_       structs.HostLayout
+	Key     NsintFlowKey
+	Reason  uint32
+	Kind    uint8
+	Force   uint8
+	Taken   uint8
+	Flags   uint8
+	InPort  uint16
+	OutPort uint16
+	Packets uint64
+	Bytes   uint64
+}
+
 type NsintTransitEntry struct {
 	_    structs.HostLayout
 	Ts   uint64
@@ -187,6 +222,7 @@ type NsintWatchMeta struct {
 const (
 	NsintMapCpuState        = "cpu_state"
 	NsintMapDropBuf         = "drop_buf"
+	NsintMapDropClass       = "drop_class"
 	NsintMapDropFlows       = "drop_flows"
 	NsintMapEvents          = "events"
 	NsintMapFlows           = "flows"
@@ -194,12 +230,15 @@ const (
 	NsintMapPortCounters    = "port_counters"
 	NsintMapPortIds         = "port_ids"
 	NsintMapStats           = "stats"
+	NsintMapSweepCtl        = "sweep_ctl"
+	NsintMapSweepItems      = "sweep_items"
 	NsintMapTcProgs         = "tc_progs"
 	NsintMapTransit         = "transit"
 	NsintMapWatchMeta       = "watch_meta"
 	NsintMapWatchRules      = "watch_rules"
 	NsintMapWatchTuple      = "watch_tuple"
 	NsintProgNsintKfreeSkb  = "nsint_kfree_skb"
+	NsintProgNsintSweep     = "nsint_sweep"
 	NsintProgNsintTcEgress  = "nsint_tc_egress"
 	NsintProgNsintTcIngress = "nsint_tc_ingress"
 	NsintProgNsintTcNoop    = "nsint_tc_noop"
@@ -249,6 +288,7 @@ type NsintSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type NsintProgramSpecs struct {
 	NsintKfreeSkb  *ebpf.ProgramSpec `ebpf:"nsint_kfree_skb"`
+	NsintSweep     *ebpf.ProgramSpec `ebpf:"nsint_sweep"`
 	NsintTcEgress  *ebpf.ProgramSpec `ebpf:"nsint_tc_egress"`
 	NsintTcIngress *ebpf.ProgramSpec `ebpf:"nsint_tc_ingress"`
 	NsintTcNoop    *ebpf.ProgramSpec `ebpf:"nsint_tc_noop"`
@@ -260,6 +300,7 @@ type NsintProgramSpecs struct {
 type NsintMapSpecs struct {
 	CpuState     *ebpf.MapSpec `ebpf:"cpu_state"`
 	DropBuf      *ebpf.MapSpec `ebpf:"drop_buf"`
+	DropClass    *ebpf.MapSpec `ebpf:"drop_class"`
 	DropFlows    *ebpf.MapSpec `ebpf:"drop_flows"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
@@ -267,6 +308,8 @@ type NsintMapSpecs struct {
 	PortCounters *ebpf.MapSpec `ebpf:"port_counters"`
 	PortIds      *ebpf.MapSpec `ebpf:"port_ids"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	SweepCtl     *ebpf.MapSpec `ebpf:"sweep_ctl"`
+	SweepItems   *ebpf.MapSpec `ebpf:"sweep_items"`
 	TcProgs      *ebpf.MapSpec `ebpf:"tc_progs"`
 	Transit      *ebpf.MapSpec `ebpf:"transit"`
 	WatchMeta    *ebpf.MapSpec `ebpf:"watch_meta"`
@@ -303,6 +346,7 @@ func (o *NsintObjects) Close() error {
 type NsintMaps struct {
 	CpuState     *ebpf.Map `ebpf:"cpu_state"`
 	DropBuf      *ebpf.Map `ebpf:"drop_buf"`
+	DropClass    *ebpf.Map `ebpf:"drop_class"`
 	DropFlows    *ebpf.Map `ebpf:"drop_flows"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Flows        *ebpf.Map `ebpf:"flows"`
@@ -310,6 +354,8 @@ type NsintMaps struct {
 	PortCounters *ebpf.Map `ebpf:"port_counters"`
 	PortIds      *ebpf.Map `ebpf:"port_ids"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	SweepCtl     *ebpf.Map `ebpf:"sweep_ctl"`
+	SweepItems   *ebpf.Map `ebpf:"sweep_items"`
 	TcProgs      *ebpf.Map `ebpf:"tc_progs"`
 	Transit      *ebpf.Map `ebpf:"transit"`
 	WatchMeta    *ebpf.Map `ebpf:"watch_meta"`
@@ -321,6 +367,7 @@ func (m *NsintMaps) Close() error {
 	return _NsintClose(
 		m.CpuState,
 		m.DropBuf,
+		m.DropClass,
 		m.DropFlows,
 		m.Events,
 		m.Flows,
@@ -328,6 +375,8 @@ func (m *NsintMaps) Close() error {
 		m.PortCounters,
 		m.PortIds,
 		m.Stats,
+		m.SweepCtl,
+		m.SweepItems,
 		m.TcProgs,
 		m.Transit,
 		m.WatchMeta,
@@ -348,6 +397,7 @@ type NsintVariables struct {
 // It can be passed to LoadNsintObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NsintPrograms struct {
 	NsintKfreeSkb  *ebpf.Program `ebpf:"nsint_kfree_skb"`
+	NsintSweep     *ebpf.Program `ebpf:"nsint_sweep"`
 	NsintTcEgress  *ebpf.Program `ebpf:"nsint_tc_egress"`
 	NsintTcIngress *ebpf.Program `ebpf:"nsint_tc_ingress"`
 	NsintTcNoop    *ebpf.Program `ebpf:"nsint_tc_noop"`
@@ -356,6 +406,7 @@ type NsintPrograms struct {
 func (p *NsintPrograms) Close() error {
 	return _NsintClose(
 		p.NsintKfreeSkb,
+		p.NsintSweep,
 		p.NsintTcEgress,
 		p.NsintTcIngress,
 		p.NsintTcNoop,

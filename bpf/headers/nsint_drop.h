@@ -107,27 +107,116 @@ static __always_inline __u16 port_lookup(__u64 netns, __u32 ifindex)
 	return id ? *id : 0;
 }
 
-/* Take a drop into the flow's rate limit; returns drops to report or 0. */
-static __always_inline __u64 drop_rate_limit(const struct flow_key *key,
-					     __u64 now)
+/*
+ * Take a drop into its flow's rate limit; returns the drops to report now
+ * (this one and those folded since the last report) or 0. Folded drops that
+ * no later drop reports are taken by the sweep (sweep_drop). Two CPUs can
+ * find a report due at once: the one whose compare-and-swap moves the last
+ * report time reports, and drops are taken by exchange, so each is
+ * reported once. Without those instructions (the per-CPU-table kernels,
+ * before 5.12) every drop is reported on its own.
+ */
+static __always_inline __u64 drop_rate_limit(const struct drop_key *key,
+					     __u16 in_port, __u16 out_port,
+					     __u8 flags, __u64 now)
 {
-	struct drop_state *ds = bpf_map_lookup_elem(&drop_flows, key);
-	struct drop_state init = { .last_report_ns = now };
-	__u64 drops;
+	struct drop_state init = { .last_report_ns = now,
+				   .in_port = in_port,
+				   .out_port = out_port,
+				   .flags = flags };
+	struct drop_state *ds;
+	__u64 last;
 
-	if (!ds) {
-		bpf_map_update_elem(&drop_flows, key, &init, BPF_ANY);
+	if (!cfg.flows_shared)
 		return 1;
+	ds = bpf_map_lookup_elem(&drop_flows, key);
+	if (!ds) {
+		if (!bpf_map_update_elem(&drop_flows, key, &init, BPF_NOEXIST))
+			return 1;
+		ds = bpf_map_lookup_elem(&drop_flows, key);
+		if (!ds)
+			return 1;
 	}
 	__sync_fetch_and_add(&ds->drops, 1);
-	if (now - ds->last_report_ns < cfg.drop_report_interval_ns) {
+	ds->in_port = in_port;
+	ds->out_port = out_port;
+	ds->flags = flags;
+	last = ds->last_report_ns;
+	if (now < last || now - last < cfg.drop_report_interval_ns) {
 		stat_inc(NSINT_STAT_DROPS_SUPPRESSED);
 		return 0;
 	}
-	ds->last_report_ns = now;
-	drops = ds->drops;
-	__sync_fetch_and_sub(&ds->drops, drops);
-	return drops;
+	if (__sync_val_compare_and_swap(&ds->last_report_ns, last, now) != last)
+		return 0;
+	return __sync_lock_test_and_set(&ds->drops, 0);
+}
+
+/*
+ * Give back drops whose report the perf buffer refused, for the next report
+ * or the sweep. Only the shared-table kernels keep drop counts.
+ */
+static __always_inline void drop_unreport(const struct drop_key *key,
+					  __u64 drops)
+{
+	struct drop_state *ds;
+
+	if (!cfg.flows_shared)
+		return;
+	ds = bpf_map_lookup_elem(&drop_flows, key);
+	if (ds)
+		__sync_fetch_and_add(&ds->drops, drops);
+}
+
+/*
+ * Is a freed packet a drop? Not when no one on the host wanted it in the
+ * first place, nor when it was delivered after all (docs/architecture.md,
+ * "Drops"):
+ * - a frame for another host (PACKET_OTHERHOST: promiscuous devices, macvlan
+ *   and bridge parents);
+ * - a multicast or broadcast frame freed because nothing subscribed to it
+ *   (no socket, no protocol handler, or a plain kfree_skb);
+ * - an ICMP or ICMPv6 echo reply freed because no ICMP datagram socket took
+ *   it: raw sockets (busybox ping, iputils ping without ping_group_range)
+ *   were handed a copy before that check, which the kernel does not tell;
+ * - a copy that a raw or packet socket (ping, tcpdump) threw away: the
+ *   packet itself went on (6.12+ name the socket; see cfg.drop_has_rx_sk).
+ * Kernels without drop reasons (before 5.17) give none of the reasons, so
+ * there multicast, broadcast and echo replies are never drops.
+ */
+static __always_inline int drop_is_real(struct sk_buff *skb, __u32 reason,
+					const struct tuple *t,
+					struct sock *rx_sk)
+{
+	__u8 pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
+	__u8 class = NSINT_DROP_REAL, *cl, icmp_type;
+	__u32 idx = reason;
+
+	if (cfg.drop_has_reason) {
+		cl = idx < 256 ? bpf_map_lookup_elem(&drop_class, &idx) : 0;
+		if (cl)
+			class = *cl;
+	} else {
+		class = NSINT_DROP_NO_SOCKET; /* could be any */
+	}
+	if (pkt_type == NSINT_PACKET_OTHERHOST || class == NSINT_DROP_OTHERHOST)
+		return 0;
+	if ((pkt_type == NSINT_PACKET_BROADCAST ||
+	     pkt_type == NSINT_PACKET_MULTICAST) &&
+	    class != NSINT_DROP_REAL)
+		return 0;
+	icmp_type = t->sport >> 8;
+	if (class == NSINT_DROP_NO_SOCKET &&
+	    ((t->proto == IPPROTO_ICMP && icmp_type == 0) ||
+	     (t->proto == IPPROTO_ICMPV6 && icmp_type == 129)))
+		return 0;
+	if (rx_sk) {
+		__u16 family = BPF_CORE_READ(rx_sk, __sk_common.skc_family);
+
+		if (family == NSINT_AF_PACKET ||
+		    BPF_CORE_READ(rx_sk, sk_type) == NSINT_SOCK_RAW)
+			return 0;
+	}
+	return 1;
 }
 
 #endif /* __NSINT_DROP_H */

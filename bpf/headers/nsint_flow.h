@@ -190,15 +190,25 @@ static __always_inline __u16 local_port_of(__u32 port)
 	return pc ? pc->local_port : 0;
 }
 
+/*
+ * Send report r of key's flow. A report carries the counts since the
+ * previous one, so one that carries none is not sent (another CPU or the
+ * sweep took them first), and one the perf buffer refuses — full, or no
+ * reader between two agents — gives its counts back to the flow's entry,
+ * for the next report or the sweep to carry.
+ */
 static __always_inline void emit_flow(struct __sk_buff *skb,
 				      const struct flow_key *key,
 				      const struct report *r, __u8 pkt_flags)
 {
 	__u64 now = r->out_ts ? r->out_ts : bpf_ktime_get_ns();
 	__u64 cap = skb->len;
+	struct flow_state *st;
 	struct event ev = {};
 	long err;
 
+	if (!r->packets)
+		return;
 	if (cap > cfg.snap_len)
 		cap = cfg.snap_len;
 	ev.type = NSINT_EVENT_FLOW;
@@ -224,7 +234,14 @@ static __always_inline void emit_flow(struct __sk_buff *skb,
 	/* The upper 32 bits of flags ask the kernel to append cap bytes of skb. */
 	err = bpf_perf_event_output(
 		skb, &events, (cap << 32) | BPF_F_CURRENT_CPU, &ev, sizeof(ev));
-	stat_inc(err ? NSINT_STAT_PERF_ERRORS : NSINT_STAT_REPORTS);
+	if (!err) {
+		stat_inc(NSINT_STAT_REPORTS);
+		return;
+	}
+	stat_inc(NSINT_STAT_PERF_ERRORS);
+	st = bpf_map_lookup_elem(&flows, key);
+	if (st)
+		flow_add(st, r->packets, r->bytes);
 }
 
 /*
@@ -297,18 +314,43 @@ static __always_inline void transit_mark(const struct flow_key *key,
 }
 
 /*
+ * A TCP FIN or RST ends a flow: that packet and every later one is reported
+ * at once (the trailing ACKs too), until a SYN starts the 5-tuple afresh.
+ */
+static __always_inline __u8 flow_ended(struct flow_state *st, __u8 pkt_flags)
+{
+	if (pkt_flags & NSINT_EVF_TCP_SYN)
+		st->ended = 0;
+	if (pkt_flags & NSINT_EVF_TCP_END)
+		st->ended = 1;
+	return st->ended;
+}
+
+/*
+ * May this packet claim the flow's report? Not on the per-CPU table while
+ * the sweep it interrupted works on this CPU (bypass): the sweep may be
+ * between reading the flow's counts and taking them (nsint_sweep.h). The
+ * packet is counted all the same and the sweep or a later packet reports it.
+ */
+static __always_inline int flow_may_claim(__u8 bypass)
+{
+	return cfg.flows_shared || !bypass;
+}
+
+/*
  * Ingress. Returns when the next refresh of a flow the fast path may count
- * (flow_cache) is due, 0 for one it may not (forwarded, or another CPU
- * inserted or claimed it first).
+ * (flow_cache) is due, 0 for one it may not (forwarded, ended, or another
+ * CPU inserted or claimed it first).
  */
 static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 					  struct flow_key *key, __u32 netns,
-					  __u64 now, __u64 segs, __u8 pkt_flags)
+					  __u64 now, __u64 segs, __u8 pkt_flags,
+					  __u8 bypass)
 {
 	struct flow_state *st = bpf_map_lookup_elem(&flows, key);
 	struct report r = {};
 	__u64 last;
-	__u8 fwd;
+	__u8 fwd, end;
 
 	/*
 	 * With the per-CPU flow map, an entry created on another CPU has a
@@ -316,19 +358,24 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 	 */
 	if (st && (last = st->last_report_ns)) {
 		flow_add(st, segs, skb->len);
+		end = flow_ended(st, pkt_flags);
 		if (st->forwarded)
 			transit_mark(key, netns, bpf_ktime_get_ns());
-		if (!refresh_due(now, last))
+		if (!end && !refresh_due(now, last))
 			return st->forwarded ? 0 :
 					       last + cfg.report_interval_ns;
-		if (!flow_claim(st, last, now))
+		if (!flow_may_claim(bypass) || !flow_claim(st, last, now))
 			return 0;
 
 		/* Slow path: refresh the decision, the verdict, report. */
 		fwd = ingress_forwarded(skb, key);
 		watch_refresh(st, &key->t, 0);
-		r.reason = fwd != st->forwarded ? NSINT_REASON_PORTS :
-						  NSINT_REASON_REFRESH;
+		if (end)
+			r.reason = NSINT_REASON_END;
+		else if (fwd != st->forwarded)
+			r.reason = NSINT_REASON_PORTS;
+		else
+			r.reason = NSINT_REASON_REFRESH;
 		st->forwarded = fwd;
 		st->out_port = fwd ? 0 : NSINT_PORT_LOCAL;
 		flow_take(st, &r);
@@ -338,7 +385,7 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 		}
 		if (!st->watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
-			return now + cfg.report_interval_ns;
+			return end ? 0 : now + cfg.report_interval_ns;
 		}
 	} else {
 		struct flow_state init = {
@@ -347,6 +394,7 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 		};
 		int created;
 
+		end = flow_ended(&init, pkt_flags);
 		fwd = ingress_forwarded(skb, key);
 		init.forwarded = fwd;
 		init.out_port = fwd ? 0 : NSINT_PORT_LOCAL;
@@ -365,24 +413,25 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 			return 0;
 		if (!init.watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
-			return now + cfg.report_interval_ns;
+			return end ? 0 : now + cfg.report_interval_ns;
 		}
 	}
 	r.in_port = key->port;
 	r.out_port = local_port_of(key->port);
 	emit_flow(skb, key, &r, pkt_flags);
-	return now + cfg.report_interval_ns;
+	return end ? 0 : now + cfg.report_interval_ns;
 }
 
 /* Egress; returns as ingress_flow does. Transit traffic is never cached. */
 static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 					 struct flow_key *key, __u32 netns,
-					 __u64 now, __u64 segs, __u8 pkt_flags)
+					 __u64 now, __u64 segs, __u8 pkt_flags,
+					 __u8 bypass)
 {
 	struct flow_state *st;
 	struct report r = {};
 	__u16 in_port = NSINT_PORT_LOCAL;
-	__u8 has_lat = 0, bucket = 0;
+	__u8 has_lat = 0, bucket = 0, end;
 	__u64 in_ts = 0, lat = 0, precise = 0, last;
 	/* the interval to the next refresh of a cacheable flow, else 0 */
 	__u64 next = skb->ingress_ifindex ? 0 : cfg.report_interval_ns;
@@ -409,7 +458,11 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 	st = bpf_map_lookup_elem(&flows, key);
 	if (st && (last = st->last_report_ns)) { /* see ingress_flow */
 		flow_add(st, segs, skb->len);
-		if (st->in_port != in_port)
+		end = flow_ended(st, pkt_flags);
+		if (end) {
+			next = 0;
+			r.reason = NSINT_REASON_END;
+		} else if (st->in_port != in_port)
 			r.reason = NSINT_REASON_PORTS;
 		else if (st->has_latency != has_lat || st->lat_bucket != bucket)
 			r.reason = NSINT_REASON_LATENCY;
@@ -417,7 +470,7 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 			r.reason = NSINT_REASON_REFRESH;
 		else
 			return next ? last + next : 0;
-		if (!flow_claim(st, last, now))
+		if (!flow_may_claim(bypass) || !flow_claim(st, last, now))
 			return 0;
 
 		/* Slow path. */
@@ -439,6 +492,8 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 			.lat_bucket = bucket,
 		};
 
+		if (flow_ended(&init, pkt_flags))
+			next = 0;
 		watch_refresh(&init, &key->t, 1);
 		if (!flow_insert(key, &init, segs, skb->len))
 			return 0;

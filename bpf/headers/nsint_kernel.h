@@ -32,11 +32,13 @@ struct net_device {
 };
 
 struct sock_common {
+	unsigned short skc_family;
 	possible_net_t skc_net;
 };
 
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_type;
 };
 
 struct sk_buff {
@@ -51,7 +53,14 @@ struct sk_buff {
 	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit */
 	unsigned char *head;
 	unsigned char *data;
+	__u8 pkt_type : 3; /* PACKET_HOST, _BROADCAST, _MULTICAST, _OTHERHOST… */
 };
+
+#define NSINT_PACKET_BROADCAST 1
+#define NSINT_PACKET_MULTICAST 2
+#define NSINT_PACKET_OTHERHOST 3
+#define NSINT_AF_PACKET	       17
+#define NSINT_SOCK_RAW	       3
 
 #pragma clang attribute pop
 

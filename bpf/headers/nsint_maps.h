@@ -80,9 +80,42 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384); /* set from Go */
-	__type(key, struct flow_key);
+	__type(key, struct drop_key);
 	__type(value, struct drop_state);
 } drop_flows SEC(".maps");
+
+/*
+ * What a kernel drop reason (value < 256) means for the drop hook; filled
+ * from Go, which knows the running kernel's enum by name (drop_class()).
+ */
+enum nsint_drop_class {
+	NSINT_DROP_REAL = 0,	 /* a packet meant for delivery or forwarding */
+	NSINT_DROP_UNWANTED = 1, /* no one wanted it: not a drop when multi-
+				  * or broadcast */
+	NSINT_DROP_NO_SOCKET = 2, /* as UNWANTED; also not for echo replies */
+	NSINT_DROP_OTHERHOST = 3, /* a frame for another host: never a drop */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} drop_class SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NSINT_SWEEP_BATCH);
+	__type(key, __u32);
+	__type(value, struct sweep_item);
+} sweep_items SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sweep_ctl);
+} sweep_ctl SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -123,12 +156,24 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } events SEC(".maps");
 
+/*
+ * Per-CPU stats may be counted from a TC program and from the drop hook or
+ * the sweep that it interrupted on the same CPU: an atomic add keeps every
+ * count (it is one instruction, so no interruption splits it).
+ */
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 
 	if (v)
-		*v += 1;
+		__sync_fetch_and_add(v, 1);
 }
+
+/* Keep the compiler from moving memory accesses across this point. */
+#define nsint_barrier() asm volatile("" ::: "memory")
+
+/* One access the compiler neither merges, splits, nor leaves out. */
+#define READ_ONCE(x)	 (*(volatile typeof(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
 
 #endif /* __NSINT_MAPS_H */

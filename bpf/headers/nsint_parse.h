@@ -101,9 +101,15 @@ static __always_inline void l4_ports(const struct nsint_l4_head *h,
 	}
 }
 
-static __always_inline int parse_l4(void *l4, void *end, struct tuple *t)
+#define NSINT_TCP_FIN 0x01
+#define NSINT_TCP_SYN 0x02
+#define NSINT_TCP_RST 0x04
+
+static __always_inline int parse_l4(void *l4, void *end, struct tuple *t,
+				    __u8 *flags)
 {
 	int need = l4_min_len(t->proto);
+	__u8 tcp;
 
 	if (!need)
 		return 0;
@@ -111,6 +117,11 @@ static __always_inline int parse_l4(void *l4, void *end, struct tuple *t)
 	if (need == 20) {
 		if (l4 + 20 > end)
 			return -1;
+		tcp = ((__u8 *)l4)[13]; /* CWR ECE URG ACK PSH RST SYN FIN */
+		if (tcp & (NSINT_TCP_FIN | NSINT_TCP_RST))
+			*flags |= NSINT_EVF_TCP_END;
+		if (tcp & NSINT_TCP_SYN)
+			*flags |= NSINT_EVF_TCP_SYN;
 	} else if (need == 12) {
 		if (l4 + 12 > end)
 			return -1;
@@ -146,7 +157,7 @@ static __always_inline int parse_ipv4(void *pos, void *end, struct tuple *t,
 		*flags |= NSINT_EVF_NONFIRST_FRAG;
 		return 0;
 	}
-	return parse_l4(pos, end, t);
+	return parse_l4(pos, end, t, flags);
 }
 
 static __always_inline int parse_ipv6(void *pos, void *end, struct tuple *t,
@@ -200,7 +211,7 @@ static __always_inline int parse_ipv6(void *pos, void *end, struct tuple *t,
 	if (pos > end)
 		return -1;
 	t->proto = next;
-	return parse_l4(pos, end, t);
+	return parse_l4(pos, end, t, flags);
 }
 
 /* Parse the frame at skb->data into t. Returns 0 when t is a flow key. */

@@ -29,6 +29,9 @@ enum nsint_reason {
 	NSINT_REASON_PORTS = 3,
 	NSINT_REASON_LATENCY = 4,
 	NSINT_REASON_DROP = 5,
+	NSINT_REASON_IDLE = 6,	/* quiet for its interval: the last counts */
+	NSINT_REASON_END = 7,	/* TCP FIN or RST */
+	NSINT_REASON_FLUSH = 8, /* port released or agent stopping */
 };
 
 enum nsint_event_flags {
@@ -36,6 +39,8 @@ enum nsint_event_flags {
 	NSINT_EVF_NONFIRST_FRAG = 1 << 1,  /* fragment without L4 header */
 	NSINT_EVF_DROP_NO_REASON = 1 << 2, /* kernel gives no drop reason */
 	NSINT_EVF_DATA_L3 = 1 << 3,	   /* data starts at the IP header */
+	NSINT_EVF_TCP_END = 1 << 4,	   /* the packet carries FIN or RST */
+	NSINT_EVF_TCP_SYN = 1 << 5,	   /* the packet carries SYN */
 };
 
 enum nsint_port_flags {
@@ -54,6 +59,9 @@ enum nsint_stat {
 	NSINT_STAT_DROPS_SUPPRESSED,
 	NSINT_STAT_UNWATCHED,
 	NSINT_STAT_CACHE_FLUSH_LOST,
+	NSINT_STAT_NOT_DROPS, /* frees that are no drop (delivered, unwanted) */
+	NSINT_STAT_SWEEP_REPORTS, /* reports the sweep sent */
+	NSINT_STAT_SWEEP_BYPASSED, /* packets counted while a sweep held the CPU */
 	NSINT_STAT_MAX,
 };
 
@@ -65,9 +73,10 @@ struct config {
 	__u32 snap_len;
 	__u32 drop_consumed_reason; /* SKB_CONSUMED here, or ~0 */
 	__u8 drop_has_reason;	    /* kfree_skb carries enum skb_drop_reason */
-	__u8 flows_shared; /* flow map shared by all CPUs: atomic adds */
-	__u8 coarse_clock; /* bpf_ktime_get_coarse_ns exists (5.11+) */
-	__u8 pad[5];
+	__u8 flows_shared;   /* flow map shared by all CPUs: atomic adds */
+	__u8 coarse_clock;   /* bpf_ktime_get_coarse_ns exists (5.11+) */
+	__u8 drop_has_rx_sk; /* kfree_skb passes the receiving socket (6.12+) */
+	__u8 pad[4];
 };
 
 /* Written by each attachment's dispatcher into its CPU's cpu_state. */
@@ -115,6 +124,13 @@ struct flow_cache {
  */
 struct cpu_state {
 	struct identity id;
+	/*
+	 * The sweep (nsint_sweep) and the TC programs of this CPU keep out of
+	 * each other's way with these two flags; see nsint_sweep.h.
+	 */
+	__u8 busy;     /* a TC program of this CPU is between entry and exit */
+	__u8 sweeping; /* the sweep is working on this CPU's state */
+	__u8 pad[6];
 	struct flow_cache flow[2]; /* by direction */
 } __attribute__((aligned(128)));
 
@@ -129,7 +145,8 @@ struct flow_state {
 	__u8 has_latency;
 	__u8 forwarded; /* ingress: packet leaves through another port */
 	__u8 watched;
-	__u8 pad[4];
+	__u8 ended; /* a FIN or RST passed: every packet is reported */
+	__u8 pad[3];
 };
 
 struct transit_key {
@@ -143,9 +160,19 @@ struct transit_entry {
 	__u8 pad[6];
 };
 
+/* Drops are counted per flow, hook and kernel reason. */
+struct drop_key {
+	struct flow_key fk;
+	__u32 reason;
+};
+
 struct drop_state {
 	__u64 last_report_ns;
 	__u64 drops; /* since the last drop report */
+	__u16 in_port;
+	__u16 out_port;
+	__u8 flags; /* event flags of the last drop */
+	__u8 pad[3];
 };
 
 struct port_key {
@@ -192,6 +219,39 @@ struct rule {
 struct watch_meta {
 	__u32 count;
 	__u32 generation;
+};
+
+/*
+ * The sweep's work list (nsint_sweep): user space fills key, reason, kind
+ * and force; the sweep fills the rest.
+ */
+enum nsint_sweep_kind {
+	NSINT_SWEEP_FLOW = 1,
+	NSINT_SWEEP_DROP = 2,
+};
+
+#define NSINT_SWEEP_BATCH 256 /* items per run */
+
+struct sweep_item {
+	struct flow_key key;
+	__u32 reason; /* drop items: the kernel drop reason of the drop key */
+	__u8 kind;    /* enum nsint_sweep_kind */
+	__u8 force;   /* take the counts even when nothing is due */
+	__u8 taken;   /* out: counts were taken; report them */
+	__u8 flags;   /* out: event flags */
+	__u16 in_port;
+	__u16 out_port;
+	__u64 packets;
+	__u64 bytes;
+};
+
+enum nsint_sweep_flags {
+	NSINT_SWEEP_SLOTS = 1 << 0, /* empty this CPU's last-flow slots */
+};
+
+struct sweep_ctl {
+	__u32 count; /* items to work on */
+	__u32 flags; /* enum nsint_sweep_flags */
 };
 
 /* One report; the captured frame bytes follow it in the perf sample. */

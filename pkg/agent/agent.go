@@ -42,6 +42,8 @@ type Agent struct {
 	reader  atomic.Pointer[datapath.Reader]
 	reg     *registry
 	metrics *metrics
+	format  intreport.Format
+	sweeper *sweeper
 
 	ready    atomic.Bool
 	notReady atomic.Value // string: why not ready
@@ -68,12 +70,14 @@ func AttachConfig(cfg *config.Agent) (tc.Config, error) {
 func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 	a := &Agent{cfg: cfg, log: log, reg: newRegistry(), ifacesChanged: make(chan struct{}, 1)}
 	a.notReady.Store("starting")
+	a.sweeper = &sweeper{a: a, inner: make([]byte, 0, 14+int(cfg.SnapLen)), m: newSweepMetrics()}
 	a.metrics = newMetrics(a)
 
 	format, err := intreport.ParseFormat(cfg.ReportFormat)
 	if err != nil {
 		return err
 	}
+	a.format = format
 	attachCfg, err := AttachConfig(cfg)
 	if err != nil {
 		return err
@@ -116,10 +120,13 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		log.Warn("this kernel's skb:kfree_skb has no drop reason; drops are reported with reason unknown")
 	}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The report pipeline (perf reader → exporter) outlives ctx: when the
+	// agent stops, the last sweep's reports and what the kernel still has
+	// queued go out first (stopPipeline).
+	var pipe sync.WaitGroup
+	defer pipe.Wait()
+	pipeCtx, stopExporter := context.WithCancel(context.Background())
+	defer stopExporter()
 
 	if len(cfg.Collectors) == 0 {
 		log.Warn("no --collector: reports are counted but not sent")
@@ -134,8 +141,8 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("exporter: %w", err)
 		}
-		wg.Go(func() {
-			if err := a.exp.Run(ctx); err != nil {
+		pipe.Go(func() {
+			if err := a.exp.Run(pipeCtx); err != nil {
 				log.Error("exporter stopped", "err", err)
 			}
 		})
@@ -147,8 +154,18 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		return fmt.Errorf("perf reader: %w", err)
 	}
 	a.reader.Store(rd)
-	wg.Go(func() { a.readReports(ctx, rd) })
-	defer rd.Close() // unblocks readReports before wg.Wait
+	readerDone := make(chan struct{})
+	var draining atomic.Bool
+	pipe.Go(func() {
+		defer close(readerDone)
+		a.readReports(rd, &draining)
+	})
+	defer rd.Close() // unblocks readReports on an early return
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	dropHook, err := a.dp.AttachDropHook()
 	if err != nil {
@@ -192,7 +209,11 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		log.Info("kubernetes enrichment on", "node", cfg.NodeName, "kubeconfig", cfg.Kubeconfig)
 	}
 
-	srv, err := a.serveAPI(ctx, &wg)
+	// The API serves until the last reports are out: a collector may still
+	// ask for the topology to name them.
+	var apiWG sync.WaitGroup
+	defer apiWG.Wait()
+	srv, err := a.serveAPI(&apiWG)
 	if err != nil {
 		return err
 	}
@@ -200,12 +221,29 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		"attachMode", a.att.Mode().String(), "format", format.String(), "collectors", cfg.Collectors,
 		"api", srv.Addr, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns, "flowTable", flowTableName(a.dp))
 
+	wg.Go(func() { a.sweeper.run(ctx, sweepPeriod(cfg.ReportInterval)) })
+
 	<-ctx.Done()
 	log.Info("stopping; attachments stay in place for the next start (nsint-agent cleanup removes them)")
+	cancel()
+	wg.Wait()
+	a.stopPipeline(rd, &draining, readerDone, stopExporter)
 	shutdownCtx, done := context.WithTimeout(context.Background(), 2*time.Second)
 	defer done()
 	srv.Shutdown(shutdownCtx)
 	return nil
+}
+
+// stopPipeline sends what the agent still holds before it exits: every
+// flow's unreported counts (a last sweep), then every report the kernel has
+// queued, then the exporter's queue (exporter.Config.FlushTimeout). Packets
+// counted after the last sweep stay in the kernel's maps for the next start.
+func (a *Agent) stopPipeline(rd *datapath.Reader, draining *atomic.Bool, readerDone <-chan struct{}, stopExporter func()) {
+	a.sweeper.sweep("stop", datapath.SweepOptions{All: true})
+	draining.Store(true)
+	rd.SetDeadline(time.Now()) // Read returns once nothing is pending
+	<-readerDone
+	stopExporter()
 }
 
 func (a *Agent) startDiscovery(ctx context.Context, wg *sync.WaitGroup) error {
@@ -286,7 +324,7 @@ func (a *Agent) applyWatchlist(rules []watchlist.Rule) error {
 	return nil
 }
 
-func (a *Agent) serveAPI(ctx context.Context, wg *sync.WaitGroup) (*http.Server, error) {
+func (a *Agent) serveAPI(wg *sync.WaitGroup) (*http.Server, error) {
 	ln, err := net.Listen("tcp", a.cfg.APIAddr)
 	if err != nil {
 		return nil, fmt.Errorf("API listen on %s: %w", a.cfg.APIAddr, err)

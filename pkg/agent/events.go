@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/nsint/nsint/ifacewatch"
+	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/datapath"
 	"github.com/nsint/nsint/pkg/ports"
 	"github.com/nsint/nsint/pkg/tc"
@@ -90,9 +91,12 @@ func (a *Agent) removeNetns(ns ifacewatch.Namespace) error {
 	r := a.reg
 	r.mu.Lock()
 	e, ok := r.netns[ns.ID]
+	var localView api.Port
 	if ok {
 		delete(r.netns, ns.ID)
-		delete(r.byPort, e.local)
+		if p := r.byPort[e.local]; p != nil {
+			localView = r.apiPort(p) // while its interfaces still name the pod
+		}
 		r.changed()
 	}
 	var left []*portEntry
@@ -110,6 +114,14 @@ func (a *Agent) removeNetns(ns ifacewatch.Namespace) error {
 	for _, p := range left {
 		errs = append(errs, a.removeIface(ns, p.iface))
 	}
+	// The local-stack port goes last: its drops are reported first, and the
+	// topology keeps naming it until the collectors have its last reports.
+	a.sweeper.sweep("port", datapath.SweepOptions{Ports: []uint16{e.local}})
+	r.mu.Lock()
+	if p, ok := r.byPort[e.local]; ok {
+		r.retire(p, &localView)
+	}
+	r.mu.Unlock()
 	info := datapath.PortInfo{NetnsInode: uint64(ns.ID), LocalPort: e.local, LocalStack: true}
 	errs = append(errs, a.dp.DeletePort(e.local, info))
 	if _, err := a.alloc.ReleaseNetns(uint64(ns.ID)); err != nil {
@@ -278,7 +290,7 @@ func (a *Agent) removeIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 	if ok {
 		delete(e.ifaces, iface.ID.Ifindex)
 	}
-	delete(r.byPort, p.id)
+	r.retire(p, nil)
 	delete(r.meta, iface.ID)
 	info := datapath.PortInfo{NetnsInode: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex), LocalPort: p.netns.local}
 	r.changed()
@@ -291,6 +303,9 @@ func (a *Agent) removeIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 			errs = append(errs, err)
 		}
 	}
+	// Nothing counts on the port any more: report what it holds before the
+	// port and its counters go.
+	a.sweeper.sweep("port", datapath.SweepOptions{Ports: []uint16{p.id}})
 	errs = append(errs, a.dp.DeletePort(p.id, info))
 	errs = append(errs, a.alloc.Release(ports.Key{Netns: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex)}))
 	a.log.Debug("interface removed", "netns", ns.ID, "iface", iface.Name, "port", p.id)

@@ -34,6 +34,7 @@ func newMetrics(a *Agent) *metrics {
 			Name: "nsint_port_ids_exhausted_total", Help: "Interfaces left without a port ID because every ID was in use.",
 		}),
 	}
+	m.reg.MustRegister(a.sweeper.m.collectors()...)
 	m.reg.MustRegister(m.discoveryEvents, m.attachErrors, m.reports, m.portsExhausted,
 		&statsCollector{a: a},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -3,6 +3,7 @@ package agent
 import (
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/pkg/api"
@@ -16,7 +17,21 @@ type registry struct {
 	netns  map[ifacewatch.NetnsID]*nsEntry
 	byPort map[uint16]*portEntry
 	meta   map[ifacewatch.IfaceID]podMeta // Kubernetes names, when known
+	// gone keeps the API view of removed ports for goneRetention
+	// (api.Topology.GonePorts).
+	gone map[uint16]gonePort
 }
+
+type gonePort struct {
+	port api.Port
+	at   time.Time
+}
+
+// goneRetention is how long a removed port stays in the topology's gone
+// ports: its last reports (swept when it went away) leave just before, and
+// a collector that never saw the port must still resolve them. Port IDs are
+// not reused for much longer than that (pkg/ports).
+const goneRetention = 10 * time.Minute
 
 type nsEntry struct {
 	ns     ifacewatch.Namespace
@@ -45,12 +60,28 @@ func newRegistry() *registry {
 		netns:  map[ifacewatch.NetnsID]*nsEntry{},
 		byPort: map[uint16]*portEntry{},
 		meta:   map[ifacewatch.IfaceID]podMeta{},
+		gone:   map[uint16]gonePort{},
 	}
+}
+
+// retire removes port p, keeping its API view — view when not nil, else
+// the current one — as gone. Callers hold r.mu and retire p before
+// forgetting its Kubernetes names.
+func (r *registry) retire(p *portEntry, view *api.Port) {
+	var ap api.Port
+	if view != nil && view.ID == p.id {
+		ap = *view
+	} else {
+		ap = r.apiPort(p)
+	}
+	r.gone[p.id] = gonePort{port: ap, at: time.Now()}
+	delete(r.byPort, p.id)
 }
 
 func (r *registry) changed() { r.gen++ }
 
-// portName returns the interface name of port id, or "" when unknown.
+// portLabels returns the labels of port id's metrics; ok is false when the
+// port is unknown.
 func (r *registry) portLabels(id uint16) (name, netns string, meta podMeta, ok bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -89,13 +120,24 @@ func (r *registry) ports() []uint16 {
 
 // topology builds the API view. switchID and node come from the agent.
 func (r *registry) topology(switchID uint32, node string) api.Topology {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, g := range r.gone {
+		if time.Since(g.at) > goneRetention {
+			delete(r.gone, id)
+		}
+	}
 	t := api.Topology{SwitchID: switchID, Node: node, Generation: r.gen, Ports: make([]api.Port, 0, len(r.byPort))}
 	for _, p := range r.byPort {
 		t.Ports = append(t.Ports, r.apiPort(p))
 	}
 	sort.Slice(t.Ports, func(i, j int) bool { return t.Ports[i].ID < t.Ports[j].ID })
+	for id, g := range r.gone {
+		if _, reused := r.byPort[id]; !reused {
+			t.GonePorts = append(t.GonePorts, g.port)
+		}
+	}
+	sort.Slice(t.GonePorts, func(i, j int) bool { return t.GonePorts[i].ID < t.GonePorts[j].ID })
 	return t
 }
 

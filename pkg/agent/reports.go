@@ -1,10 +1,10 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"math"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/nsint/nsint/pkg/datapath"
@@ -14,8 +14,9 @@ import (
 
 // readReports runs the one perf reader: each event becomes an INT report for
 // the exporter. It never blocks on the exporter (a full queue drops and
-// counts) and allocates nothing per event.
-func (a *Agent) readReports(ctx context.Context, rd *datapath.Reader) {
+// counts) and allocates nothing per event. It returns when rd is closed, or
+// when draining is set and nothing is pending any more.
+func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) {
 	var (
 		ev  datapath.Event
 		rep intreport.Report
@@ -24,21 +25,35 @@ func (a *Agent) readReports(ctx context.Context, rd *datapath.Reader) {
 	for {
 		err := rd.Read(&ev)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if draining.Load() {
+					return
+				}
 				continue
 			}
 			a.log.Warn("read perf event", "err", err)
 			continue
 		}
-		a.toReport(&ev, &rep, inner)
-		a.metrics.reports.WithLabelValues(rep.Kind.String()).Inc()
-		if a.exp != nil && !a.exp.Enqueue(&rep) {
-			// Counted by the exporter as a queue drop.
-			continue
-		}
+		a.export(&ev, &rep, inner)
+	}
+}
+
+// export turns ev into a report and queues it for the collectors (a full
+// queue is counted by the exporter). rep and inner are the caller's scratch
+// space. A v0.5 report stands for the one packet it carries, so a report
+// without a packet — a sweep's report of a quiet flow — is not sent in v0.5:
+// it would count a packet that is not there.
+func (a *Agent) export(ev *datapath.Event, rep *intreport.Report, inner []byte) {
+	if ev.Data == nil && ev.Type == datapath.FlowEvent && a.format == intreport.V05 {
+		return
+	}
+	a.toReport(ev, rep, inner)
+	a.metrics.reports.WithLabelValues(rep.Kind.String()).Inc()
+	if a.exp != nil {
+		a.exp.Enqueue(rep)
 	}
 }
 
@@ -72,9 +87,12 @@ func (a *Agent) toReport(ev *datapath.Event, rep *intreport.Report, inner []byte
 			rep.KernelDropReason = ev.DropReason
 			rep.DropReason = dropreason.ForFamily(a.drops.INTCode(ev.DropReason), ev.Dst.Is6())
 		}
-		if ev.DataIsL3 {
+		if ev.DataIsL3 && ev.Data != nil {
 			rep.Inner = withEthernet(inner, ev)
 		}
+	}
+	if ev.Data == nil { // a sweep's report: no packet to show
+		rep.Inner = synthesizeInner(inner, ev)
 	}
 }
 

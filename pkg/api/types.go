@@ -10,6 +10,10 @@ type Topology struct {
 	// Links repeats the ports in the shape the original INT Host Reporter
 	// served, so existing DeepInsight topology scripts keep working.
 	Links []Link `json:"links"`
+	// GonePorts are ports whose interface or namespace went away in the
+	// last minutes: their last reports leave as they go, and a collector
+	// that never saw them must still be able to name them.
+	GonePorts []Port `json:"gonePorts,omitempty"`
 }
 
 // Port is one port ID and the interface (or local stack) it stands for.

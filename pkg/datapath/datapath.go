@@ -49,6 +49,9 @@ type Datapath struct {
 	watchMu    sync.Mutex
 	readerOpen atomic.Bool
 
+	// sweepMu serialises sweeps: they share the work list maps.
+	sweepMu sync.Mutex
+
 	countersMu sync.Mutex
 	// countersFloor: the last figures PortCountersOf returned, by port.
 	countersFloor map[uint16]Counters
@@ -99,6 +102,10 @@ func Load(cfg Config) (*Datapath, error) {
 		d.objs.Close()
 		return nil, fmt.Errorf("tail-call table: egress program: %w", err)
 	}
+	if err := d.fillDropClasses(kinfo.names); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
 	d.bootOffset = bootOffset()
 	return d, nil
 }
@@ -134,6 +141,9 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 	}
 	if kinfo.hasReason {
 		kc.DropHasReason = 1
+	}
+	if kinfo.hasRxSk {
+		kc.DropHasRxSk = 1
 	}
 	if shared {
 		kc.FlowsShared = 1
@@ -265,23 +275,31 @@ type Stats struct {
 	// CacheFlushLost counts last-flow slots whose counts found their flow's
 	// entry gone (evicted) when flushed.
 	CacheFlushLost uint64
+	// NotDrops counts freed packets that are no drop of the interface:
+	// delivered after all, or wanted by no one (docs/architecture.md).
+	NotDrops uint64
+	// SweepReports counts the reports Sweep took counts for.
+	SweepReports uint64
+	// SweepBypassed counts packets a TC program counted while the sweep it
+	// interrupted held its CPU's slots.
+	SweepBypassed uint64
 }
 
 // Stats reads the programs' counters.
 func (d *Datapath) Stats() (Stats, error) {
-	var vals [9]uint64
-	for i := range vals {
+	var s Stats
+	// In the order of the C enum nsint_stat.
+	fields := []*uint64{&s.Reports, &s.PerfErrors, &s.Unparsed, &s.NoIdentity, &s.FlowUpdateErrors,
+		&s.DropReports, &s.DropsSuppressed, &s.Unwatched, &s.CacheFlushLost, &s.NotDrops,
+		&s.SweepReports, &s.SweepBypassed}
+	for i, f := range fields {
 		var per []uint64
 		if err := d.objs.Stats.Lookup(uint32(i), &per); err != nil {
 			return Stats{}, fmt.Errorf("read stats slot %d: %w", i, err)
 		}
 		for _, v := range per {
-			vals[i] += v
+			*f += v
 		}
 	}
-	return Stats{
-		Reports: vals[0], PerfErrors: vals[1], Unparsed: vals[2], NoIdentity: vals[3],
-		FlowUpdateErrors: vals[4], DropReports: vals[5], DropsSuppressed: vals[6], Unwatched: vals[7],
-		CacheFlushLost: vals[8],
-	}, nil
+	return s, nil
 }

@@ -40,6 +40,9 @@ const (
 	ReasonPorts   Reason = 3 // the (ingress, egress) port pair changed
 	ReasonLatency Reason = 4 // the hop latency changed power of two
 	ReasonDrop    Reason = 5 // the kernel dropped the packet
+	ReasonIdle    Reason = 6 // quiet for the report interval: its last counts (Sweep)
+	ReasonEnd     Reason = 7 // a TCP FIN or RST passed
+	ReasonFlush   Reason = 8 // its port is going away or the agent is stopping (Sweep)
 )
 
 // String names the reason.
@@ -55,6 +58,12 @@ func (r Reason) String() string {
 		return "latency"
 	case ReasonDrop:
 		return "drop"
+	case ReasonIdle:
+		return "idle"
+	case ReasonEnd:
+		return "end"
+	case ReasonFlush:
+		return "flush"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
@@ -65,6 +74,7 @@ const (
 	evfNonFirstFrag = 1 << 1
 	evfNoDropReason = 1 << 2
 	evfDataL3       = 1 << 3
+	evfTCPEnd       = 1 << 4
 )
 
 // Event is one decoded report. Reader.Read fills a caller-owned Event
@@ -111,6 +121,28 @@ type Event struct {
 	CPU int
 }
 
+// addrs returns the source and destination of a tuple of family 4 or 6
+// (IPv4 in the first four bytes), or invalid addresses for another family.
+func addrs(family uint8, src, dst [16]byte) (netip.Addr, netip.Addr) {
+	switch family {
+	case 4:
+		return netip.AddrFrom4([4]byte(src[:4])), netip.AddrFrom4([4]byte(dst[:4]))
+	case 6:
+		return netip.AddrFrom16(src), netip.AddrFrom16(dst)
+	}
+	return netip.Addr{}, netip.Addr{}
+}
+
+// tupleAddrs is addrs for a flow key's tuple, whose addresses the C side
+// keeps as four 32-bit words in network byte order.
+func tupleAddrs(family uint8, src, dst [4]uint32) (netip.Addr, netip.Addr) {
+	return addrs(family, wordsToBytes(src), wordsToBytes(dst))
+}
+
+func wordsToBytes(w [4]uint32) [16]byte {
+	return *(*[16]byte)(unsafe.Pointer(&w))
+}
+
 var errShortEvent = errors.New("short event")
 
 const eventSize = int(unsafe.Sizeof(bpf.NsintEvent{}))
@@ -131,16 +163,7 @@ func (d *Datapath) decodeEvent(raw []byte, ev *Event) error {
 	ev.Direction = Direction(e.Dir)
 	ev.Port, ev.InPort, ev.OutPort = e.ObsPort, e.InPort, e.OutPort
 	ev.Proto = e.Proto
-	switch e.Family {
-	case 4:
-		ev.Src = netip.AddrFrom4([4]byte(e.Saddr[:4]))
-		ev.Dst = netip.AddrFrom4([4]byte(e.Daddr[:4]))
-	case 6:
-		ev.Src = netip.AddrFrom16(e.Saddr)
-		ev.Dst = netip.AddrFrom16(e.Daddr)
-	default:
-		ev.Src, ev.Dst = netip.Addr{}, netip.Addr{}
-	}
+	ev.Src, ev.Dst = addrs(e.Family, e.Saddr, e.Daddr)
 	ev.SrcPort, ev.DstPort = e.Sport, e.Dport
 	ev.NonFirstFragment = e.Flags&evfNonFirstFrag != 0
 	ev.DataIsL3 = e.Flags&evfDataL3 != 0

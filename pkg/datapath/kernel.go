@@ -14,6 +14,10 @@ var ErrUnknownDropReason = errors.New("unknown kernel drop reason")
 // kfreeSkbInfo is what the drop hook needs to know about this kernel.
 type kfreeSkbInfo struct {
 	hasReason bool
+	// hasRxSk: the tracepoint also passes the receiving socket (6.12+).
+	hasRxSk bool
+	// names are the kernel's drop reasons, value to name.
+	names map[uint32]string
 	// consumed is SKB_CONSUMED where kfree_skb can report it, else ^0.
 	consumed uint32
 }
@@ -43,9 +47,18 @@ func probeKfreeSkb(kernel *btf.Spec) (kfreeSkbInfo, error) {
 		return info, nil
 	}
 	info.hasReason = true
+	info.names = make(map[uint32]string, len(enum.Values))
 	for _, v := range enum.Values {
+		info.names[uint32(v.Value)] = v.Name
 		if v.Name == "SKB_CONSUMED" {
 			info.consumed = uint32(v.Value)
+		}
+	}
+	if len(proto.Params) >= 5 {
+		if p, ok := btf.UnderlyingType(proto.Params[4].Type).(*btf.Pointer); ok {
+			if s, ok := btf.UnderlyingType(p.Target).(*btf.Struct); ok && s.Name == "sock" {
+				info.hasRxSk = true
+			}
 		}
 	}
 	return info, nil

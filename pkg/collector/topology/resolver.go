@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nsint/nsint/pkg/api"
 )
 
 // Path is where agents serve their topology.
@@ -358,12 +360,16 @@ func (r *Resolver) publishLocked(changed bool) {
 			d := *a.doc
 			s.docs = append(s.docs, d)
 			s.bySwitch[d.SwitchID] = a.url
-			for i := range d.Ports {
-				p := Port{Port: d.Ports[i], SwitchID: d.SwitchID, Node: d.Node}
-				if p.Node == "" {
-					p.Node = hostOf(a.url)
+			// Gone ports still name the reports they sent as they went;
+			// a current port of the same ID takes precedence.
+			for _, list := range [][]api.Port{d.GonePorts, d.Ports} {
+				for i := range list {
+					p := Port{Port: list[i], SwitchID: d.SwitchID, Node: d.Node}
+					if p.Node == "" {
+						p.Node = hostOf(a.url)
+					}
+					s.ports[Key{SwitchID: d.SwitchID, Port: p.ID}.index()] = &p
 				}
-				s.ports[Key{SwitchID: d.SwitchID, Port: p.ID}.index()] = &p
 			}
 		}
 		sortDocs(s.docs)

@@ -1,0 +1,47 @@
+package datapath
+
+import "fmt"
+
+// Drop classes; values match the C enum nsint_drop_class.
+const (
+	dropReal      = 0 // meant for delivery or forwarding: a drop
+	dropUnwanted  = 1 // no one wanted it: no drop when multicast or broadcast
+	dropNoSocket  = 2 // as dropUnwanted, and no drop for an echo reply
+	dropOtherHost = 3 // a frame for another host: never a drop
+)
+
+// dropClasses names the kernel drop reasons that can mean "no one on this
+// host wanted the packet" rather than "the host discarded a packet meant
+// for delivery or forwarding"; the drop hook decides with the packet type
+// and protocol (drop_is_real in bpf/headers/nsint_drop.h; the rule is in
+// docs/architecture.md, "Drops"). Every reason not listed is a drop; names
+// a kernel does not have are skipped.
+var dropClasses = map[string]uint8{
+	// kfree_skb without a reason: what the IPv6 stack does with MLD
+	// reports and router solicitations that reach a host, among others.
+	"SKB_DROP_REASON_NOT_SPECIFIED": dropUnwanted,
+	// Protocols nothing on the host handles, groups it did not join.
+	"SKB_DROP_REASON_UNHANDLED_PROTO":         dropUnwanted,
+	"SKB_DROP_REASON_IP_NOPROTO":              dropUnwanted,
+	"SKB_DROP_REASON_IP_INADDRERRORS":         dropUnwanted,
+	"SKB_DROP_REASON_UNICAST_IN_L2_MULTICAST": dropUnwanted,
+	"SKB_DROP_REASON_NO_SOCKET":               dropNoSocket,
+	// Frames addressed to another host.
+	"SKB_DROP_REASON_OTHERHOST":               dropOtherHost,
+	"SKB_DROP_REASON_IPV6_NDISC_NS_OTHERHOST": dropOtherHost,
+}
+
+// fillDropClasses writes the class of every kernel reason below 256 that
+// dropClasses names into the drop_class map; the rest stay real drops.
+func (d *Datapath) fillDropClasses(names map[uint32]string) error {
+	for value, name := range names {
+		class, ok := dropClasses[name]
+		if !ok || value >= 256 {
+			continue
+		}
+		if err := d.objs.DropClass.Put(value, class); err != nil {
+			return fmt.Errorf("drop class of %s (%d): %w", name, value, err)
+		}
+	}
+	return nil
+}

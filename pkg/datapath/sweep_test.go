@@ -1,0 +1,255 @@
+package datapath
+
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// sweep runs one sweep and returns its events.
+func (h *harness) sweep(opts SweepOptions) []Event {
+	h.tb.Helper()
+	var evs []Event
+	if _, err := h.d.Sweep(opts, func(ev *Event) { evs = append(evs, *ev) }); err != nil {
+		h.tb.Fatal(err)
+	}
+	return evs
+}
+
+// TestSweepQuietFlow: the packets a flow's last-flow slot and entry hold
+// when it goes quiet come out in one idle report once its interval has
+// passed, and only once; before that a sweep takes nothing.
+func TestSweepQuietFlow(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	for _, shared := range []bool{false, true} {
+		t.Run(tableName(shared), func(t *testing.T) {
+			requireFlowTable(t, shared)
+			h := newHarness(t, Config{ReportInterval: interval, perCPUFlows: !shared})
+			for _, dir := range []Direction{Ingress, Egress} {
+				frame := udpFrame("198.18.0.1", "198.18.0.2", 1100+uint16(dir), 2000, 100)
+				n := uint64(len(frame))
+				h.run(hPortA, dir, frame, nil)
+				if ev := h.next(); ev.Reason != ReasonNew || ev.Packets != 1 {
+					t.Fatalf("%s first packet: %s with %d packets, want new with 1", dir, ev.Reason, ev.Packets)
+				}
+				h.runN(hPortA, dir, frame, nil, 5)
+				h.run(hPortA, dir, frame, &skbCtx{GsoSegs: 4})
+				if evs := h.sweep(SweepOptions{}); len(evs) != 0 {
+					t.Fatalf("%s: a sweep inside the interval reported %+v", dir, evs)
+				}
+				time.Sleep(interval + 50*time.Millisecond)
+				evs := h.sweep(SweepOptions{})
+				if len(evs) != 1 {
+					t.Fatalf("%s: the sweep after the interval made %d reports, want 1: %+v", dir, len(evs), evs)
+				}
+				ev := evs[0]
+				wantIn, wantOut := uint16(hPortA), uint16(hLocalPort)
+				if dir == Egress {
+					wantIn, wantOut = hLocalPort, hPortA
+				}
+				if ev.Type != FlowEvent || ev.Reason != ReasonIdle || ev.Packets != 5+4 || ev.Bytes != 6*n ||
+					ev.Port != hPortA || ev.Direction != dir || ev.InPort != wantIn || ev.OutPort != wantOut ||
+					ev.SrcPort != 1100+uint16(dir) || ev.DstPort != 2000 || ev.Proto != protoUDP ||
+					ev.Src.String() != "198.18.0.1" || ev.Dst.String() != "198.18.0.2" {
+					t.Errorf("%s idle report %+v; want idle, %d packets, %d bytes, port %d %d→%d", dir, ev, 9, 6*n, hPortA, wantIn, wantOut)
+				}
+				if evs := h.sweep(SweepOptions{}); len(evs) != 0 {
+					t.Errorf("%s: a second sweep reported again: %+v", dir, evs)
+				}
+				h.none(dir.String() + " after the sweeps")
+			}
+		})
+	}
+}
+
+func tableName(shared bool) string {
+	if shared {
+		return "shared"
+	}
+	return "percpu"
+}
+
+// TestSweepForcedPort: a sweep for a port going away takes its flows'
+// counts at once, leaving other ports' flows to their interval.
+func TestSweepForcedPort(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(tableName(shared), func(t *testing.T) {
+			requireFlowTable(t, shared)
+			h := newHarness(t, Config{ReportInterval: time.Hour, perCPUFlows: !shared})
+			a := udpFrame("198.18.0.1", "198.18.0.2", 1200, 2000, 10)
+			b := udpFrame("198.18.0.1", "198.18.0.2", 1201, 2000, 10)
+			h.runN(hPortA, Egress, a, nil, 3)
+			h.runN(hPortB, Egress, b, nil, 7)
+			h.next()
+			h.next()
+			evs := h.sweep(SweepOptions{Ports: []uint16{hPortB}})
+			if len(evs) != 1 || evs[0].Port != hPortB || evs[0].Reason != ReasonFlush || evs[0].Packets != 6 {
+				t.Fatalf("sweep of port %d: %+v; want one flush report of port %d with 6 packets", hPortB, evs, hPortB)
+			}
+			evs = h.sweep(SweepOptions{All: true})
+			if len(evs) != 1 || evs[0].Port != hPortA || evs[0].Packets != 2 {
+				t.Fatalf("sweep of all: %+v; want one report of port %d with 2 packets", evs, hPortA)
+			}
+		})
+	}
+}
+
+// TestTCPEnd: a FIN or RST is reported with the packets before it at once,
+// and so is every later packet of the connection until a SYN starts it
+// afresh; a sweep then finds nothing left.
+func TestTCPEnd(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(tableName(shared), func(t *testing.T) {
+			requireFlowTable(t, shared)
+			h := newHarness(t, Config{ReportInterval: time.Hour, perCPUFlows: !shared})
+			for _, dir := range []Direction{Ingress, Egress} {
+				seg := func(flags byte) []byte {
+					f := concat(ethHdr(etherIPv4), ipv4Hdr(protoTCP, netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), nil, 0, false),
+						tcpHdr(3300+uint16(dir), 80))
+					f[14+20+13] = flags
+					return f
+				}
+				const syn, ack, fin, rst = 0x02, 0x10, 0x01, 0x04
+				h.run(hPortA, dir, seg(syn), nil)
+				h.next()
+				h.runN(hPortA, dir, seg(ack), nil, 10)
+				h.none(dir.String() + " established")
+				h.run(hPortA, dir, seg(fin|ack), nil)
+				ev := h.next()
+				if ev.Reason != ReasonEnd || ev.Packets != 11 {
+					t.Fatalf("%s FIN: %s with %d packets, want end with 11", dir, ev.Reason, ev.Packets)
+				}
+				h.run(hPortA, dir, seg(ack), nil)
+				if ev := h.next(); ev.Reason != ReasonEnd || ev.Packets != 1 {
+					t.Fatalf("%s ACK after FIN: %s with %d packets, want end with 1", dir, ev.Reason, ev.Packets)
+				}
+				h.run(hPortA, dir, seg(rst), nil)
+				if ev := h.next(); ev.Reason != ReasonEnd || ev.Packets != 1 {
+					t.Fatalf("%s RST: %s with %d packets, want end with 1", dir, ev.Reason, ev.Packets)
+				}
+				// A SYN opens the 5-tuple again: counted, reported on its
+				// interval, not at once.
+				h.run(hPortA, dir, seg(syn), nil)
+				h.runN(hPortA, dir, seg(ack), nil, 3)
+				h.none(dir.String() + " reopened")
+				if evs := h.sweep(SweepOptions{}); len(evs) != 0 {
+					t.Errorf("%s: sweep after the reopening reported %+v", dir, evs)
+				}
+				if evs := h.sweep(SweepOptions{All: true}); len(evs) != 1 || evs[0].Packets != 4 {
+					t.Errorf("%s: final sweep %+v, want one report of 4 packets", dir, evs)
+				}
+			}
+		})
+	}
+}
+
+// TestSweepRace: packets of one flow are counted in both directions while
+// sweeps run all the time, on both flow tables, with a refresh due every
+// few hundred microseconds, so that the programs' own reports, their
+// last-flow slots and the sweep's takes interleave in every order. First
+// the traffic runs on CPU 1 while the sweep runs from CPU 0 (every sweep of
+// CPU 1 is an interrupt that may land inside a program), then on both CPUs
+// with the sweep anywhere (sometimes on the CPU it sweeps). After the
+// traffic and a last sweep, the reports carry every packet exactly once.
+func TestSweepRace(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("skipping: needs two CPUs")
+	}
+	const interval = 300 * time.Microsecond
+	for _, shared := range []bool{false, true} {
+		t.Run(tableName(shared), func(t *testing.T) {
+			requireFlowTable(t, shared)
+			h := newHarness(t, Config{ReportInterval: interval, PerCPUBufferBytes: 16 << 20, preciseClock: true,
+				perCPUFlows: !shared})
+			var swept, sweeps, retries atomic.Uint64
+			sweepUntil := func(stop <-chan struct{}, pin int) error {
+				if pin >= 0 {
+					runtime.LockOSThread()
+					defer runtime.UnlockOSThread()
+					var set unix.CPUSet
+					set.Set(pin)
+					if err := unix.SchedSetaffinity(0, &set); err != nil {
+						return err
+					}
+				}
+				for {
+					select {
+					case <-stop:
+						return nil
+					default:
+					}
+					st, err := h.d.Sweep(SweepOptions{}, func(ev *Event) { swept.Add(ev.Packets) })
+					if err != nil {
+						return err
+					}
+					sweeps.Add(1)
+					retries.Add(uint64(st.Retries))
+				}
+			}
+			var sent uint64
+			for _, phase := range []struct {
+				name     string
+				cpus     []int
+				sweepPin int
+			}{{"traffic on CPU 1, sweep from CPU 0", []int{1}, 0}, {"traffic on both CPUs", []int{0, 1}, -1}} {
+				stop := make(chan struct{})
+				sweepErr := make(chan error, 1)
+				go func() { sweepErr <- sweepUntil(stop, phase.sweepPin) }()
+				const rounds, perRun = 20, 20000
+				for _, dir := range []Direction{Ingress, Egress} {
+					frame := udpFrame("198.18.0.1", "198.18.0.2", 3400+uint16(dir), 4000, 64)
+					prog := h.dispatcher(hPortA, dir)
+					errs := make(chan error, len(phase.cpus))
+					for _, cpu := range phase.cpus {
+						go func() {
+							for range rounds {
+								if err := runOnCPU(h.ns, cpu, prog, frame, perRun); err != nil {
+									errs <- err
+									return
+								}
+							}
+							errs <- nil
+						}()
+					}
+					for range phase.cpus {
+						if err := <-errs; err != nil {
+							t.Fatalf("%s, %s: %v", phase.name, dir, err)
+						}
+					}
+					sent += uint64(len(phase.cpus)) * rounds * perRun
+				}
+				close(stop)
+				if err := <-sweepErr; err != nil {
+					t.Fatalf("%s: %v", phase.name, err)
+				}
+			}
+			time.Sleep(2 * interval)
+			var reported uint64
+			for _, ev := range h.sweep(SweepOptions{All: true}) {
+				reported += ev.Packets
+			}
+			for {
+				ev, ok := h.poll()
+				if !ok {
+					break
+				}
+				reported += ev.Packets
+			}
+			if lost := h.r.LostSamples(); lost != 0 {
+				t.Fatalf("%d reports lost in the perf buffer: cannot add up", lost)
+			}
+			stats, err := h.d.Stats()
+			must(t, err)
+			total := reported + swept.Load()
+			t.Logf("%d sweeps (%d retried: a CPU mid-packet) took %d packets; %d packets bypassed a sweep; reports %d; sent %d",
+				sweeps.Load(), retries.Load(), swept.Load(), stats.SweepBypassed, reported, sent)
+			if total != sent {
+				t.Errorf("reports carry %d packets, want %d", total, sent)
+			}
+		})
+	}
+}
