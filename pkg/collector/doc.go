@@ -16,7 +16,9 @@
 // the one packet it carries: packets +1, bytes + that packet's IP length (IPv4
 // total length, IPv6 payload length + 40; the captured length for non-IP
 // frames), so v0.5 figures are a count of reported packets, not of all
-// traffic. Drop reports add to drops (by INT reason), never to packets. Hop
+// traffic. A drop report adds to drops (by INT reason), never to packets: as
+// many as its packet counter says (the agent folds a flow's drops within its
+// rate limit into one report), one when it has no counters. Hop
 // latency comes from the v2.0 hop-latency field, else egress − ingress
 // timestamp (v0.5: mod 2^32, flow reports only).
 //

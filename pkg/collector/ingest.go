@@ -116,24 +116,18 @@ func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.Deco
 	if r.InType == intreport.InnerEthernet || r.InType == intreport.InnerIPv4 || r.InType == intreport.InnerIPv6 {
 		flowkey.Parse(r.Inner, layer, &o.Tuple)
 	}
+	packets, bytes := reportCounts(r, &o.Tuple)
 	if r.Kind == intreport.Drop {
 		c.ing.dropReports.Add(1)
-		o.Drop, o.DropReason = true, r.DropReason
+		// A drop report's packet count is the drops it stands for (the
+		// agent folds a flow's drops within its rate limit into one).
+		o.Drops, o.DropReason = packets, r.DropReason
 	} else {
 		c.ing.flowReports.Add(1)
+		o.Packets, o.Bytes = packets, bytes
 		o.HasLatency, o.LatencyNs = hopLatency(f, r)
 		if o.HasLatency {
 			c.metrics.observeLatency(o.LatencyNs)
-		}
-	}
-	if r.Packets != 0 || r.Bytes != 0 {
-		o.Packets, o.Bytes = r.Packets, r.Bytes
-	} else {
-		// No counters (v0.5, or a v2.0 reporter without them): the report
-		// stands for the one packet it carries.
-		o.Packets, o.Bytes = 1, uint64(o.Tuple.IPLength)
-		if o.Bytes == 0 {
-			o.Bytes = uint64(len(r.Inner))
 		}
 	}
 	if r.IngressPort == 0 && r.EgressPort == 0 {
@@ -151,6 +145,20 @@ func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.Deco
 		c.pending.push(&u)
 		c.resolver.Request(source, r.SwitchID)
 	}
+}
+
+// reportCounts returns the packets and bytes r stands for: nsint's v2.0
+// counters when it has them, else the one packet it carries (its IP length,
+// or the captured length of a non-IP frame).
+func reportCounts(r *intreport.DecodedReport, t *flowkey.Tuple) (packets, bytes uint64) {
+	if r.Packets != 0 || r.Bytes != 0 {
+		return r.Packets, r.Bytes
+	}
+	bytes = uint64(t.IPLength)
+	if bytes == 0 {
+		bytes = uint64(len(r.Inner))
+	}
+	return 1, bytes
 }
 
 // apply adds u to the table when every port it names is known.

@@ -44,7 +44,7 @@ func newMetrics(c *Collector) *metrics {
 	m.ifaceReports = d("interface_reports_total", "INT reports per interface and direction.", ifaceLabels...)
 	m.ifacePackets = d("interface_packets_total", "Packets per interface and direction (v2.0 counters, else one per report).", ifaceLabels...)
 	m.ifaceBytes = d("interface_bytes_total", "Bytes per interface and direction (v2.0 counters, else the reported packet's IP length).", ifaceLabels...)
-	m.ifaceDrops = d("interface_drops_total", "Drop reports per interface, direction and INT drop reason.", append(ifaceLabels, "reason_code", "reason")...)
+	m.ifaceDrops = d("interface_drops_total", "Drops per interface, direction and INT drop reason (a v2.0 drop report's count, else one per drop report).", append(ifaceLabels, "reason_code", "reason")...)
 	m.datagrams = d("datagrams_total", "UDP datagrams received.")
 	m.reports = d("reports_total", "INT reports decoded, by kind.", "kind")
 	m.errors = d("errors_total", "Datagrams not used, by reason (receive and decode errors).", "reason")

@@ -55,8 +55,12 @@ func TestTwoRowsPerReportAndCounters(t *testing.T) {
 	o2 := obs(7, 1000)
 	o2.HasLatency, o2.LatencyNs = true, 100
 	tb.Add(o2, in, out)
+	// A drop report standing for 5 drops (the agent folds a flow's drops
+	// within its rate limit into one report), then one of another reason.
 	d := obs(9, 1000)
-	d.Drop, d.DropReason = true, 80
+	d.Packets, d.Bytes, d.Drops, d.DropReason = 0, 0, 5, 80
+	tb.Add(d, in, nil)
+	d.Drops, d.DropReason = 1, 71
 	tb.Add(d, in, nil)
 
 	rows, matched := tb.Query(Filter{Proto: -1, Port: -1, Interface: "net1"})
@@ -67,8 +71,8 @@ func TestTwoRowsPerReportAndCounters(t *testing.T) {
 	if r.Src != "198.18.0.1" || r.Dst != "198.18.0.2" || r.Proto != "tcp" || r.SrcPort != 1000 || r.DstPort != 80 {
 		t.Errorf("net1 row 5-tuple: %s %s:%d → %s:%d", r.Proto, r.Src, r.SrcPort, r.Dst, r.DstPort)
 	}
-	if r.Direction != "ingress" || r.Reports != 3 || r.Packets != 2 || r.Bytes != 200 || r.Drops != 1 ||
-		r.DropReasons["80"] != 1 || *r.LatencyMinNs != 100 || *r.LatencyAvgNs != 200 || *r.LatencyMaxNs != 300 ||
+	if r.Direction != "ingress" || r.Reports != 4 || r.Packets != 2 || r.Bytes != 200 || r.Drops != 6 ||
+		r.DropReasons["80"] != 5 || r.DropReasons["71"] != 1 || *r.LatencyMinNs != 100 || *r.LatencyAvgNs != 200 || *r.LatencyMaxNs != 300 ||
 		r.FirstSeen.UnixNano() != 5 || r.LastSeen.UnixNano() != 9 {
 		t.Errorf("net1 row: %+v", r)
 	}
@@ -77,7 +81,8 @@ func TestTwoRowsPerReportAndCounters(t *testing.T) {
 		t.Errorf("eth0 rows: %+v", rows)
 	}
 	sum := tb.Summary(MatchAll())
-	if len(sum) != 2 || sum[0].Interface != "eth0" || sum[0].Egress.Packets != 2 || sum[1].Ingress.Drops != 1 || sum[1].Flows != 1 {
+	if len(sum) != 2 || sum[0].Interface != "eth0" || sum[0].Egress.Packets != 2 || sum[1].Ingress.Drops != 6 ||
+		sum[1].Ingress.DropReasons["80"] != 5 || sum[1].Ingress.Packets != 2 || sum[1].Flows != 1 {
 		t.Errorf("summary: %+v", sum)
 	}
 }

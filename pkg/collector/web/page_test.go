@@ -64,7 +64,7 @@ func fillTable(tb *flowtable.Table) {
 	tb.Add(obs("198.18.1.2", "198.18.2.3", 443, 40000, 10, 150000, 1500), stackA, netA)
 	tb.Add(obs("198.18.9.1", "198.18.1.2", 5353, 53, 3, 300, 0), eth0A, stackA)
 	d := obs("198.18.2.3", "198.18.2.9", 5555, 22, 0, 0, 0)
-	d.Drop, d.DropReason = true, 80
+	d.Drops, d.DropReason = 1, 80
 	tb.Add(d, netB, nil)
 }
 
