@@ -1,10 +1,13 @@
 package collector
 
 import (
+	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/web"
 	"github.com/nsint/nsint/pkg/intreport"
 )
@@ -72,5 +75,107 @@ func TestDropReportsCountEveryDrop(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// withZeroCounters encodes r (whose Packets and Bytes must be distinctive)
+// and zeroes both counters in the payload, so that their DSMdBits stay set:
+// the encoder itself leaves zero counters out.
+func withZeroCounters(t *testing.T, r intreport.Report) []byte {
+	t.Helper()
+	r.Packets, r.Bytes = 0x0102030405060708, 0x1112131415161718
+	p := encode(intreport.V20, r)
+	for _, v := range []uint64{r.Packets, r.Bytes} {
+		i := bytes.Index(p, binary.BigEndian.AppendUint64(nil, v))
+		if i < 0 {
+			t.Fatalf("counter %#x not in the payload", v)
+		}
+		clear(p[i : i+8])
+	}
+	var d intreport.Decoded
+	if err := intreport.Decode(p, &d); err != nil {
+		t.Fatal(err)
+	}
+	got := d.Reports[0]
+	if got.DomainID != intreport.NsintDomainID || got.DSMdBits&(intreport.DSPackets|intreport.DSBytes) != intreport.DSPackets|intreport.DSBytes ||
+		got.Packets != 0 || got.Bytes != 0 {
+		t.Fatalf("crafted report: domain %#x bits %#x packets %d bytes %d, want both counters present and 0",
+			got.DomainID, got.DSMdBits, got.Packets, got.Bytes)
+	}
+	return p
+}
+
+// TestEmptyReportsTouchNothing sends v2.0 reports whose counters are present
+// and zero: they neither create nor touch a row or a per-interface total, and
+// are counted as empty. A v2.0 report without counters still counts as the
+// packet it carries.
+func TestEmptyReportsTouchNothing(t *testing.T) {
+	agent := newFakeAgent(t, twoPodTopology(nodeA))
+	c, addrs, base := startCollector(t, testConfig(agent.port()), false)
+	flowX := tcpFrame(ipB, ipA, 40000, 443, 1000)
+	send(t, addrs[0],
+		// flow X into pod-a through net1: 4 packets.
+		encode(intreport.V20, intreport.Report{Kind: intreport.Flow, Seq: 1, SwitchID: nodeA, IngressPort: 5,
+			EgressPort: 6, Packets: 4, Bytes: 4160, Inner: flowX}))
+	eventually(t, "flow X", func() bool { return len(flows(t, base, "").Flows) == 2 })
+	before := map[[2]string]flowtable.Row{}
+	for _, r := range flows(t, base, "").Flows {
+		before[[2]string{r.Interface, r.Direction}] = r
+	}
+
+	send(t, addrs[0],
+		// flow X again, nothing since: its rows must not change.
+		withZeroCounters(t, intreport.Report{Kind: intreport.Flow, Seq: 2, SwitchID: nodeA, IngressPort: 5,
+			EgressPort: 6, HopLatency: 900, Inner: flowX}),
+		// a new flow at pod-b's net1: no row, no total for that port.
+		withZeroCounters(t, intreport.Report{Kind: intreport.Flow, Seq: 3, SwitchID: nodeA, IngressPort: 8,
+			Inner: tcpFrame(ipA, ipB, 1234, 80, 0)}),
+		// a drop report standing for no drop, at pod-a's eth0.
+		withZeroCounters(t, intreport.Report{Kind: intreport.Drop, Seq: 4, SwitchID: nodeA, IngressPort: 7,
+			DropReason: 80, Inner: flowX}),
+		// v2.0 without counters (the encoder leaves zero ones out): one packet.
+		encode(intreport.V20, intreport.Report{Kind: intreport.Flow, Seq: 5, SwitchID: nodeA, IngressPort: 7,
+			EgressPort: 6, Inner: tcpFrame(ipB, ipA, 40001, 443, 1000)}))
+	eventually(t, "five reports", func() bool { s := c.Stats(); return s.Reports == 5 && s.Pending == 0 })
+
+	s := c.Stats()
+	if s.EmptyReports != 3 || s.FlowReports != 4 || s.DropReports != 1 {
+		t.Errorf("stats: empty %d flow %d drop %d, want 3 empty of 4 flow and 1 drop reports",
+			s.EmptyReports, s.FlowReports, s.DropReports)
+	}
+	after := flows(t, base, "port=40000").Flows
+	if len(after) != len(before) {
+		t.Fatalf("flow X has %d rows, want %d: %+v", len(after), len(before), after)
+	}
+	for _, a := range after {
+		r := before[[2]string{a.Interface, a.Direction}]
+		if a.Reports != r.Reports || a.Packets != r.Packets || a.Bytes != r.Bytes || !a.LastSeen.Equal(r.LastSeen) ||
+			a.LatencyMaxNs != nil {
+			t.Errorf("row %s %s changed: %+v, was %+v", a.Interface, a.Direction, a, r)
+		}
+	}
+	all := flows(t, base, "").Flows
+	if len(all) != 4 {
+		t.Errorf("%d rows, want 4 (flow X at net1 and the stack, the counter-less report at eth0 and the stack)", len(all))
+	}
+	for _, r := range all {
+		if r.Packets == 0 && r.Drops == 0 {
+			t.Errorf("row with neither packets nor drops: %+v", r)
+		}
+	}
+	eth0 := flows(t, base, "iface=eth0")
+	if len(eth0.Flows) != 1 || eth0.Flows[0].Packets != 1 || eth0.Flows[0].Bytes != 1040 || eth0.Flows[0].Drops != 0 {
+		t.Errorf("eth0 rows: %+v, want one packet of 1040 bytes from the report without counters", eth0.Flows)
+	}
+
+	var sum web.SummaryResponse
+	getJSON(t, base+"/api/v1/summary", &sum)
+	for _, i := range sum.Interfaces {
+		if i.PortID == 8 {
+			t.Errorf("pod-b's net1 has a summary entry from an empty report: %+v", i)
+		}
+	}
+	if m := scrape(t, base); !strings.Contains(m, "nsint_collector_empty_reports_total 3\n") || strings.Contains(m, `port="8"`) {
+		t.Errorf("metrics: want nsint_collector_empty_reports_total 3 and no series of port 8")
 	}
 }

@@ -18,7 +18,9 @@
 // frames), so v0.5 figures are a count of reported packets, not of all
 // traffic. A drop report adds to drops (by INT reason), never to packets: as
 // many as its packet counter says (the agent folds a flow's drops within its
-// rate limit into one report), one when it has no counters. Hop
+// rate limit into one report), one when it has no counters. A report whose
+// counters are present but count no packet (nothing crossed) is counted as
+// empty and creates or touches no row: a row always has packets or drops. Hop
 // latency comes from the v2.0 hop-latency field, else egress − ingress
 // timestamp (v0.5: mod 2^32, flow reports only).
 //

@@ -24,7 +24,7 @@ type metrics struct {
 	ifaceReports, ifacePackets, ifaceBytes, ifaceDrops *prometheus.Desc
 
 	datagrams, reports, errors, kernelDrops, lost, unresolved, pendingOverflow *prometheus.Desc
-	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow        *prometheus.Desc
+	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow, empty *prometheus.Desc
 }
 
 // ifaceLabels name one port of one node: the port ID keeps series of
@@ -58,6 +58,7 @@ func newMetrics(c *Collector) *metrics {
 	m.evictions = d("flow_evictions_total", "Flow rows evicted (least recently seen) because the table was full.")
 	m.flows = d("flows", "Flow rows in the table.")
 	m.seqOverflow = d("sequence_sources_overflow_total", "Reports whose source was not tracked for gaps because too many sources were.")
+	m.empty = d("empty_reports_total", "Reports whose counters were present and zero (nothing crossed): no row was created or updated.")
 	m.registry.MustRegister(m, m.latency)
 	return m
 }
@@ -72,7 +73,7 @@ func (m *metrics) handler() http.Handler {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.ifaceReports, m.ifacePackets, m.ifaceBytes, m.ifaceDrops,
 		m.datagrams, m.reports, m.errors, m.kernelDrops, m.lost, m.unresolved, m.pendingOverflow,
-		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow} {
+		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow, m.empty} {
 		ch <- d
 	}
 }
@@ -117,6 +118,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.evictions, s.Table.Evictions)
 	gauge(m.flows, float64(s.Table.Flows))
 	counter(m.seqOverflow, s.SequenceOverflow)
+	counter(m.empty, s.EmptyReports)
 }
 
 // reasonName names an INT drop reason code, "code N" when it has no name.

@@ -44,6 +44,10 @@ type Observation struct {
 	LatencyNs  uint32
 }
 
+// Empty reports whether o counts nothing: no packets and no drops. Add
+// ignores such observations.
+func (o *Observation) Empty() bool { return o.Packets == 0 && o.Drops == 0 }
+
 // rowKey identifies a row: a flow at one port in one direction. It has no
 // padding and no pointers, so the map hashes and compares it as one block of
 // memory.
@@ -166,8 +170,12 @@ func New(capacity int) *Table {
 }
 
 // Add records o at ingress (as an Ingress row) and at egress (as an Egress
-// row); either port may be nil.
+// row); either port may be nil. An empty observation changes nothing: no row
+// or per-interface total exists that has neither packets nor drops.
 func (t *Table) Add(o *Observation, ingress, egress *topology.Port) {
+	if o.Empty() {
+		return
+	}
 	t.mu.Lock()
 	if ingress != nil {
 		t.addLocked(o, ingress, Ingress)

@@ -157,7 +157,7 @@ func TestIPv6AndNonIPRows(t *testing.T) {
 	o.Tuple.Src, o.Tuple.Dst = netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")
 	o.Tuple.EtherType = flowkey.EtherTypeIPv6
 	tb.Add(o, p, nil)
-	tb.Add(&Observation{TimeNs: 2, Tuple: flowkey.Tuple{EtherType: 0x0806}}, p, nil)
+	tb.Add(&Observation{TimeNs: 2, Packets: 1, Bytes: 28, Tuple: flowkey.Tuple{EtherType: 0x0806}}, p, nil)
 	f := MatchAll()
 	f.Sort, f.Ascending = SortLastSeen, true
 	rows, _ := tb.Query(f)
@@ -170,5 +170,33 @@ func TestIPv6AndNonIPRows(t *testing.T) {
 	f.Addr = netip.MustParsePrefix("fd00::/64")
 	if rows, _ := tb.Query(f); len(rows) != 1 {
 		t.Errorf("addr=fd00::/64: %d rows", len(rows))
+	}
+}
+
+// An observation with neither packets nor drops creates no row and no
+// per-interface total, and leaves an existing row as it was.
+func TestEmptyObservationChangesNothing(t *testing.T) {
+	tb := New(10)
+	in, out := port(1, "net1"), port(2, "eth0")
+	empty := obs(3, 1000)
+	empty.Packets, empty.Bytes, empty.HasLatency, empty.LatencyNs = 0, 0, true, 50
+	tb.Add(empty, in, out)
+	empty.DropReason = 80 // a drop report standing for no drop
+	tb.Add(empty, in, nil)
+	if s := tb.Stats(); s.Flows != 0 {
+		t.Errorf("%d rows from empty observations, want 0", s.Flows)
+	}
+	totals := 0
+	tb.EachPortTotals(func(PortTotals) { totals++ })
+	if totals != 0 || len(tb.Summary(MatchAll())) != 0 {
+		t.Errorf("%d per-interface totals from empty observations, want 0", totals)
+	}
+
+	tb.Add(obs(1, 1000), in, nil)
+	empty.TimeNs = 9
+	tb.Add(empty, in, out)
+	rows, _ := tb.Query(MatchAll())
+	if len(rows) != 1 || rows[0].Reports != 1 || rows[0].LastSeen.UnixNano() != 1 || rows[0].LatencyMaxNs != nil {
+		t.Errorf("rows after an empty observation: %+v", rows)
 	}
 }
