@@ -5,10 +5,11 @@
 //
 // It owns the wiring and the ingest path: reading datagrams in batches
 // (recvmmsg, with the kernel's SO_RXQ_OVFL drop counter), decoding with
-// pkg/intreport, sequence-gap accounting per (source address, hw_id, format),
-// and the bounded queue of reports whose ports are not known yet (replayed
-// after each topology change). Parsing inner packets, the flow table,
-// topology resolution and the HTTP views live in the sub-packages.
+// pkg/intreport, sequence-gap accounting per (source address, hw_id, format)
+// and per agent (source address; restarts are not losses), and the bounded
+// queue of reports whose ports are not known yet (replayed after each
+// topology change). Parsing inner packets, the flow table, topology
+// resolution and the HTTP views live in the sub-packages.
 //
 // Counters per report: a v2.0 report with nsint's domain-specific counters
 // adds its packets and bytes since the previous report. A report without
