@@ -63,11 +63,20 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 		if err := parse(fs, args); err != nil {
 			return err
 		}
-		resp, err := client.Flows(ctx, &http.Client{Timeout: 30 * time.Second}, o.Server, o.Params())
+		hc := &http.Client{Timeout: 30 * time.Second}
+		resp, err := client.Flows(ctx, hc, o.Server, o.Params())
 		if err != nil {
 			return err
 		}
-		return client.WriteTable(stdout, resp, time.Now())
+		// The agents' report loss, to say under the table when figures may be short.
+		sum, err := client.Summary(ctx, hc, o.Server, o.Params())
+		if err != nil {
+			return err
+		}
+		if err := client.WriteTable(stdout, resp, time.Now()); err != nil {
+			return err
+		}
+		return client.WriteLosses(stdout, sum.Agents)
 	case "deepinsight-topology":
 		var agents collector.ListFlag
 		fs.Var(&agents, "agents", "agent API URLs (comma-separated or repeated)")

@@ -85,42 +85,65 @@ func TestInvalidConfigurationExitsWithStatus2(t *testing.T) {
 	}
 }
 
-// TestServeAndFlowsCommand runs the collector (`run` with flags from the
-// environment), sends it a report, and prints the net1 flows with the
-// `flows` command.
-func TestServeAndFlowsCommand(t *testing.T) {
+// serveCollector runs the collector (`run` with flags from the environment)
+// with an agent of switch 9 on node-a, until the test ends. It returns a UDP
+// connection to the collector and its base URL.
+func serveCollector(t *testing.T) (net.Conn, string) {
+	t.Helper()
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []api.Port{
 			{ID: 5, Name: "net1", Ifindex: 3, Pod: &topology.Pod{Namespace: "default", Name: "pod-a"}, Network: "default/macvlan-net"},
 			{ID: 6, Name: ":stack", LocalStack: true},
 		}})
 	}))
-	defer agent.Close()
+	t.Cleanup(agent.Close)
 	udpPort, apiPort := freePort(t, "udp"), freePort(t, "tcp")
 	t.Setenv("NSINT_COLLECTOR_LISTEN", "127.0.0.1:"+udpPort)
 	t.Setenv("NSINT_COLLECTOR_API_ADDR", "127.0.0.1:"+apiPort)
 	t.Setenv("NSINT_COLLECTOR_AGENTS", agent.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- run(ctx, nil, io.Discard, log) }()
-	defer func() {
+	go func() { done <- run(ctx, nil, io.Discard, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
-	}()
-
+	})
+	server := "http://127.0.0.1:" + apiPort
+	// Run listens on UDP before HTTP: once HTTP answers, reports are received.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(server + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collector never served: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	conn, err := net.Dial("udp", "127.0.0.1:"+udpPort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	frame := append(make([]byte, 12), 0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17, 0, 0,
-		198, 18, 0, 1, 198, 18, 0, 2, 0x13, 0x88, 0x00, 0x35, 0, 20, 0, 0)
+	t.Cleanup(func() { conn.Close() })
+	return conn, server
+}
+
+// udpFrame is Ethernet/IPv4/UDP 198.18.0.1:5000 → 198.18.0.2:53.
+var udpFrame = append(make([]byte, 12), 0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17, 0, 0,
+	198, 18, 0, 1, 198, 18, 0, 2, 0x13, 0x88, 0x00, 0x35, 0, 20, 0, 0)
+
+// TestServeAndFlowsCommand runs the collector, sends it a report, and prints
+// the net1 flows with the `flows` command: no agent lost reports, so nothing
+// follows the table.
+func TestServeAndFlowsCommand(t *testing.T) {
+	conn, server := serveCollector(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	payload := intreport.AppendV20(nil, &intreport.Report{Kind: intreport.Flow, SwitchID: 9, IngressPort: 5,
-		EgressPort: 6, HopLatency: 2500, Packets: 4, Bytes: 160, Inner: frame})
-	server := "http://127.0.0.1:" + apiPort
+		EgressPort: 6, HopLatency: 2500, Packets: 4, Bytes: 160, Inner: udpFrame})
 	deadline := time.Now().Add(15 * time.Second)
 	var out bytes.Buffer
 	for {
@@ -146,9 +169,42 @@ func TestServeAndFlowsCommand(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "NODE") {
 		t.Errorf("header %q", lines[0])
 	}
-	err = run(context.Background(), []string{"flows", "--server", server, "--limit", "0", "--sort", "bogus"}, &out, log)
+	err := run(context.Background(), []string{"flows", "--server", server, "--limit", "0", "--sort", "bogus"}, &out, log)
 	if err == nil || !strings.Contains(err.Error(), `"sort"`) {
 		t.Errorf("bad sort: %v", err)
+	}
+}
+
+// TestFlowsCommandShowsReportLoss sends reports with a gap in their sequence
+// numbers: the `flows` output ends with a line saying the agent lost reports.
+func TestFlowsCommandShowsReportLoss(t *testing.T) {
+	conn, server := serveCollector(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, seq := range []uint32{1, 2, 6} { // 3, 4 and 5 lost
+		conn.Write(intreport.AppendV20(nil, &intreport.Report{Kind: intreport.Flow, Seq: seq, SwitchID: 9,
+			IngressPort: 5, EgressPort: 6, Packets: 1, Bytes: 40, Inner: udpFrame}))
+	}
+	const want = "node-a (127.0.0.1): 3 reports lost — totals may be short"
+	deadline := time.Now().Add(15 * time.Second)
+	var out bytes.Buffer
+	for {
+		out.Reset()
+		err := run(context.Background(), []string{"flows", "--server", server, "--iface", "net1"}, &out, log)
+		if err == nil && strings.Contains(out.String(), want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flows never showed the loss (err %v): %q", err, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("flows output:\n%s", out.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NODE") || !strings.Contains(lines[1], "net1") || lines[2] != want {
+		t.Errorf("flows output: header, the net1 row, then %q; got %q", want, lines)
+	}
+	if !strings.Contains(lines[1], " 3 ") {
+		t.Errorf("net1 row %q: want 3 packets (the reports that arrived)", lines[1])
 	}
 }
 

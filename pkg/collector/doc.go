@@ -5,10 +5,11 @@
 //
 // It owns the wiring and the ingest path: reading datagrams in batches
 // (recvmmsg, with the kernel's SO_RXQ_OVFL drop counter), decoding with
-// pkg/intreport, sequence-gap accounting per (source address, hw_id, format),
-// and the bounded queue of reports whose ports are not known yet (replayed
-// after each topology change). Parsing inner packets, the flow table,
-// topology resolution and the HTTP views live in the sub-packages.
+// pkg/intreport, sequence-gap accounting per (source address, hw_id, format)
+// and per agent (source address; restarts are not losses), and the bounded
+// queue of reports whose ports are not known yet (replayed after each
+// topology change). Parsing inner packets, the flow table, topology
+// resolution and the HTTP views live in the sub-packages.
 //
 // Counters per report: a v2.0 report with nsint's domain-specific counters
 // adds its packets and bytes since the previous report. A report without
@@ -16,7 +17,11 @@
 // the one packet it carries: packets +1, bytes + that packet's IP length (IPv4
 // total length, IPv6 payload length + 40; the captured length for non-IP
 // frames), so v0.5 figures are a count of reported packets, not of all
-// traffic. Drop reports add to drops (by INT reason), never to packets. Hop
+// traffic. A drop report adds to drops (by INT reason), never to packets: as
+// many as its packet counter says (the agent folds a flow's drops within its
+// rate limit into one report), one when it has no counters. A report whose
+// counters are present but count no packet (nothing crossed) is counted as
+// empty and creates or touches no row: a row always has packets or drops. Hop
 // latency comes from the v2.0 hop-latency field, else egress − ingress
 // timestamp (v0.5: mod 2^32, flow reports only).
 //

@@ -10,7 +10,8 @@ import (
 // FuzzIngest feeds arbitrary UDP payloads through the whole input path
 // (decode, inner-frame parsing, sequence tracking, resolution, pending queue,
 // flow table, row rendering). Nothing may panic, every datagram is counted
-// once, and the table and pending queue stay within their bounds.
+// once, the table and pending queue stay within their bounds, and no row
+// has neither packets nor drops.
 //
 // Seeds: the independent reference vectors and encoder output of every kind.
 func FuzzIngest(f *testing.F) {
@@ -48,6 +49,9 @@ func FuzzIngest(f *testing.F) {
 		for _, r := range rows {
 			if r.Interface == "" || (r.Direction != "ingress" && r.Direction != "egress") {
 				t.Fatalf("bad row %+v", r)
+			}
+			if r.Packets == 0 && r.Drops == 0 {
+				t.Fatalf("row with neither packets nor drops: %+v", r)
 			}
 		}
 		c.Table().Summary(flowtable.MatchAll())

@@ -11,6 +11,7 @@ func (c *Collector) newHandler() http.Handler {
 		Table:    c.table,
 		Resolver: c.resolver,
 		Stats:    func() any { return c.Stats() },
+		Agents:   c.Agents,
 		Metrics:  c.metrics.handler(),
 	})
 }

@@ -61,6 +61,7 @@ type ingestCounters struct {
 	dropReports atomic.Uint64
 	errors      [numReasons]atomic.Uint64
 	unresolved  atomic.Uint64 // reports that went to the pending queue
+	empty       atomic.Uint64 // reports whose counters say nothing crossed
 	noPorts     atomic.Uint64 // reports naming no port at all
 }
 
@@ -95,7 +96,7 @@ func (in *Ingester) Ingest(source netip.Addr, payload []byte, nowNs int64) {
 		return
 	}
 	first := &d.Reports[0]
-	c.seq.observe(seqKey{source: source, hwID: first.HwID, v20: d.Format == intreport.V20}, first.Seq)
+	c.seq.observe(seqKey{source: source, hwID: first.HwID, v20: d.Format == intreport.V20}, first.Seq, first.SwitchID)
 	for i := range d.Reports {
 		in.one(source, d.Format, &d.Reports[i], nowNs)
 	}
@@ -104,37 +105,20 @@ func (in *Ingester) Ingest(source netip.Addr, payload []byte, nowNs int64) {
 func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.DecodedReport, nowNs int64) {
 	c := in.c
 	c.ing.reports.Add(1)
-	o := &in.obs
-	*o = flowtable.Observation{TimeNs: nowNs}
-	layer := flowkey.LayerEthernet
-	switch r.InType {
-	case intreport.InnerIPv4:
-		layer = flowkey.LayerIPv4
-	case intreport.InnerIPv6:
-		layer = flowkey.LayerIPv6
-	}
-	if r.InType == intreport.InnerEthernet || r.InType == intreport.InnerIPv4 || r.InType == intreport.InnerIPv6 {
-		flowkey.Parse(r.Inner, layer, &o.Tuple)
-	}
 	if r.Kind == intreport.Drop {
 		c.ing.dropReports.Add(1)
-		o.Drop, o.DropReason = true, r.DropReason
 	} else {
 		c.ing.flowReports.Add(1)
-		o.HasLatency, o.LatencyNs = hopLatency(f, r)
-		if o.HasLatency {
-			c.metrics.observeLatency(o.LatencyNs)
-		}
 	}
-	if r.Packets != 0 || r.Bytes != 0 {
-		o.Packets, o.Bytes = r.Packets, r.Bytes
-	} else {
-		// No counters (v0.5, or a v2.0 reporter without them): the report
-		// stands for the one packet it carries.
-		o.Packets, o.Bytes = 1, uint64(o.Tuple.IPLength)
-		if o.Bytes == 0 {
-			o.Bytes = uint64(len(r.Inner))
-		}
+	o := &in.obs
+	observe(f, r, nowNs, o)
+	if o.Empty() {
+		// Its counters say no packet crossed: no row to create or touch.
+		c.ing.empty.Add(1)
+		return
+	}
+	if o.HasLatency {
+		c.metrics.observeLatency(o.LatencyNs)
 	}
 	if r.IngressPort == 0 && r.EgressPort == 0 {
 		c.ing.noPorts.Add(1)
@@ -151,6 +135,54 @@ func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.Deco
 		c.pending.push(&u)
 		c.resolver.Request(source, r.SwitchID)
 	}
+}
+
+// observe fills o with what r says: its flow, its counts and its latency.
+func observe(f intreport.Format, r *intreport.DecodedReport, nowNs int64, o *flowtable.Observation) {
+	*o = flowtable.Observation{TimeNs: nowNs}
+	layer := flowkey.LayerEthernet
+	switch r.InType {
+	case intreport.InnerIPv4:
+		layer = flowkey.LayerIPv4
+	case intreport.InnerIPv6:
+		layer = flowkey.LayerIPv6
+	}
+	if r.InType == intreport.InnerEthernet || r.InType == intreport.InnerIPv4 || r.InType == intreport.InnerIPv6 {
+		flowkey.Parse(r.Inner, layer, &o.Tuple)
+	}
+	packets, bytes := reportCounts(r, &o.Tuple)
+	if r.Kind == intreport.Drop {
+		// A drop report's packet count is the drops it stands for (the
+		// agent folds a flow's drops within its rate limit into one).
+		o.Drops, o.DropReason = packets, r.DropReason
+		return
+	}
+	if packets == 0 {
+		return // bytes without a packet count stand for nothing we can show
+	}
+	o.Packets, o.Bytes = packets, bytes
+	o.HasLatency, o.LatencyNs = hopLatency(f, r)
+}
+
+// reportCounts returns the packets and bytes r stands for: nsint's v2.0
+// counters when it has them (zero when they say nothing crossed), else the
+// one packet it carries (its IP length, or the captured length of a non-IP
+// frame).
+func reportCounts(r *intreport.DecodedReport, t *flowkey.Tuple) (packets, bytes uint64) {
+	if hasCounters(r) {
+		return r.Packets, r.Bytes
+	}
+	bytes = uint64(t.IPLength)
+	if bytes == 0 {
+		bytes = uint64(len(r.Inner))
+	}
+	return 1, bytes
+}
+
+// hasCounters reports whether r carries nsint's packet or byte counter (v2.0
+// domain-specific metadata), whatever their value.
+func hasCounters(r *intreport.DecodedReport) bool {
+	return r.DomainID == intreport.NsintDomainID && r.DSMdBits&(intreport.DSPackets|intreport.DSBytes) != 0
 }
 
 // apply adds u to the table when every port it names is known.

@@ -24,7 +24,9 @@ type metrics struct {
 	ifaceReports, ifacePackets, ifaceBytes, ifaceDrops *prometheus.Desc
 
 	datagrams, reports, errors, kernelDrops, lost, unresolved, pendingOverflow *prometheus.Desc
-	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow        *prometheus.Desc
+	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow, empty *prometheus.Desc
+
+	agentReports, agentLost, agentInfo *prometheus.Desc
 }
 
 // ifaceLabels name one port of one node: the port ID keeps series of
@@ -44,12 +46,12 @@ func newMetrics(c *Collector) *metrics {
 	m.ifaceReports = d("interface_reports_total", "INT reports per interface and direction.", ifaceLabels...)
 	m.ifacePackets = d("interface_packets_total", "Packets per interface and direction (v2.0 counters, else one per report).", ifaceLabels...)
 	m.ifaceBytes = d("interface_bytes_total", "Bytes per interface and direction (v2.0 counters, else the reported packet's IP length).", ifaceLabels...)
-	m.ifaceDrops = d("interface_drops_total", "Drop reports per interface, direction and INT drop reason.", append(ifaceLabels, "reason_code", "reason")...)
+	m.ifaceDrops = d("interface_drops_total", "Drops per interface, direction and INT drop reason (a v2.0 drop report's count, else one per drop report).", append(ifaceLabels, "reason_code", "reason")...)
 	m.datagrams = d("datagrams_total", "UDP datagrams received.")
 	m.reports = d("reports_total", "INT reports decoded, by kind.", "kind")
 	m.errors = d("errors_total", "Datagrams not used, by reason (receive and decode errors).", "reason")
 	m.kernelDrops = d("socket_drops_total", "Datagrams the kernel dropped because the receive buffer was full (SO_RXQ_OVFL).")
-	m.lost = d("lost_reports_total", "Reports missing from sequence-number gaps per source address and hw_id.")
+	m.lost = d("lost_reports_total", "Reports missing from sequence-number gaps, over all agents.")
 	m.unresolved = d("resolution_failures_total", "Reports whose ports were unknown on arrival (queued for later resolution).")
 	m.pendingOverflow = d("pending_overflow_total", "Unresolved reports dropped because the pending queue was full.")
 	m.pendingNow = d("pending_reports", "Reports waiting for their ports to resolve.")
@@ -58,6 +60,13 @@ func newMetrics(c *Collector) *metrics {
 	m.evictions = d("flow_evictions_total", "Flow rows evicted (least recently seen) because the table was full.")
 	m.flows = d("flows", "Flow rows in the table.")
 	m.seqOverflow = d("sequence_sources_overflow_total", "Reports whose source was not tracked for gaps because too many sources were.")
+	m.empty = d("empty_reports_total", "Reports whose counters were present and zero (nothing crossed): no row was created or updated.")
+	// Per agent: one series per tracked source address (at most
+	// --max-sources), labelled by the address, which does not change when
+	// the agent's node becomes known; agent_info gives the node.
+	m.agentReports = d("agent_reports_total", "Sequenced reports received per agent (source address).", "agent")
+	m.agentLost = d("agent_lost_reports_total", "Reports missing from sequence-number gaps per agent (source address): their counts are missing from every total.", "agent")
+	m.agentInfo = d("agent_info", "Always 1: the node and switch ID of each agent (source address); node is empty while its topology is unknown.", "agent", "node", "switch_id")
 	m.registry.MustRegister(m, m.latency)
 	return m
 }
@@ -72,7 +81,8 @@ func (m *metrics) handler() http.Handler {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.ifaceReports, m.ifacePackets, m.ifaceBytes, m.ifaceDrops,
 		m.datagrams, m.reports, m.errors, m.kernelDrops, m.lost, m.unresolved, m.pendingOverflow,
-		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow} {
+		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow, m.empty,
+		m.agentReports, m.agentLost, m.agentInfo} {
 		ch <- d
 	}
 }
@@ -117,6 +127,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.evictions, s.Table.Evictions)
 	gauge(m.flows, float64(s.Table.Flows))
 	counter(m.seqOverflow, s.SequenceOverflow)
+	counter(m.empty, s.EmptyReports)
+	for _, a := range c.Agents() {
+		counter(m.agentReports, a.Reports, a.Source)
+		counter(m.agentLost, a.LostReports, a.Source)
+		gauge(m.agentInfo, 1, a.Source, a.Node, strconv.FormatUint(uint64(a.SwitchID), 10))
+	}
 }
 
 // reasonName names an INT drop reason code, "code N" when it has no name.

@@ -2,7 +2,6 @@ package collector
 
 import (
 	"github.com/nsint/nsint/pkg/api"
-	"net/netip"
 	"testing"
 
 	"github.com/nsint/nsint/pkg/collector/topology"
@@ -62,38 +61,6 @@ func TestPendingQueueOverflowCountsOldest(t *testing.T) {
 	q.drain(func(u *unresolved) bool { left = append(left, u.ingress.Port); return false })
 	if len(left) != 2 || left[0] != 3 || left[1] != 5 {
 		t.Errorf("kept %v, want [3 5]", left)
-	}
-}
-
-func TestSequenceGaps(t *testing.T) {
-	s := newSequences(2)
-	a := seqKey{source: netip.MustParseAddr("198.18.0.1"), hwID: 1}
-	b := seqKey{source: netip.MustParseAddr("198.18.0.1"), hwID: 2}
-	v2 := seqKey{source: netip.MustParseAddr("198.18.0.2"), v20: true}
-	for _, step := range []struct {
-		k    seqKey
-		seq  uint32
-		lost uint64
-	}{
-		{a, 10, 0}, {a, 11, 0}, {a, 15, 3}, // 12, 13, 14 lost
-		{b, 100, 0}, {b, 101, 0}, // another hw_id is another sequence
-		{a, 14, 0}, {a, 15, 0}, // late or repeated: resynchronise, no loss
-		{a, 0xFFFFFFFF, 0}, // a jump of half the space or more: restart
-		{a, 1, 1},          // wraps: 0 lost
-		{v2, 0x3FFFFE, 0},  // third source: over the limit, untracked
-	} {
-		if got := s.observe(step.k, step.seq); got != step.lost {
-			t.Errorf("observe(%+v, %#x) = %d lost, want %d", step.k, step.seq, got, step.lost)
-		}
-	}
-	lost, overflow, n := s.stats()
-	if lost != 4 || overflow != 1 || n != 2 {
-		t.Errorf("stats lost %d overflow %d sources %d, want 4 1 2", lost, overflow, n)
-	}
-	s2 := newSequences(10)
-	s2.observe(v2, 0x3FFFFE)
-	if got := s2.observe(v2, 1); got != 2 { // 0x3FFFFF and 0 lost: 22-bit wrap
-		t.Errorf("v2.0 wrap: %d lost, want 2", got)
 	}
 }
 

@@ -19,6 +19,7 @@ type Stats struct {
 	Sources          int               `json:"sources"`
 	SequenceOverflow uint64            `json:"sequenceOverflow"`
 	NoPorts          uint64            `json:"noPorts"`
+	EmptyReports     uint64            `json:"emptyReports"` // counters present and zero: no row touched
 	Unresolved       uint64            `json:"unresolved"`
 	Pending          int               `json:"pending"`
 	PendingOverflow  uint64            `json:"pendingOverflow"`
@@ -30,17 +31,18 @@ type Stats struct {
 // Stats returns a snapshot of every counter.
 func (c *Collector) Stats() Stats {
 	s := Stats{
-		Datagrams:   c.ing.datagrams.Load(),
-		Bytes:       c.ing.bytes.Load(),
-		Reports:     c.ing.reports.Load(),
-		FlowReports: c.ing.flowReports.Load(),
-		DropReports: c.ing.dropReports.Load(),
-		Errors:      make(map[string]uint64, numReasons),
-		SocketDrops: c.sock.kernelDrops.Load(),
-		NoPorts:     c.ing.noPorts.Load(),
-		Unresolved:  c.ing.unresolved.Load(),
-		Table:       c.table.Stats(),
-		Topology:    c.resolver.Stats(),
+		Datagrams:    c.ing.datagrams.Load(),
+		Bytes:        c.ing.bytes.Load(),
+		Reports:      c.ing.reports.Load(),
+		FlowReports:  c.ing.flowReports.Load(),
+		DropReports:  c.ing.dropReports.Load(),
+		Errors:       make(map[string]uint64, numReasons),
+		SocketDrops:  c.sock.kernelDrops.Load(),
+		NoPorts:      c.ing.noPorts.Load(),
+		EmptyReports: c.ing.empty.Load(),
+		Unresolved:   c.ing.unresolved.Load(),
+		Table:        c.table.Stats(),
+		Topology:     c.resolver.Stats(),
 	}
 	for r := ErrorReason(0); r < numReasons; r++ {
 		s.Errors[r.String()] = c.ing.errors[r].Load()

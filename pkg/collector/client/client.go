@@ -19,35 +19,54 @@ import (
 
 // Flows fetches GET <server>/api/v1/flows with params.
 func Flows(ctx context.Context, c *http.Client, server string, params url.Values) (*web.FlowsResponse, error) {
-	u := strings.TrimRight(server, "/") + "/api/v1/flows"
+	var out web.FlowsResponse
+	if err := get(ctx, c, server, "flows", params, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Summary fetches GET <server>/api/v1/summary with params (the flows
+// parameters are accepted; those that select flows rather than interfaces
+// are ignored by the server).
+func Summary(ctx context.Context, c *http.Client, server string, params url.Values) (*web.SummaryResponse, error) {
+	var out web.SummaryResponse
+	if err := get(ctx, c, server, "summary", params, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// get fetches <server>/api/v1/<view> into out.
+func get(ctx context.Context, c *http.Client, server, view string, params url.Values, out any) error {
+	u := strings.TrimRight(server, "/") + "/api/v1/" + view
 	if len(params) > 0 {
 		u += "?" + params.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("flows from %s: %w", server, err)
+		return fmt.Errorf("%s from %s: %w", view, server, err)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("flows from %s: %w", server, err)
+		return fmt.Errorf("%s from %s: %w", view, server, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
-		return nil, fmt.Errorf("flows from %s: %w", server, err)
+		return fmt.Errorf("%s from %s: %w", view, server, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e web.ErrorResponse
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("flows from %s: %s", server, e.Error)
+			return fmt.Errorf("%s from %s: %s", view, server, e.Error)
 		}
-		return nil, fmt.Errorf("flows from %s: http status %d", server, resp.StatusCode)
+		return fmt.Errorf("%s from %s: http status %d", view, server, resp.StatusCode)
 	}
-	var out web.FlowsResponse
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("flows from %s: decode: %w", server, err)
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("%s from %s: decode: %w", view, server, err)
 	}
-	return &out, nil
+	return nil
 }
 
 // WriteTable prints rows as an aligned table, one line per row.
@@ -68,6 +87,25 @@ func WriteTable(w io.Writer, resp *web.FlowsResponse, now time.Time) error {
 	if resp.Matched > len(resp.Flows) {
 		_, err := fmt.Fprintf(w, "(%d of %d rows; raise --limit for more)\n", len(resp.Flows), resp.Matched)
 		return err
+	}
+	return nil
+}
+
+// WriteLosses prints one line per agent that lost reports, for under the
+// table: the figures above miss what those reports carried.
+func WriteLosses(w io.Writer, agents []web.AgentReports) error {
+	for i := range agents {
+		a := &agents[i]
+		if a.LostReports == 0 {
+			continue
+		}
+		noun := "reports"
+		if a.LostReports == 1 {
+			noun = "report"
+		}
+		if _, err := fmt.Fprintf(w, "%s: %d %s lost — totals may be short\n", a.Name(), a.LostReports, noun); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -49,3 +49,24 @@ func TestParams(t *testing.T) {
 		t.Errorf("params %s", got)
 	}
 }
+
+func TestWriteLosses(t *testing.T) {
+	var out bytes.Buffer
+	err := WriteLosses(&out, []web.AgentReports{
+		{Source: "198.18.0.1", Node: "node-a", Reports: 40, LostReports: 3},
+		{Source: "198.18.0.3", Node: "node-b", Reports: 12, SequenceResets: 1}, // nothing lost: no line
+		{Source: "fd00::2", Reports: 9, LostReports: 1},                        // node not known yet
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "node-a (198.18.0.1): 3 reports lost — totals may be short\n" +
+		"fd00::2: 1 report lost — totals may be short\n"
+	if out.String() != want {
+		t.Errorf("loss lines:\n%s\nwant:\n%s", out.String(), want)
+	}
+	out.Reset()
+	if err := WriteLosses(&out, []web.AgentReports{{Source: "198.18.0.1", Reports: 5}}); err != nil || out.Len() != 0 {
+		t.Errorf("no loss: wrote %q (%v), want nothing", out.String(), err)
+	}
+}

@@ -29,18 +29,24 @@ func (d Direction) String() string {
 	return "unknown"
 }
 
-// Observation is what one report says about one packet (or, with v2.0
-// counters, about the packets of a flow since its previous report).
+// Observation is what one report says about a flow at its ports: the packets
+// and bytes that crossed them (the one packet a report carries, or with v2.0
+// counters the flow's packets since its previous report), or, for a drop
+// report, how many of the flow's packets were dropped.
 type Observation struct {
 	TimeNs     int64 // receive time, Unix nanoseconds
 	Tuple      flowkey.Tuple
 	Packets    uint64
 	Bytes      uint64
-	Drop       bool
-	DropReason uint8 // INT drop reason code
+	Drops      uint64 // packets dropped: the count a drop report stands for
+	DropReason uint8  // INT drop reason code of Drops
 	HasLatency bool
 	LatencyNs  uint32
 }
+
+// Empty reports whether o counts nothing: no packets and no drops. Add
+// ignores such observations.
+func (o *Observation) Empty() bool { return o.Packets == 0 && o.Drops == 0 }
 
 // rowKey identifies a row: a flow at one port in one direction. It has no
 // padding and no pointers, so the map hashes and compares it as one block of
@@ -90,15 +96,14 @@ type counters struct {
 
 func (c *counters) add(o *Observation) {
 	c.reports++
-	if o.Drop {
-		c.drops++
+	c.packets += o.Packets
+	c.bytes += o.Bytes
+	if o.Drops != 0 {
+		c.drops += o.Drops
 		if c.dropReasons == nil {
 			c.dropReasons = make(map[uint8]uint64, 2)
 		}
-		c.dropReasons[o.DropReason]++
-	} else {
-		c.packets += o.Packets
-		c.bytes += o.Bytes
+		c.dropReasons[o.DropReason] += o.Drops
 	}
 	if o.HasLatency {
 		if c.latN == 0 || o.LatencyNs < c.latMin {
@@ -165,8 +170,12 @@ func New(capacity int) *Table {
 }
 
 // Add records o at ingress (as an Ingress row) and at egress (as an Egress
-// row); either port may be nil.
+// row); either port may be nil. An empty observation changes nothing: no row
+// or per-interface total exists that has neither packets nor drops.
 func (t *Table) Add(o *Observation, ingress, egress *topology.Port) {
+	if o.Empty() {
+		return
+	}
 	t.mu.Lock()
 	if ingress != nil {
 		t.addLocked(o, ingress, Ingress)

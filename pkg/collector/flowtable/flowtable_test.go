@@ -55,8 +55,12 @@ func TestTwoRowsPerReportAndCounters(t *testing.T) {
 	o2 := obs(7, 1000)
 	o2.HasLatency, o2.LatencyNs = true, 100
 	tb.Add(o2, in, out)
+	// A drop report standing for 5 drops (the agent folds a flow's drops
+	// within its rate limit into one report), then one of another reason.
 	d := obs(9, 1000)
-	d.Drop, d.DropReason = true, 80
+	d.Packets, d.Bytes, d.Drops, d.DropReason = 0, 0, 5, 80
+	tb.Add(d, in, nil)
+	d.Drops, d.DropReason = 1, 71
 	tb.Add(d, in, nil)
 
 	rows, matched := tb.Query(Filter{Proto: -1, Port: -1, Interface: "net1"})
@@ -67,8 +71,8 @@ func TestTwoRowsPerReportAndCounters(t *testing.T) {
 	if r.Src != "198.18.0.1" || r.Dst != "198.18.0.2" || r.Proto != "tcp" || r.SrcPort != 1000 || r.DstPort != 80 {
 		t.Errorf("net1 row 5-tuple: %s %s:%d → %s:%d", r.Proto, r.Src, r.SrcPort, r.Dst, r.DstPort)
 	}
-	if r.Direction != "ingress" || r.Reports != 3 || r.Packets != 2 || r.Bytes != 200 || r.Drops != 1 ||
-		r.DropReasons["80"] != 1 || *r.LatencyMinNs != 100 || *r.LatencyAvgNs != 200 || *r.LatencyMaxNs != 300 ||
+	if r.Direction != "ingress" || r.Reports != 4 || r.Packets != 2 || r.Bytes != 200 || r.Drops != 6 ||
+		r.DropReasons["80"] != 5 || r.DropReasons["71"] != 1 || *r.LatencyMinNs != 100 || *r.LatencyAvgNs != 200 || *r.LatencyMaxNs != 300 ||
 		r.FirstSeen.UnixNano() != 5 || r.LastSeen.UnixNano() != 9 {
 		t.Errorf("net1 row: %+v", r)
 	}
@@ -77,7 +81,8 @@ func TestTwoRowsPerReportAndCounters(t *testing.T) {
 		t.Errorf("eth0 rows: %+v", rows)
 	}
 	sum := tb.Summary(MatchAll())
-	if len(sum) != 2 || sum[0].Interface != "eth0" || sum[0].Egress.Packets != 2 || sum[1].Ingress.Drops != 1 || sum[1].Flows != 1 {
+	if len(sum) != 2 || sum[0].Interface != "eth0" || sum[0].Egress.Packets != 2 || sum[1].Ingress.Drops != 6 ||
+		sum[1].Ingress.DropReasons["80"] != 5 || sum[1].Ingress.Packets != 2 || sum[1].Flows != 1 {
 		t.Errorf("summary: %+v", sum)
 	}
 }
@@ -152,7 +157,7 @@ func TestIPv6AndNonIPRows(t *testing.T) {
 	o.Tuple.Src, o.Tuple.Dst = netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")
 	o.Tuple.EtherType = flowkey.EtherTypeIPv6
 	tb.Add(o, p, nil)
-	tb.Add(&Observation{TimeNs: 2, Tuple: flowkey.Tuple{EtherType: 0x0806}}, p, nil)
+	tb.Add(&Observation{TimeNs: 2, Packets: 1, Bytes: 28, Tuple: flowkey.Tuple{EtherType: 0x0806}}, p, nil)
 	f := MatchAll()
 	f.Sort, f.Ascending = SortLastSeen, true
 	rows, _ := tb.Query(f)
@@ -165,5 +170,33 @@ func TestIPv6AndNonIPRows(t *testing.T) {
 	f.Addr = netip.MustParsePrefix("fd00::/64")
 	if rows, _ := tb.Query(f); len(rows) != 1 {
 		t.Errorf("addr=fd00::/64: %d rows", len(rows))
+	}
+}
+
+// An observation with neither packets nor drops creates no row and no
+// per-interface total, and leaves an existing row as it was.
+func TestEmptyObservationChangesNothing(t *testing.T) {
+	tb := New(10)
+	in, out := port(1, "net1"), port(2, "eth0")
+	empty := obs(3, 1000)
+	empty.Packets, empty.Bytes, empty.HasLatency, empty.LatencyNs = 0, 0, true, 50
+	tb.Add(empty, in, out)
+	empty.DropReason = 80 // a drop report standing for no drop
+	tb.Add(empty, in, nil)
+	if s := tb.Stats(); s.Flows != 0 {
+		t.Errorf("%d rows from empty observations, want 0", s.Flows)
+	}
+	totals := 0
+	tb.EachPortTotals(func(PortTotals) { totals++ })
+	if totals != 0 || len(tb.Summary(MatchAll())) != 0 {
+		t.Errorf("%d per-interface totals from empty observations, want 0", totals)
+	}
+
+	tb.Add(obs(1, 1000), in, nil)
+	empty.TimeNs = 9
+	tb.Add(empty, in, out)
+	rows, _ := tb.Query(MatchAll())
+	if len(rows) != 1 || rows[0].Reports != 1 || rows[0].LastSeen.UnixNano() != 1 || rows[0].LatencyMaxNs != nil {
+		t.Errorf("rows after an empty observation: %+v", rows)
 	}
 }

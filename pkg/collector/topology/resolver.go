@@ -78,8 +78,10 @@ type snapshot struct {
 	ports map[portIndex]*Port
 	// bySwitch maps a switch ID to the URL of its agent.
 	bySwitch map[uint32]string
-	docs     []Document
-	agents   []AgentStatus
+	// nodes maps a switch ID to its agent's node name.
+	nodes  map[uint32]string
+	docs   []Document
+	agents []AgentStatus
 }
 
 type request struct {
@@ -143,7 +145,7 @@ func New(cfg Config) (*Resolver, error) {
 		}
 		r.agents[u] = &agent{url: u}
 	}
-	r.snap.Store(&snapshot{ports: map[portIndex]*Port{}, bySwitch: map[uint32]string{}})
+	r.snap.Store(&snapshot{ports: map[portIndex]*Port{}, bySwitch: map[uint32]string{}, nodes: map[uint32]string{}})
 	return r, nil
 }
 
@@ -173,6 +175,14 @@ func AgentURL(source netip.Addr, port int) string {
 // blocks and is safe for concurrent use; the result is shared and read-only.
 func (r *Resolver) Lookup(k Key) *Port {
 	return r.snap.Load().ports[k.index()]
+}
+
+// Node returns the node name of the agent whose topology has switchID (its
+// document's node, else its URL's host), and false while no fetched topology
+// has it. It never blocks.
+func (r *Resolver) Node(switchID uint32) (string, bool) {
+	n, ok := r.snap.Load().nodes[switchID]
+	return n, ok
 }
 
 // Request asks Run to fetch the topology that should know switchID (from the
@@ -350,24 +360,26 @@ func (r *Resolver) apply(res fetchResult) {
 // publishLocked rebuilds the snapshot; ports are rebuilt only when changed.
 func (r *Resolver) publishLocked(changed bool) {
 	old := r.snap.Load()
-	s := &snapshot{ports: old.ports, bySwitch: old.bySwitch, docs: old.docs}
+	s := &snapshot{ports: old.ports, bySwitch: old.bySwitch, nodes: old.nodes, docs: old.docs}
 	if changed {
-		s.ports, s.bySwitch, s.docs = map[portIndex]*Port{}, map[uint32]string{}, nil
+		s.ports, s.bySwitch, s.nodes, s.docs = map[portIndex]*Port{}, map[uint32]string{}, map[uint32]string{}, nil
 		for _, a := range r.agents {
 			if a.doc == nil {
 				continue
 			}
 			d := *a.doc
+			node := d.Node
+			if node == "" {
+				node = hostOf(a.url)
+			}
 			s.docs = append(s.docs, d)
 			s.bySwitch[d.SwitchID] = a.url
+			s.nodes[d.SwitchID] = node
 			// Gone ports still name the reports they sent as they went;
 			// a current port of the same ID takes precedence.
 			for _, list := range [][]api.Port{d.GonePorts, d.Ports} {
 				for i := range list {
-					p := Port{Port: list[i], SwitchID: d.SwitchID, Node: d.Node}
-					if p.Node == "" {
-						p.Node = hostOf(a.url)
-					}
+					p := Port{Port: list[i], SwitchID: d.SwitchID, Node: node}
 					s.ports[Key{SwitchID: d.SwitchID, Port: p.ID}.index()] = &p
 				}
 			}

@@ -154,3 +154,29 @@ func TestNormalizeAgentURL(t *testing.T) {
 		t.Errorf("AgentURL v6: %s", got)
 	}
 }
+
+// Node names the agent of a switch ID once its topology is known: its
+// document's node, else its URL's host; a switch ID no topology has is unknown.
+func TestNodeOfSwitch(t *testing.T) {
+	r, err := New(Config{AgentPort: 4048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Node(7); ok {
+		t.Error("switch 7 known before any topology")
+	}
+	if err := r.Install("http://198.18.0.1:4048", doc(7, "node-a", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Install("http://198.18.0.2:4048", doc(8, "", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for sw, want := range map[uint32]string{7: "node-a", 8: "198.18.0.2"} {
+		if n, ok := r.Node(sw); !ok || n != want {
+			t.Errorf("Node(%d) = %q %v, want %q", sw, n, ok, want)
+		}
+	}
+	if n, ok := r.Node(9); ok {
+		t.Errorf("Node(9) = %q, want unknown", n)
+	}
+}

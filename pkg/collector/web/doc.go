@@ -4,6 +4,6 @@
 // embedded in the binary (nothing is fetched from the internet).
 //
 // It owns query parsing and validation (a bad value is a 400 naming the
-// parameter and the value) and response shapes; it reads the flow table and
-// the resolver and never changes them.
+// parameter and the value) and response shapes; it reads the flow table, the
+// resolver and the per-agent report counts and never changes them.
 package web

@@ -64,7 +64,7 @@ func fillTable(tb *flowtable.Table) {
 	tb.Add(obs("198.18.1.2", "198.18.2.3", 443, 40000, 10, 150000, 1500), stackA, netA)
 	tb.Add(obs("198.18.9.1", "198.18.1.2", 5353, 53, 3, 300, 0), eth0A, stackA)
 	d := obs("198.18.2.3", "198.18.2.9", 5555, 22, 0, 0, 0)
-	d.Drop, d.DropReason = true, 80
+	d.Drops, d.DropReason = 1, 80
 	tb.Add(d, netB, nil)
 }
 
@@ -78,7 +78,14 @@ func TestPageInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Sources{Table: table, Resolver: res, Stats: func() any { return nil }}))
+	agents := func() []AgentReports {
+		return []AgentReports{
+			{Source: "198.18.0.1", Node: "node-a", SwitchID: 7, Reports: 40, LostReports: 3},
+			{Source: "198.18.0.2", SwitchID: 8, Reports: 9, LostReports: 1}, // topology not known yet
+			{Source: "198.18.0.3", Node: "node-b", SwitchID: 9, Reports: 12, SequenceResets: 1},
+		}
+	}
+	srv := httptest.NewServer(New(Sources{Table: table, Resolver: res, Stats: func() any { return nil }, Agents: agents}))
 	t.Cleanup(srv.Close)
 
 	wd.navigate(srv.URL + "/")
@@ -102,6 +109,26 @@ func TestPageInChromium(t *testing.T) {
 	wd.script(`return document.querySelectorAll("#flows tbody tr").length`, &all)
 	if all != 7 {
 		t.Errorf("unfiltered page shows %d flow rows, want 7", all)
+	}
+
+	type lossLine struct {
+		Agent string `json:"agent"`
+		Text  string `json:"text"`
+	}
+	losses := func() (lines []lossLine, shown bool) {
+		t.Helper()
+		wd.script(`return Array.from(document.querySelectorAll("#losses p")).map(p => ({
+			agent: p.dataset.agent, text: p.textContent}))`, &lines)
+		wd.script(`const d = document.getElementById("losses"); return !d.hidden && d.offsetHeight > 0`, &shown)
+		return lines, shown
+	}
+	lines, shown := losses()
+	want := []lossLine{
+		{"198.18.0.1", "node-a (198.18.0.1): 3 reports lost — totals may be short"},
+		{"198.18.0.2", "198.18.0.2: 1 report lost — totals may be short"},
+	}
+	if !shown || len(lines) != len(want) || lines[0] != want[0] || lines[1] != want[1] {
+		t.Errorf("loss lines %+v (visible %v), want %+v visible", lines, shown, want)
 	}
 
 	wd.typeInto("#iface", "net1")
@@ -144,7 +171,18 @@ func TestPageInChromium(t *testing.T) {
 	if url != "?iface=net1" {
 		t.Errorf("location %q, want ?iface=net1 (the filter is shareable)", url)
 	}
+	if lines, shown := losses(); !shown || len(lines) != 2 {
+		t.Errorf("loss lines with iface=net1: %+v (visible %v), want both agents' (any node's totals may be short)", lines, shown)
+	}
 	shot := filepath.Join(outDir(t), "collector-page-net1.png")
 	wd.screenshot(shot)
 	t.Logf("screenshot: %s", shot)
+
+	// node-b's agent lost nothing: no line, nothing shown.
+	wd.typeInto("#node", "node-b")
+	wd.click("#apply")
+	waitLoaded("iface=net1&node=node-b")
+	if lines, shown := losses(); shown || len(lines) != 0 {
+		t.Errorf("loss lines for node-b: %+v (visible %v), want none", lines, shown)
+	}
 }

@@ -20,8 +20,9 @@ var static embed.FS
 type Sources struct {
 	Table    *flowtable.Table
 	Resolver *topology.Resolver
-	Stats    func() any   // served at /api/v1/stats
-	Metrics  http.Handler // served at /metrics; nil: 404
+	Stats    func() any            // served at /api/v1/stats
+	Agents   func() []AgentReports // reports received and lost per agent; nil: none
+	Metrics  http.Handler          // served at /metrics; nil: 404
 }
 
 // FlowsResponse is the body of GET /api/v1/flows.
@@ -37,6 +38,35 @@ type FlowsResponse struct {
 type SummaryResponse struct {
 	Interfaces      []flowtable.InterfaceSummary `json:"interfaces"`
 	DropReasonNames map[string]string            `json:"dropReasonNames"`
+	// Agents are the agents reporting to the collector (those of the node
+	// the filter names, when it names one), with their report loss.
+	Agents []AgentReports `json:"agents"`
+}
+
+// AgentReports is one agent — one source address of reports — with the
+// reports received from it and those its sequence numbers show lost. A lost
+// report's packets, bytes and drops are missing from every figure: when
+// LostReports is not 0, the totals of the agent's node may be short.
+type AgentReports struct {
+	Source   string `json:"source"`   // the reports' source address
+	Node     string `json:"node"`     // the agent's node from its topology; "" while unknown
+	SwitchID uint32 `json:"switchId"` // from its latest report
+	// Reports counts the sequence numbers received (one per datagram: a v0.5
+	// report, or a v2.0 report group; nsint sends one report per group).
+	Reports     uint64 `json:"reports"`
+	LostReports uint64 `json:"lostReports"` // sequence numbers skipped
+	// SequenceResets counts the times the agent started numbering again
+	// (a restart) or jumped back: resynchronised, not counted as loss.
+	SequenceResets uint64 `json:"sequenceResets"`
+}
+
+// Name is how views name the agent: "node (source)", or the source address
+// while its node is unknown.
+func (a *AgentReports) Name() string {
+	if a.Node == "" {
+		return a.Source
+	}
+	return a.Node + " (" + a.Source + ")"
 }
 
 // PortsResponse is the body of GET /api/v1/ports.
@@ -74,7 +104,7 @@ func New(src Sources) http.Handler {
 			return
 		}
 		s := src.Table.Summary(f)
-		resp := SummaryResponse{Interfaces: s, DropReasonNames: map[string]string{}}
+		resp := SummaryResponse{Interfaces: s, DropReasonNames: map[string]string{}, Agents: agents(src.Agents, f.Node)}
 		for i := range s {
 			nameReasons(resp.DropReasonNames, s[i].Ingress.DropReasons)
 			nameReasons(resp.DropReasonNames, s[i].Egress.DropReasons)
@@ -99,6 +129,20 @@ func New(src Sources) http.Handler {
 	assets, _ := fs.Sub(static, "static")
 	mux.Handle("GET /", http.FileServerFS(assets))
 	return mux
+}
+
+// agents returns the agents of node ("": all), never nil.
+func agents(list func() []AgentReports, node string) []AgentReports {
+	out := []AgentReports{}
+	if list == nil {
+		return out
+	}
+	for _, a := range list() {
+		if node == "" || a.Node == node {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func nameReasons(dst map[string]string, reasons map[string]uint64) {

@@ -140,6 +140,25 @@
     body.replaceChildren(...rows);
   }
 
+  // One line per agent whose sequence numbers show lost reports: their
+  // packets, bytes and drops are missing from every figure on the page.
+  function renderLosses(agents) {
+    const lines = [];
+    for (const a of agents || []) {
+      if (!a.lostReports) continue;
+      const p = document.createElement("p");
+      p.className = "loss";
+      p.dataset.agent = a.source;
+      p.dataset.lost = a.lostReports;
+      const name = a.node ? a.node + " (" + a.source + ")" : a.source;
+      p.textContent = name + ": " + a.lostReports + (a.lostReports === 1 ? " report" : " reports") +
+        " lost — totals may be short";
+      lines.push(p);
+    }
+    $("losses").replaceChildren(...lines);
+    $("losses").hidden = lines.length === 0;
+  }
+
   async function getJSON(url) {
     const r = await fetch(url, { cache: "no-store" });
     const body = await r.json();
@@ -158,6 +177,7 @@
       ]);
       renderFlows(flows);
       renderSummary(summary);
+      renderLosses(summary.agents);
       $("error").hidden = true;
       $("status").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.loaded = q.toString() || "all";

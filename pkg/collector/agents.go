@@ -1,0 +1,18 @@
+package collector
+
+import "github.com/nsint/nsint/pkg/collector/web"
+
+// Agents returns every agent (source address) whose report sequences are
+// tracked, ordered by address: the reports received from it, those lost in
+// sequence gaps, and its node when the topology of its switch ID is known.
+// There are at most Config.MaxSources of them.
+func (c *Collector) Agents() []web.AgentReports {
+	per := c.seq.perSource()
+	out := make([]web.AgentReports, len(per))
+	for i, s := range per {
+		node, _ := c.resolver.Node(s.SwitchID)
+		out[i] = web.AgentReports{Source: s.Source.String(), Node: node, SwitchID: s.SwitchID,
+			Reports: s.Reports, LostReports: s.Lost, SequenceResets: s.Resets}
+	}
+	return out
+}
