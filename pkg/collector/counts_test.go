@@ -179,3 +179,30 @@ func TestEmptyReportsTouchNothing(t *testing.T) {
 		t.Errorf("metrics: want nsint_collector_empty_reports_total 3 and no series of port 8")
 	}
 }
+
+// TestDropCountsOnlyWhereObserved: a v2.0 drop report that says where it
+// was observed adds its drops to that interface and direction only — a
+// packet dropped leaving net1 is no drop of the stack it came from — while
+// a flow report counts at both interfaces it names.
+func TestDropCountsOnlyWhereObserved(t *testing.T) {
+	agent := newFakeAgent(t, twoPodTopology(nodeA))
+	c, addrs, base := startCollector(t, testConfig(agent.port()), false)
+	fromA := tcpFrame(ipA, ipB, 443, 40000, 100)
+	send(t, addrs[0],
+		encode(intreport.V20, intreport.Report{Kind: intreport.Drop, Seq: 1, SwitchID: nodeA, IngressPort: 6,
+			EgressPort: 5, DropReason: 71, Packets: 3, Inner: fromA,
+			ObservationPort: 5, Direction: intreport.DirectionEgress}),
+		encode(intreport.V20, intreport.Report{Kind: intreport.Flow, Seq: 2, SwitchID: nodeA, IngressPort: 6,
+			EgressPort: 5, Packets: 2, Bytes: 300, Inner: fromA,
+			ObservationPort: 5, Direction: intreport.DirectionEgress}))
+	eventually(t, "two reports applied", func() bool { s := c.Stats(); return s.Reports == 2 && s.Pending == 0 })
+	for _, tc := range []struct {
+		query          string
+		drops, packets uint64
+	}{{"iface=net1&port=443", 3, 2}, {"iface=%3Astack", 0, 2}} {
+		got := flows(t, base, tc.query)
+		if len(got.Flows) != 1 || got.Flows[0].Drops != tc.drops || got.Flows[0].Packets != tc.packets {
+			t.Errorf("flows?%s: %+v, want one row with %d drops and %d packets", tc.query, got.Flows, tc.drops, tc.packets)
+		}
+	}
+}

@@ -130,10 +130,28 @@ func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.Deco
 		egress:  topology.Key{SwitchID: r.SwitchID, Port: r.EgressPort},
 		obs:     *o,
 	}
+	dropOnlyWhereObserved(r, &u)
 	if !c.apply(&u) {
 		c.ing.unresolved.Add(1)
 		c.pending.push(&u)
 		c.resolver.Request(source, r.SwitchID)
+	}
+}
+
+// dropOnlyWhereObserved keeps a drop to the one interface and direction
+// where it happened, when the report says which (nsint's observation port):
+// a packet dropped as it left net1 after entering on eth0 is a drop of net1,
+// not of eth0, as the agent's per-port drop counters count it. A flow
+// report counts at both interfaces it names.
+func dropOnlyWhereObserved(r *intreport.DecodedReport, u *unresolved) {
+	if r.Kind != intreport.Drop || r.ObservationPort == 0 {
+		return
+	}
+	switch {
+	case r.Direction == intreport.DirectionIngress && r.ObservationPort == r.IngressPort:
+		u.egress.Port = 0
+	case r.Direction == intreport.DirectionEgress && r.ObservationPort == r.EgressPort:
+		u.ingress.Port = 0
 	}
 }
 
