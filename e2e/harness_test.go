@@ -120,11 +120,14 @@ type agentEnv struct {
 	netnsDir, stateDir, bpffs string
 	collector                 string
 	extra                     []string
+	// interval is --report-interval: 200ms unless a test sets another.
+	interval string
 }
 
 func newAgentEnv(t *testing.T, netnsDir, collector string, extra ...string) *agentEnv {
 	t.Helper()
-	e := &agentEnv{netnsDir: netnsDir, stateDir: t.TempDir(), bpffs: t.TempDir(), collector: collector, extra: extra}
+	e := &agentEnv{netnsDir: netnsDir, stateDir: t.TempDir(), bpffs: t.TempDir(), collector: collector, extra: extra,
+		interval: "200ms"}
 	if _, err := tc.MountBPFFS(e.bpffs); err != nil {
 		t.Fatalf("mount private bpffs: %v", err)
 	}
@@ -142,7 +145,7 @@ func (e *agentEnv) commonArgs() []string {
 // start runs the agent and waits until its API answers ready.
 func (e *agentEnv) start(t *testing.T) *agentProc {
 	t.Helper()
-	args := append(e.commonArgs(), "--collector", e.collector, "--report-interval", "200ms", "--log-level", "debug")
+	args := append(e.commonArgs(), "--collector", e.collector, "--report-interval", e.interval, "--log-level", "debug")
 	proc, err := agentproc.Start(filepath.Join(binDir, "nsint-agent"), args...)
 	if err != nil {
 		t.Fatal(err)
