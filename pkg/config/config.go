@@ -49,7 +49,7 @@ type Agent struct {
 	DropReportInterval time.Duration // minimum gap between drop reports of one flow
 	SnapLen            int           // bytes of each packet carried in a report
 	Select             []string      // interface selection rules (ifacewatch syntax)
-	TCPriority         int           // legacy tc filter priority of ours
+	TCPriority         int           // preferred priority of our legacy tc filters
 	TCHandle           uint32        // legacy tc filter handle of ours
 	MaxPorts           int           // port IDs available on the node
 	MaxFlows           int           // flow-state entries in the kernel
@@ -100,7 +100,7 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.dropInterval = fs.Duration("drop-report-interval", 100*time.Millisecond, "minimum gap between two drop reports of one flow")
 	r.snaplen = fs.Int("snaplen", 128, "bytes of each reported packet carried in the report (64..128)")
 	fs.Var(r.selects, "select", "interface selection rule (repeatable), e.g. 'include name=net*' or 'exclude kind=veth'")
-	r.tcPrio = fs.Int("tc-priority", int(tc.DefaultPriority), "priority of our legacy tc filters (1..65535; above the kernel's automatic priorities)")
+	r.tcPrio = fs.Int("tc-priority", int(tc.DefaultPriority), fmt.Sprintf("preferred priority of our legacy tc filters (1..%d); when it is taken or not ahead of every other filter, a free one that is", tc.MaxPriority))
 	r.tcHandle = fs.String("tc-handle", fmt.Sprintf("%#x", tc.DefaultHandle), "handle of our legacy tc filters")
 	r.maxPorts = fs.Int("max-ports", 4096, "port IDs available on this node (at most 65535)")
 	r.maxFlows = fs.Int("max-flows", 65536, "flow-state entries kept in the kernel")
@@ -232,8 +232,9 @@ func (r *rawAgent) validate() (*Agent, error) {
 	if a.SnapLen < 64 || a.SnapLen > 128 {
 		add(bad("snaplen", strconv.Itoa(a.SnapLen), errors.New("want 64..128 (reports carry at most 128 bytes of the packet)")))
 	}
-	if a.TCPriority < 1 || a.TCPriority > 65535 {
-		add(bad("tc-priority", strconv.Itoa(a.TCPriority), errors.New("want 1..65535")))
+	if a.TCPriority < 1 || a.TCPriority > int(tc.MaxPriority) {
+		add(bad("tc-priority", strconv.Itoa(a.TCPriority),
+			fmt.Errorf("want 1..%d (from %d up the kernel numbers filters added without a priority, which would run before ours)", tc.MaxPriority, tc.MaxPriority+1)))
 	}
 	h, err := strconv.ParseUint(*r.tcHandle, 0, 32)
 	if err != nil || h == 0 {

@@ -69,6 +69,8 @@ func TestInvalidValuesNameFieldAndValue(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "log-level", "loud"},
 		{[]string{"--max-ports", "70000"}, "max-ports", "70000"},
 		{[]string{"--tc-handle", "zero"}, "tc-handle", "zero"},
+		{[]string{"--tc-priority", "50593"}, "tc-priority", "50593"},
+		{[]string{"--tc-priority", "0"}, "tc-priority", "0"},
 		{[]string{"--host-netns=false", "--netns-dir", ""}, "netns-dir", ""},
 	}
 	for _, c := range cases {

@@ -10,11 +10,17 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Defaults for Config. The priority is above 0xC000 because the kernel
-// hands out priorities from 0xC000 downwards to filters added without one,
-// so no `tc filter add` without an explicit priority can land on ours.
+// Defaults for Config.
+//
+// DefaultPriority puts our legacy filters ahead of every filter the kernel
+// numbers itself (0x8000 and up, see MaxPriority) and of the round numbers
+// tools choose (10, 50, 100, ...). It is not 1, the one tools that want to
+// run first take: another kind of filter, or another protocol, at the
+// priority of ours makes the kernel refuse that tool's add, so ours leaves 1
+// to them. When 2 is taken, or something runs before it, Place picks
+// another free priority ahead of everyone instead.
 const (
-	DefaultPriority      uint16 = 0xC5A1
+	DefaultPriority      uint16 = 2
 	DefaultHandle        uint32 = 0x1A55
 	DefaultMaxConcurrent        = 8
 )
@@ -22,17 +28,23 @@ const (
 // ErrClosed is returned by calls on a closed Attacher.
 var ErrClosed = errors.New("attacher closed")
 
-// Config configures an Attacher. The same PinDir, Priority and Handle must be
-// given to Cleanup and to every restart of the agent.
+// Config configures an Attacher. The same PinDir and Handle must be given to
+// Cleanup and to every restart of the agent.
 type Config struct {
 	// Mode is ModeAuto (the default), ModeTCX or ModeLegacy.
 	Mode Mode
 	// PinDir is a directory on a BPF filesystem (e.g. /sys/fs/bpf/nsint)
 	// holding our TCX links; required in TCX mode (see MountBPFFS).
 	PinDir string
-	// Priority and Handle identify our legacy filters (0: the defaults).
+	// Priority is the preferred priority of our legacy filters
+	// (1..MaxPriority; 0: DefaultPriority): theirs when it is free and runs
+	// before every other filter on the hook; otherwise Place picks a free
+	// one that does (see hook.plan).
 	Priority uint16
-	Handle   uint32
+	// Handle, with the kind (bpf) and the name (nsint-ingress,
+	// nsint-egress), identifies our legacy filters, at any priority (0:
+	// DefaultHandle).
+	Handle uint32
 	// MaxConcurrent bounds the attach/detach calls that run at once; further
 	// calls wait (0: DefaultMaxConcurrent).
 	MaxConcurrent int
@@ -75,7 +87,9 @@ type Target struct {
 // Stats are the Attacher's counters since New.
 type Stats struct {
 	Attached uint64 // new attachments
-	Replaced uint64 // programs replaced in place on an existing attachment
+	Replaced uint64 // existing attachments of ours given the program (Moved included)
+	Moved    uint64 // of those, the ones moved to the head of their hook
+	NotFirst uint64 // attachments left with another tool's filter ahead (Placement.First false)
 	Detached uint64
 	Gone     uint64 // calls that found the interface or namespace gone
 	Failed   uint64 // other errors
@@ -92,7 +106,11 @@ type Attacher struct {
 	mu    sync.Mutex
 	locks map[uint64]*netnsLock
 
-	attached, replaced, detached, gone, failed atomic.Uint64
+	closeMu sync.Mutex // one Close at a time
+	passMu  sync.Mutex
+	pass    [2]*ebpf.Program // see passProgram
+
+	attached, replaced, moved, notFirst, detached, gone, failed atomic.Uint64
 }
 
 type netnsLock struct {
@@ -104,6 +122,9 @@ type netnsLock struct {
 // pin directory is created and must be on a BPF filesystem.
 func New(cfg Config) (*Attacher, error) {
 	cfg = cfg.withDefaults()
+	if cfg.Priority > MaxPriority {
+		return nil, fmt.Errorf("tc priority %d: above %d, in the kernel's automatic range", cfg.Priority, MaxPriority)
+	}
 	switch cfg.Mode {
 	case ModeAuto:
 		cfg.Mode = ModeLegacy
@@ -152,40 +173,55 @@ func (a *Attacher) Stats() Stats {
 	return Stats{
 		Attached: a.attached.Load(),
 		Replaced: a.replaced.Load(),
+		Moved:    a.moved.Load(),
+		NotFirst: a.notFirst.Load(),
 		Detached: a.detached.Load(),
 		Gone:     a.gone.Load(),
 		Failed:   a.failed.Load(),
 	}
 }
 
-// Attach attaches prog to the dir hook of t, or replaces the program of our
-// existing attachment there in place (also one left by an earlier run), so
-// the hook is never without our program and never has two. Errors matching
-// ErrInterfaceGone mean the interface or its namespace vanished.
+// Attach is Place without the placement.
 func (a *Attacher) Attach(t Target, dir Direction, prog *ebpf.Program) error {
+	_, err := a.Place(t, dir, prog)
+	return err
+}
+
+// Place attaches prog to the dir hook of t, ahead of everything of anyone
+// else's there, or gives prog to our existing attachment there (also one
+// left by an earlier run): in place while it still runs first, else moved
+// to the head. The hook is never left with two programs of ours counting
+// the same packet. Where no place ahead of everyone is free (a legacy filter
+// at priority 1), ours still attaches, at the lowest free priority, and the
+// Placement says so; it is not an error. Errors matching ErrInterfaceGone
+// mean the interface or its namespace vanished.
+func (a *Attacher) Place(t Target, dir Direction, prog *ebpf.Program) (Placement, error) {
 	if err := a.check(t, dir); err != nil {
-		return err
+		return Placement{}, err
 	}
 	if prog == nil {
-		return fmt.Errorf("attach %s: nil program", a.describe(t, dir, t.Netns))
+		return Placement{}, fmt.Errorf("attach %s: nil program", a.describe(t, dir, t.Netns))
 	}
 	release := a.enter()
 	defer release()
+	if a.closed.Load() {
+		return Placement{}, ErrClosed
+	}
 	ns, err := openNetns(t.NetnsPath, t.Netns)
 	if err != nil {
-		return a.count(fmt.Errorf("attach %s: %w", a.describe(t, dir, t.Netns), err))
+		return Placement{}, a.count(fmt.Errorf("attach %s: %w", a.describe(t, dir, t.Netns), err))
 	}
 	defer ns.close()
 	unlock := a.lockNetns(ns.inode)
 	defer unlock()
 
-	var replaced bool
+	var pl Placement
 	if a.cfg.Mode == ModeTCX {
-		replaced, err = a.attachTCX(ns, t, dir, prog)
+		pl, err = a.attachTCX(ns, t, dir, prog)
 	} else {
-		replaced, err = a.attachLegacy(ns, t, dir, prog)
+		pl, err = a.attachLegacy(ns, t, dir, prog)
 	}
-	if err == nil && !replaced && !t.NoEarlierRun {
+	if err == nil && !pl.Replaced && !t.NoEarlierRun {
 		// A new attachment: an earlier run in the other mode may have left
 		// one of ours on this hook. It goes only now that ours runs, so the
 		// hook is never unobserved, and afterwards there is exactly one.
@@ -196,14 +232,20 @@ func (a *Attacher) Attach(t Target, dir Direction, prog *ebpf.Program) error {
 		}
 	}
 	if err != nil {
-		return a.count(fmt.Errorf("attach %s: %w", a.describe(t, dir, ns.inode), err))
+		return Placement{}, a.count(fmt.Errorf("attach %s: %w", a.describe(t, dir, ns.inode), err))
 	}
-	if replaced {
+	if pl.Replaced {
 		a.replaced.Add(1)
 	} else {
 		a.attached.Add(1)
 	}
-	return nil
+	if pl.Moved {
+		a.moved.Add(1)
+	}
+	if !pl.First() {
+		a.notFirst.Add(1)
+	}
+	return pl, nil
 }
 
 // Detach removes our attachment from the dir hook of t; it does nothing when
@@ -215,6 +257,9 @@ func (a *Attacher) Detach(t Target, dir Direction) error {
 	}
 	release := a.enter()
 	defer release()
+	if a.closed.Load() {
+		return ErrClosed
+	}
 	ns, err := openNetns(t.NetnsPath, t.Netns)
 	if errors.Is(err, ErrInterfaceGone) && t.Netns != 0 {
 		unlock := a.lockNetns(t.Netns)
@@ -241,10 +286,27 @@ func (a *Attacher) Detach(t Target, dir Direction) error {
 	return nil
 }
 
-// Close makes further calls fail with ErrClosed. It does not detach: pinned
-// TCX links and legacy filters stay attached for the next run to take over.
+// Close makes further calls fail with ErrClosed, waits for the calls under
+// way and releases the pass-through program. It does not detach: pinned TCX
+// links and legacy filters stay attached for the next run to take over.
 func (a *Attacher) Close() error {
+	a.closeMu.Lock()
+	defer a.closeMu.Unlock()
 	a.closed.Store(true)
+	for range cap(a.slots) {
+		a.slots <- struct{}{}
+	}
+	a.passMu.Lock()
+	for i, p := range a.pass {
+		if p != nil {
+			p.Close()
+			a.pass[i] = nil
+		}
+	}
+	a.passMu.Unlock()
+	for range cap(a.slots) {
+		<-a.slots
+	}
 	return nil
 }
 

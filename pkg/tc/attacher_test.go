@@ -331,7 +331,8 @@ func TestModeChangeLeavesOneAttachment(t *testing.T) {
 }
 
 // TestForeignFilterAtOurPriority: a filter of someone else's that happens to
-// sit at our priority and handle is neither replaced nor removed.
+// sit at our priority and handle is neither replaced nor removed; ours goes
+// ahead of it at another priority.
 func TestForeignFilterAtOurPriority(t *testing.T) {
 	p := newPair(t)
 	other := newCounter(t, "other_tool")
@@ -350,15 +351,26 @@ func TestForeignFilterAtOurPriority(t *testing.T) {
 	}
 	ours := newCounter(t, "nsint_test")
 	a := newAttacher(t, Config{Mode: ModeLegacy})
-	if err := a.Attach(p.ifA, Ingress, ours.prog); !errors.Is(err, ErrForeignFilter) {
-		t.Fatalf("attach over a foreign filter: %v, want ErrForeignFilter", err)
+	pl, err := a.Place(p.ifA, Ingress, ours.prog)
+	if err != nil {
+		t.Fatalf("attach next to a foreign filter at our priority: %v", err)
 	}
-	if n, err := Cleanup(Config{}, CleanupScope{NetnsDirs: []string{p.dir}}); err != nil || n != 0 {
-		t.Fatalf("cleanup removed %d, %v; want 0", n, err)
+	if want := (Placement{Priority: DefaultPriority - 1}); pl != want {
+		t.Errorf("placement %+v, want %+v", pl, want)
 	}
-	before := other.count(t)
+	assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, Ingress, ours, ours)
+	before := [2]uint64{ours.count(t), other.count(t)}
 	p.ping(t)
-	if other.count(t) <= before {
+	if ours.count(t) <= before[0] || other.count(t) <= before[1] {
+		t.Errorf("ours saw %d packets, the other tool's %d; want both some",
+			ours.count(t)-before[0], other.count(t)-before[1])
+	}
+	if n, err := Cleanup(Config{}, CleanupScope{NetnsDirs: []string{p.dir}}); err != nil || n != 1 {
+		t.Fatalf("cleanup removed %d, %v; want 1 (ours)", n, err)
+	}
+	before[1] = other.count(t)
+	p.ping(t)
+	if other.count(t) <= before[1] {
 		t.Error("foreign filter at our priority no longer sees packets")
 	}
 }

@@ -30,10 +30,11 @@ type CleanupScope struct {
 // uninstall and for recovery after a crashed agent; no agent may be running.
 // What it removes is provably ours: every TCX link pinned under
 // <cfg.PinDir>/tcx (detached, then unpinned), every legacy filter whose kind,
-// name, priority and handle are all ours, in each namespace of scope, and the
-// port allocator's state file. With IncludeHost false nothing in the host
-// namespace is touched, pinned or not. Qdiscs are never deleted. It goes on past
-// errors and returns how many objects it removed with every error joined.
+// name and handle are ours (at any priority) in each namespace of scope, and
+// the port allocator's state file. With IncludeHost false nothing in the host
+// namespace is touched, pinned or not. Qdiscs are never deleted. It goes on
+// past errors and returns how many objects it removed with every error
+// joined.
 func Cleanup(cfg Config, scope CleanupScope) (removed int, err error) {
 	cfg = cfg.withDefaults()
 	own, err := openNetns("", 0)
@@ -151,7 +152,7 @@ func cleanupFilters(cfg Config, scope CleanupScope, hostInode uint64) (int, erro
 		skip := seen[ns.inode] || (ns.inode == hostInode && !scope.IncludeHost)
 		seen[ns.inode] = true
 		if !skip {
-			n, err := cleanupNetnsFilters(ns, cfg.Priority, cfg.Handle)
+			n, err := cleanupNetnsFilters(ns, cfg.Handle)
 			removed += n
 			errs = append(errs, err)
 		}
@@ -160,7 +161,7 @@ func cleanupFilters(cfg Config, scope CleanupScope, hostInode uint64) (int, erro
 	return removed, errors.Join(errs...)
 }
 
-func cleanupNetnsFilters(ns *nsRef, prio uint16, handle uint32) (int, error) {
+func cleanupNetnsFilters(ns *nsRef, handle uint32) (int, error) {
 	h, err := ns.netlinkHandle()
 	if err != nil {
 		return 0, err
@@ -174,7 +175,7 @@ func cleanupNetnsFilters(ns *nsRef, prio uint16, handle uint32) (int, error) {
 	var errs []error
 	for _, l := range links {
 		for _, dir := range []Direction{Ingress, Egress} {
-			n, err := removeOurFilters(h, l, dir, prio, handle)
+			n, err := removeOurFilters(h, l, dir, handle)
 			removed += n
 			if err != nil {
 				errs = append(errs, fmt.Errorf("netns %s: %w", ns.path, err))

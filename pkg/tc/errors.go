@@ -11,10 +11,6 @@ import (
 // or during the call. Retrying cannot help.
 var ErrInterfaceGone = errors.New("interface gone")
 
-// ErrForeignFilter means a tc filter that is not ours already sits at our
-// priority and handle; it is left alone and ours is not attached.
-var ErrForeignFilter = errors.New("foreign filter at our priority and handle")
-
 // goneError marks err as ErrInterfaceGone while keeping the cause reachable
 // through errors.Is/As.
 type goneError struct{ cause error }

@@ -18,7 +18,8 @@ import (
 )
 
 // counter is a SchedCLS program that counts the packets it sees in a
-// one-slot array map and hands every packet on (TC_ACT_UNSPEC / TCX_NEXT).
+// one-slot array map and returns a fixed verdict: newCounter's hand every
+// packet on (TC_ACT_UNSPEC / TCX_NEXT), as ours must.
 type counter struct {
 	prog *ebpf.Program
 	m    *ebpf.Map
@@ -27,12 +28,24 @@ type counter struct {
 
 func newCounter(tb testing.TB, name string) *counter {
 	tb.Helper()
+	return newCounterVerdict(tb, name, actUnspec)
+}
+
+// Verdicts of SchedCLS programs (TC_ACT_* and TCX_*).
+const (
+	actUnspec = -1 // TC_ACT_UNSPEC, TCX_NEXT: the next filter or program decides
+	actOK     = 0  // TC_ACT_OK, TCX_PASS: the packet goes on, and the chain ends here
+)
+
+// newCounterVerdict is newCounter for a program that returns verdict.
+func newCounterVerdict(tb testing.TB, name string, verdict int32) *counter {
+	tb.Helper()
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err != nil {
 		tb.Fatalf("create map: %v", err)
 	}
 	tb.Cleanup(func() { m.Close() })
-	prog, err := loadCounter(name, m)
+	prog, err := loadCounter(name, m, verdict)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -48,7 +61,7 @@ func newCounter(tb testing.TB, name string) *counter {
 	return &counter{prog: prog, m: m, id: id}
 }
 
-func loadCounter(name string, m *ebpf.Map) (*ebpf.Program, error) {
+func loadCounter(name string, m *ebpf.Map, verdict int32) (*ebpf.Program, error) {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:    name,
 		Type:    ebpf.SchedCLS,
@@ -62,7 +75,7 @@ func loadCounter(name string, m *ebpf.Map) (*ebpf.Program, error) {
 			asm.JEq.Imm(asm.R0, 0, "out"),
 			asm.Mov.Imm(asm.R1, 1),
 			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, -1).WithSymbol("out"),
+			asm.Mov.Imm(asm.R0, verdict).WithSymbol("out"),
 			asm.Return(),
 		},
 	})
@@ -133,6 +146,7 @@ func newAttacher(tb testing.TB, cfg Config) *Attacher {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { a.Close() })
 	return a
 }
 
@@ -178,7 +192,8 @@ func (p *pair) ping(t *testing.T) {
 
 // foreign holds another tool's attachments on eth0 in A: a TCX program on
 // ingress and a cls_bpf filter on egress, plus a decoy cls_bpf filter that
-// carries our name at another priority. Each counts what it sees.
+// carries our name with another handle. Each counts what it sees and hands
+// the packet on.
 type foreign struct {
 	tcx, cls, decoy *counter
 	tcxLink         link.Link
@@ -212,7 +227,7 @@ func addForeign(t *testing.T, p *pair) *foreign {
 	for _, fl := range []*netlink.BpfFilter{
 		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_EGRESS, Handle: 1, Priority: foreignPrio, Protocol: unix.ETH_P_ALL},
 			Fd: f.cls.prog.FD(), Name: "foreign", DirectAction: true},
-		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_EGRESS, Handle: DefaultHandle, Priority: decoyPrio, Protocol: unix.ETH_P_ALL},
+		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_EGRESS, Handle: DefaultHandle + 1, Priority: decoyPrio, Protocol: unix.ETH_P_ALL},
 			Fd: f.decoy.prog.FD(), Name: filterName(Egress), DirectAction: true},
 	} {
 		if err := h.FilterAdd(fl); err != nil {
@@ -268,7 +283,7 @@ func tcxPrograms(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []
 	return ids
 }
 
-// ourFilters lists the filters with our name, priority and handle on a hook.
+// ourFilters lists the filters with our kind, name and handle on a hook.
 func ourFilters(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []*netlink.BpfFilter {
 	tb.Helper()
 	h, err := ns.Handle()
@@ -286,7 +301,7 @@ func ourFilters(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []*
 	}
 	var ours []*netlink.BpfFilter
 	for _, f := range fs {
-		if isOurFilter(f, dir, DefaultPriority, DefaultHandle) {
+		if isOurFilter(f, dir, DefaultHandle) {
 			ours = append(ours, f.(*netlink.BpfFilter))
 		}
 	}

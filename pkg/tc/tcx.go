@@ -20,32 +20,32 @@ func pinPath(pinDir string, netns uint64, ifindex int, dir Direction) string {
 		strconv.Itoa(ifindex)+"_"+dir.String())
 }
 
-// attachTCX updates our pinned link in place when it is still attached to
-// this interface, and otherwise replaces the stale pin with a new link
-// appended after every program already on the hook.
-func (a *Attacher) attachTCX(ns *nsRef, t Target, dir Direction, prog *ebpf.Program) (replaced bool, err error) {
+// attachTCX gives prog to our pinned link when it is still attached to this
+// interface (updateTCX), and otherwise replaces the stale pin with a new link
+// at the head of the hook, ahead of every program already there.
+func (a *Attacher) attachTCX(ns *nsRef, t Target, dir Direction, prog *ebpf.Program) (Placement, error) {
 	pin := pinPath(a.cfg.PinDir, ns.inode, t.Ifindex, dir)
 	old, err := link.LoadPinnedLink(pin, nil)
 	switch {
 	case err == nil:
-		if linkAttachedTo(old, t.Ifindex, dir) {
-			err := old.Update(prog)
-			old.Close()
+		if id, live := liveLinkID(old, t.Ifindex, dir); live {
+			defer old.Close()
+			moved, err := a.updateTCX(ns, old, id, pin, t.Ifindex, dir, prog)
 			if err != nil {
-				return false, fmt.Errorf("update pinned tcx link %s: %w", pin, err)
+				return Placement{}, err
 			}
-			return true, nil
+			return Placement{Replaced: true, Moved: moved}, nil
 		}
 		if err := dropLink(old); err != nil {
-			return false, fmt.Errorf("drop stale tcx link %s: %w", pin, err)
+			return Placement{}, fmt.Errorf("drop stale tcx link %s: %w", pin, err)
 		}
 	case errors.Is(err, os.ErrNotExist):
 	default:
-		return false, fmt.Errorf("load pinned tcx link %s: %w", pin, err)
+		return Placement{}, fmt.Errorf("load pinned tcx link %s: %w", pin, err)
 	}
 
 	if err := os.MkdirAll(filepath.Dir(pin), 0o700); err != nil {
-		return false, fmt.Errorf("create pin dir: %w", err)
+		return Placement{}, fmt.Errorf("create pin dir: %w", err)
 	}
 	var l link.Link
 	err = ns.do(func() error {
@@ -55,31 +55,33 @@ func (a *Attacher) attachTCX(ns *nsRef, t Target, dir Direction, prog *ebpf.Prog
 			Interface: t.Ifindex,
 			Program:   prog,
 			Attach:    dir.tcxAttachType(),
+			Anchor:    link.Head(),
 		})
 		return err
 	})
 	if err != nil {
-		return false, classify(fmt.Errorf("attach tcx: %w", err))
+		return Placement{}, classify(fmt.Errorf("attach tcx: %w", err))
 	}
 	// Closing our only descriptor detaches the link, so a failed pin leaves
 	// nothing attached that no one owns.
 	defer l.Close()
 	if err := l.Pin(pin); err != nil {
-		return false, fmt.Errorf("pin tcx link at %s: %w", pin, err)
+		return Placement{}, fmt.Errorf("pin tcx link at %s: %w", pin, err)
 	}
-	return false, nil
+	return Placement{}, nil
 }
 
-// linkAttachedTo tells whether l is a live TCX link on ifindex in dir. A link
-// whose device was deleted is defunct and reports ifindex 0.
-func linkAttachedTo(l link.Link, ifindex int, dir Direction) bool {
+// liveLinkID returns the ID of l when it is a live TCX link on ifindex in
+// dir. A link whose device was deleted is defunct and reports ifindex 0.
+func liveLinkID(l link.Link, ifindex int, dir Direction) (link.ID, bool) {
 	info, err := l.Info()
 	if err != nil {
-		return false
+		return 0, false
 	}
 	tcx := info.TCX()
-	return tcx != nil && tcx.Ifindex != 0 && tcx.Ifindex == uint32(ifindex) &&
+	live := tcx != nil && tcx.Ifindex != 0 && tcx.Ifindex == uint32(ifindex) &&
 		ebpf.AttachType(tcx.AttachType) == dir.tcxAttachType()
+	return info.ID, live
 }
 
 // dropLink detaches a pinned link of ours, removes its pin and closes it.
