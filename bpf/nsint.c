@@ -22,25 +22,37 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * The bytes a packet of segs GSO segments puts on the wire: every segment
+ * carries the headers again (as the kernel's qdisc_pkt_len_init counts).
+ * Both ends of a veth then agree whether it segments or not.
+ */
+static __always_inline __u64 wire_bytes(struct __sk_buff *skb, __u64 segs,
+					__u16 hdr_len)
+{
+	return skb->len + (segs - 1) * hdr_len;
+}
+
 static __always_inline void tc_observe(struct __sk_buff *skb,
 				       struct cpu_state *cs, const __u8 dir,
 				       const __u8 bypass)
 {
 	struct flow_key key = {};
+	struct pkt_meta meta = {};
 	struct flow_cache *cache;
-	__u8 pkt_flags = 0;
-	__u64 segs, now, due;
+	__u64 segs, bytes, now, due;
 	__u16 port;
 
 	port = cs->id.port;
 	segs = skb->gso_segs;
 	if (!segs)
 		segs = 1;
-	if (parse_frame(skb, &key.t, &pkt_flags)) {
+	if (parse_frame(skb, &key.t, &meta)) {
 		count_port(port, dir, segs, skb->len);
 		stat_inc(NSINT_STAT_UNPARSED);
 		return;
 	}
+	bytes = segs > 1 ? wire_bytes(skb, segs, meta.hdr_len) : skb->len;
 	key.port = port;
 	key.dir = dir;
 	cache = &cs->flow[dir & 1];
@@ -50,23 +62,23 @@ static __always_inline void tc_observe(struct __sk_buff *skb,
 	 * Egress from a device (transit) is never cached: see egress_flow; nor
 	 * is the end of a TCP connection, which is reported at once.
 	 */
-	if (!bypass && !(pkt_flags & NSINT_EVF_TCP_END) &&
+	if (!bypass && !(meta.flags & NSINT_EVF_TCP_END) &&
 	    (dir == NSINT_DIR_INGRESS || !skb->ingress_ifindex) &&
-	    flow_cache_hit(cache, &key, segs, skb->len))
+	    flow_cache_hit(cache, &key, segs, bytes))
 		return;
 	now = clock_decision();
-	count_port(port, dir, segs, skb->len);
+	count_port(port, dir, segs, bytes);
 	if (bypass) {
 		stat_inc(NSINT_STAT_SWEEP_BYPASSED);
 	} else {
 		flow_cache_flush(cache);
 	}
 	if (dir == NSINT_DIR_INGRESS)
-		due = ingress_flow(skb, &key, cs->id.netns, now, segs,
-				   pkt_flags, bypass);
+		due = ingress_flow(skb, &key, cs->id.netns, now, segs, bytes,
+				   meta.flags, bypass);
 	else
-		due = egress_flow(skb, &key, cs->id.netns, now, segs, pkt_flags,
-				  bypass);
+		due = egress_flow(skb, &key, cs->id.netns, now, segs, bytes,
+				  meta.flags, bypass);
 	if (!bypass)
 		flow_cache_load(cache, &key, due);
 }
@@ -134,7 +146,7 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	unsigned char *head;
 	__u16 port = 0, in_port = 0, out_port = 0, nh, mh, start;
 	__u32 reason = 0, zero = 0, ifindex = 0, iif, tail, data_off;
-	__u64 netns = 0, now, drops, cap, frame_len;
+	__u64 netns = 0, now, drops, segs, cap, frame_len;
 	__u8 flags = 0, dir;
 
 	if (cfg.drop_has_reason) {
@@ -189,6 +201,7 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		stat_inc(NSINT_STAT_NOT_DROPS);
 		return 0;
 	}
+	segs = drop_segs(skb, head);
 	{
 		__u32 p = port;
 		struct port_counters *c =
@@ -196,13 +209,13 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 
 		/* atomic: a drop hook this one interrupted may add too */
 		if (c)
-			__sync_fetch_and_add(&c->dir[dir & 1].drops, 1);
+			__sync_fetch_and_add(&c->dir[dir & 1].drops, segs);
 	}
 	key.fk.port = port;
 	key.fk.dir = dir;
 	key.reason = reason;
 	now = bpf_ktime_get_ns();
-	drops = drop_rate_limit(&key, in_port, out_port, flags, now);
+	drops = drop_rate_limit(&key, segs, in_port, out_port, flags, now);
 	if (!drops)
 		return 0;
 

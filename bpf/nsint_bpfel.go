@@ -130,7 +130,7 @@ type NsintPortConfig struct {
 	LocalPort uint16
 	Flags     uint8
 	Pad       uint8
-	BridgeMac [6]uint8
+	Mac       [6]uint8
 	Pad2      [2]uint8
 }
 

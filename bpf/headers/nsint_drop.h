@@ -117,8 +117,9 @@ static __always_inline __u16 port_lookup(__u64 netns, __u32 ifindex)
  * before 5.12) every drop is reported on its own.
  */
 static __always_inline __u64 drop_rate_limit(const struct drop_key *key,
-					     __u16 in_port, __u16 out_port,
-					     __u8 flags, __u64 now)
+					     __u64 segs, __u16 in_port,
+					     __u16 out_port, __u8 flags,
+					     __u64 now)
 {
 	struct drop_state init = { .last_report_ns = now,
 				   .in_port = in_port,
@@ -128,16 +129,16 @@ static __always_inline __u64 drop_rate_limit(const struct drop_key *key,
 	__u64 last;
 
 	if (!cfg.flows_shared)
-		return 1;
+		return segs;
 	ds = bpf_map_lookup_elem(&drop_flows, key);
 	if (!ds) {
 		if (!bpf_map_update_elem(&drop_flows, key, &init, BPF_NOEXIST))
-			return 1;
+			return segs;
 		ds = bpf_map_lookup_elem(&drop_flows, key);
 		if (!ds)
-			return 1;
+			return segs;
 	}
-	__sync_fetch_and_add(&ds->drops, 1);
+	__sync_fetch_and_add(&ds->drops, segs);
 	ds->in_port = in_port;
 	ds->out_port = out_port;
 	ds->flags = flags;
@@ -149,6 +150,19 @@ static __always_inline __u64 drop_rate_limit(const struct drop_key *key,
 	if (__sync_val_compare_and_swap(&ds->last_report_ns, last, now) != last)
 		return 0;
 	return __sync_lock_test_and_set(&ds->drops, 0);
+}
+
+/* The packets a freed skb stands for: its GSO segments, or 1. */
+static __always_inline __u64 drop_segs(struct sk_buff *skb, unsigned char *head)
+{
+	struct skb_shared_info *sh =
+		(struct skb_shared_info *)(head + BPF_CORE_READ(skb, end));
+	__u16 segs;
+
+	if (!BPF_CORE_READ(sh, gso_size))
+		return 1;
+	segs = BPF_CORE_READ(sh, gso_segs);
+	return segs ? segs : 1;
 }
 
 /*

@@ -244,10 +244,23 @@ static __always_inline void emit_flow(struct __sk_buff *skb,
 		flow_add(st, r->packets, r->bytes);
 }
 
+/* Where a packet arriving on a port goes (flow_state.forwarded). */
+enum nsint_fwd {
+	NSINT_FWD_LOCAL = 0,  /* to this namespace's stack */
+	NSINT_FWD_ROUTED = 1, /* out of another port: reported at its egress */
+	NSINT_FWD_DEVICE = 2, /* handed on by the device itself (macvlan parent,
+			       * promiscuous or ipvlan lower device): reported
+			       * here, with no egress port */
+};
+
 /*
- * Does a packet arriving on this port leave through another one? Decided
- * once per flow refresh. Bridge ports: anything not addressed to the
- * bridge's own MAC is bridged on. Others: ask the FIB of this namespace.
+ * Where does a packet arriving on this port go? Decided once per flow
+ * refresh. A unicast frame not addressed to the MAC the port's stack
+ * answers to goes past the stack: a bridge port bridges it on (a
+ * bridge's ports answer to the bridge's MAC), other devices hand it on
+ * below IP — a macvlan parent first shows its children's frames to its own
+ * hook — or drop it as addressed to another host. The rest ask the FIB of
+ * this namespace.
  */
 static __always_inline __u8 ingress_forwarded(struct __sk_buff *skb,
 					      const struct flow_key *key)
@@ -257,21 +270,25 @@ static __always_inline __u8 ingress_forwarded(struct __sk_buff *skb,
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
-	if (pc && (pc->flags & NSINT_PORT_BRIDGE)) {
+	if (pc && (pc->flags & (NSINT_PORT_BRIDGE | NSINT_PORT_HAS_MAC))) {
 		void *data = (void *)(long)skb->data;
 		void *end = (void *)(long)skb->data_end;
 		struct ethhdr *eth = data;
 
 		if ((void *)(eth + 1) > end)
-			return 0;
-		if (eth->h_dest[0] & 1) /* broadcast or multicast */
-			return 0;
-		return eth->h_dest[0] != pc->bridge_mac[0] ||
-		       eth->h_dest[1] != pc->bridge_mac[1] ||
-		       eth->h_dest[2] != pc->bridge_mac[2] ||
-		       eth->h_dest[3] != pc->bridge_mac[3] ||
-		       eth->h_dest[4] != pc->bridge_mac[4] ||
-		       eth->h_dest[5] != pc->bridge_mac[5];
+			return NSINT_FWD_LOCAL;
+		if (!(eth->h_dest[0] & 1) && /* not broadcast or multicast */
+		    (eth->h_dest[0] != pc->mac[0] ||
+		     eth->h_dest[1] != pc->mac[1] ||
+		     eth->h_dest[2] != pc->mac[2] ||
+		     eth->h_dest[3] != pc->mac[3] ||
+		     eth->h_dest[4] != pc->mac[4] ||
+		     eth->h_dest[5] != pc->mac[5]))
+			return pc->flags & NSINT_PORT_BRIDGE ?
+				       NSINT_FWD_ROUTED :
+				       NSINT_FWD_DEVICE;
+		if (pc->flags & NSINT_PORT_BRIDGE)
+			return NSINT_FWD_LOCAL;
 	}
 
 	fib.ifindex = skb->ifindex;
@@ -292,10 +309,16 @@ static __always_inline __u8 ingress_forwarded(struct __sk_buff *skb,
 	case BPF_FIB_LKUP_RET_SUCCESS:
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		return 1;
+		return NSINT_FWD_ROUTED;
 	}
 	/* NOT_FWDED (local route), FWD_DISABLED (pods) and errors: local */
-	return 0;
+	return NSINT_FWD_LOCAL;
+}
+
+/* The egress port of an ingress report of a flow going fwd. */
+static __always_inline __u16 ingress_out_port(__u32 port, __u8 fwd)
+{
+	return fwd == NSINT_FWD_LOCAL ? local_port_of(port) : 0;
 }
 
 static __always_inline void transit_mark(const struct flow_key *key,
@@ -344,8 +367,8 @@ static __always_inline int flow_may_claim(__u8 bypass)
  */
 static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 					  struct flow_key *key, __u32 netns,
-					  __u64 now, __u64 segs, __u8 pkt_flags,
-					  __u8 bypass)
+					  __u64 now, __u64 segs, __u64 bytes,
+					  __u8 pkt_flags, __u8 bypass)
 {
 	struct flow_state *st = bpf_map_lookup_elem(&flows, key);
 	struct report r = {};
@@ -357,13 +380,14 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 	 * zeroed slot here: this CPU has not seen the flow yet, treat it as new.
 	 */
 	if (st && (last = st->last_report_ns)) {
-		flow_add(st, segs, skb->len);
+		flow_add(st, segs, bytes);
 		end = flow_ended(st, pkt_flags);
-		if (st->forwarded)
+		if (st->forwarded == NSINT_FWD_ROUTED)
 			transit_mark(key, netns, bpf_ktime_get_ns());
 		if (!end && !refresh_due(now, last))
-			return st->forwarded ? 0 :
-					       last + cfg.report_interval_ns;
+			return st->forwarded == NSINT_FWD_ROUTED ?
+				       0 :
+				       last + cfg.report_interval_ns;
 		if (!flow_may_claim(bypass) || !flow_claim(st, last, now))
 			return 0;
 
@@ -379,7 +403,7 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 		st->forwarded = fwd;
 		st->out_port = fwd ? 0 : NSINT_PORT_LOCAL;
 		flow_take(st, &r);
-		if (fwd) {
+		if (fwd == NSINT_FWD_ROUTED) {
 			transit_mark(key, netns, bpf_ktime_get_ns());
 			return 0;
 		}
@@ -399,13 +423,13 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 		init.forwarded = fwd;
 		init.out_port = fwd ? 0 : NSINT_PORT_LOCAL;
 		watch_refresh(&init, &key->t, 1);
-		if (!fwd && init.watched) {
+		if (fwd != NSINT_FWD_ROUTED && init.watched) {
 			r.reason = NSINT_REASON_NEW;
 			r.packets = segs;
-			r.bytes = skb->len;
+			r.bytes = bytes;
 		}
-		created = flow_insert(key, &init, segs, skb->len);
-		if (fwd) {
+		created = flow_insert(key, &init, segs, bytes);
+		if (fwd == NSINT_FWD_ROUTED) {
 			transit_mark(key, netns, bpf_ktime_get_ns());
 			return 0;
 		}
@@ -417,7 +441,7 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 		}
 	}
 	r.in_port = key->port;
-	r.out_port = local_port_of(key->port);
+	r.out_port = ingress_out_port(key->port, fwd);
 	emit_flow(skb, key, &r, pkt_flags);
 	return end ? 0 : now + cfg.report_interval_ns;
 }
@@ -425,8 +449,8 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 /* Egress; returns as ingress_flow does. Transit traffic is never cached. */
 static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 					 struct flow_key *key, __u32 netns,
-					 __u64 now, __u64 segs, __u8 pkt_flags,
-					 __u8 bypass)
+					 __u64 now, __u64 segs, __u64 bytes,
+					 __u8 pkt_flags, __u8 bypass)
 {
 	struct flow_state *st;
 	struct report r = {};
@@ -457,7 +481,7 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 
 	st = bpf_map_lookup_elem(&flows, key);
 	if (st && (last = st->last_report_ns)) { /* see ingress_flow */
-		flow_add(st, segs, skb->len);
+		flow_add(st, segs, bytes);
 		end = flow_ended(st, pkt_flags);
 		if (end) {
 			next = 0;
@@ -495,7 +519,7 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 		if (flow_ended(&init, pkt_flags))
 			next = 0;
 		watch_refresh(&init, &key->t, 1);
-		if (!flow_insert(key, &init, segs, skb->len))
+		if (!flow_insert(key, &init, segs, bytes))
 			return 0;
 		if (!init.watched) {
 			stat_inc(NSINT_STAT_UNWATCHED);
@@ -503,7 +527,7 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 		}
 		r.reason = NSINT_REASON_NEW;
 		r.packets = segs;
-		r.bytes = skb->len;
+		r.bytes = bytes;
 	}
 	r.in_port = in_port == NSINT_PORT_LOCAL ? local_port_of(key->port) :
 						  in_port;

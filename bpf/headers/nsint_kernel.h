@@ -51,6 +51,7 @@ struct sk_buff {
 	__u16 network_header;
 	__u16 mac_header;
 	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit */
+	unsigned int end;  /* sk_buff_data_t: skb_shared_info at head + end */
 	unsigned char *head;
 	unsigned char *data;
 	__u8 pkt_type : 3; /* PACKET_HOST, _BROADCAST, _MULTICAST, _OTHERHOST… */
@@ -61,6 +62,11 @@ struct sk_buff {
 #define NSINT_PACKET_OTHERHOST 3
 #define NSINT_AF_PACKET	       17
 #define NSINT_SOCK_RAW	       3
+
+struct skb_shared_info {
+	unsigned short gso_size;
+	unsigned short gso_segs;
+};
 
 #pragma clang attribute pop
 

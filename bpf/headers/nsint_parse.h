@@ -105,12 +105,23 @@ static __always_inline void l4_ports(const struct nsint_l4_head *h,
 #define NSINT_TCP_SYN 0x02
 #define NSINT_TCP_RST 0x04
 
-static __always_inline int parse_l4(void *l4, void *end, struct tuple *t,
-				    __u8 *flags)
+/*
+ * What the parse says about a packet besides its flow key. hdr_len is the
+ * length of its headers up to the L4 payload: a GSO packet of n segments
+ * puts n - 1 more copies of them on the wire (gso_wire_bytes).
+ */
+struct pkt_meta {
+	__u8 flags; /* NSINT_EVF_* of the packet */
+	__u16 hdr_len;
+};
+
+static __always_inline int parse_l4(void *base, void *l4, void *end,
+				    struct tuple *t, struct pkt_meta *m)
 {
 	int need = l4_min_len(t->proto);
 	__u8 tcp;
 
+	m->hdr_len = l4 - base;
 	if (!need)
 		return 0;
 	/* need is one of a few constants; the verifier sees each branch */
@@ -119,21 +130,24 @@ static __always_inline int parse_l4(void *l4, void *end, struct tuple *t,
 			return -1;
 		tcp = ((__u8 *)l4)[13]; /* CWR ECE URG ACK PSH RST SYN FIN */
 		if (tcp & (NSINT_TCP_FIN | NSINT_TCP_RST))
-			*flags |= NSINT_EVF_TCP_END;
+			m->flags |= NSINT_EVF_TCP_END;
 		if (tcp & NSINT_TCP_SYN)
-			*flags |= NSINT_EVF_TCP_SYN;
+			m->flags |= NSINT_EVF_TCP_SYN;
+		m->hdr_len += (((__u8 *)l4)[12] >> 4) * 4; /* data offset */
 	} else if (need == 12) {
 		if (l4 + 12 > end)
 			return -1;
 	} else if (l4 + 8 > end) {
 		return -1;
+	} else if (t->proto == IPPROTO_UDP) {
+		m->hdr_len += 8;
 	}
 	l4_ports(l4, t);
 	return 0;
 }
 
-static __always_inline int parse_ipv4(void *pos, void *end, struct tuple *t,
-				      __u8 *flags)
+static __always_inline int parse_ipv4(void *base, void *pos, void *end,
+				      struct tuple *t, struct pkt_meta *m)
 {
 	struct iphdr *ip = pos;
 	__u32 hlen;
@@ -154,14 +168,14 @@ static __always_inline int parse_ipv4(void *pos, void *end, struct tuple *t,
 	t->saddr[0] = ip->saddr;
 	t->daddr[0] = ip->daddr;
 	if (bpf_ntohs(ip->frag_off) & 0x1fff) {
-		*flags |= NSINT_EVF_NONFIRST_FRAG;
+		m->flags |= NSINT_EVF_NONFIRST_FRAG;
 		return 0;
 	}
-	return parse_l4(pos, end, t, flags);
+	return parse_l4(base, pos, end, t, m);
 }
 
-static __always_inline int parse_ipv6(void *pos, void *end, struct tuple *t,
-				      __u8 *flags)
+static __always_inline int parse_ipv6(void *base, void *pos, void *end,
+				      struct tuple *t, struct pkt_meta *m)
 {
 	struct ipv6hdr *ip6 = pos;
 	struct nsint_ext_hdr *eh;
@@ -193,7 +207,7 @@ static __always_inline int parse_ipv6(void *pos, void *end, struct tuple *t,
 			pos += 8;
 			if (bpf_ntohs(eh->frag_off) & 0xfff8) {
 				t->proto = next;
-				*flags |= NSINT_EVF_NONFIRST_FRAG;
+				m->flags |= NSINT_EVF_NONFIRST_FRAG;
 				return 0;
 			}
 		} else if (next == NSINT_IPPROTO_AH) {
@@ -211,12 +225,12 @@ static __always_inline int parse_ipv6(void *pos, void *end, struct tuple *t,
 	if (pos > end)
 		return -1;
 	t->proto = next;
-	return parse_l4(pos, end, t, flags);
+	return parse_l4(base, pos, end, t, m);
 }
 
 /* Parse the frame at skb->data into t. Returns 0 when t is a flow key. */
 static __always_inline int parse_frame(struct __sk_buff *skb, struct tuple *t,
-				       __u8 *flags)
+				       struct pkt_meta *m)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -244,9 +258,9 @@ static __always_inline int parse_frame(struct __sk_buff *skb, struct tuple *t,
 	}
 
 	if (proto == bpf_htons(ETH_P_IP))
-		return parse_ipv4(pos, end, t, flags);
+		return parse_ipv4(data, pos, end, t, m);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(pos, end, t, flags);
+		return parse_ipv6(data, pos, end, t, m);
 	return -1;
 }
 

@@ -104,10 +104,10 @@ static __always_inline void sweep_flow(struct sweep_item *it, __u64 now)
 		return;
 	}
 	if (it->key.dir == NSINT_DIR_INGRESS) {
-		if (st->forwarded) /* reported by the egress hook */
+		if (st->forwarded == NSINT_FWD_ROUTED) /* reported at egress */
 			return;
 		it->in_port = it->key.port;
-		it->out_port = local_port_of(it->key.port);
+		it->out_port = ingress_out_port(it->key.port, st->forwarded);
 	} else {
 		it->in_port = st->in_port == NSINT_PORT_LOCAL ?
 				      local_port_of(it->key.port) :

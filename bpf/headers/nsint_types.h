@@ -44,7 +44,8 @@ enum nsint_event_flags {
 };
 
 enum nsint_port_flags {
-	NSINT_PORT_BRIDGE = 1 << 0,
+	NSINT_PORT_BRIDGE = 1 << 0,  /* mac is the bridge's */
+	NSINT_PORT_HAS_MAC = 1 << 2, /* mac is the device's own */
 	NSINT_PORT_LOCAL_STACK = 1 << 1,
 };
 
@@ -143,7 +144,7 @@ struct flow_state {
 	__u16 out_port;
 	__u8 lat_bucket;
 	__u8 has_latency;
-	__u8 forwarded; /* ingress: packet leaves through another port */
+	__u8 forwarded; /* ingress: enum nsint_fwd */
 	__u8 watched;
 	__u8 ended; /* a FIN or RST passed: every packet is reported */
 	__u8 pad[3];
@@ -187,7 +188,7 @@ struct port_config {
 	__u16 local_port;
 	__u8 flags;
 	__u8 pad;
-	__u8 bridge_mac[6];
+	__u8 mac[6]; /* unicast frames to other MACs skip the stack */
 	__u8 pad2[2];
 };
 

@@ -134,7 +134,8 @@ func (a *Agent) removeNetns(ns ifacewatch.Namespace) error {
 // portInfo describes iface to the datapath: its namespace's local-stack port
 // and, for a bridge member whose bridge is known, the bridge's MAC.
 func (a *Agent) portInfo(e *nsEntry, iface *ifacewatch.Interface) datapath.PortInfo {
-	info := datapath.PortInfo{NetnsInode: uint64(e.ns.ID), Ifindex: uint32(iface.ID.Ifindex), LocalPort: e.local}
+	info := datapath.PortInfo{NetnsInode: uint64(e.ns.ID), Ifindex: uint32(iface.ID.Ifindex), LocalPort: e.local,
+		MAC: iface.MAC}
 	if iface.MasterIndex != 0 {
 		if m, ok := e.ifaces[iface.MasterIndex]; ok && m.iface.Kind == "bridge" && len(m.iface.MAC) == 6 {
 			info.BridgePort, info.BridgeMAC = true, m.iface.MAC

@@ -14,6 +14,7 @@ import (
 const (
 	portFlagBridge     = 1 << 0
 	portFlagLocalStack = 1 << 1
+	portFlagHasMAC     = 1 << 2
 )
 
 // PortInfo is what the programs know about a port.
@@ -29,6 +30,11 @@ type PortInfo struct {
 	// are forwarded, not delivered to the namespace's stack.
 	BridgePort bool
 	BridgeMAC  net.HardwareAddr
+	// MAC is the device's own Ethernet address, when it has one: a unicast
+	// frame arriving for another address goes past the stack (a macvlan
+	// parent's children, a promiscuous device) and is reported at ingress
+	// with no egress port instead of as delivered.
+	MAC net.HardwareAddr
 	// LocalStack marks the namespace's local-stack port itself.
 	LocalStack bool
 }
@@ -68,12 +74,16 @@ func (d *Datapath) SetPort(id uint16, p PortInfo) error {
 			pc.LocalPort = id
 		}
 	}
-	if p.BridgePort {
+	switch {
+	case p.BridgePort:
 		if len(p.BridgeMAC) != 6 {
 			return fmt.Errorf("port %d: bridge port needs a 6-byte bridge MAC, got %q", id, p.BridgeMAC)
 		}
 		pc.Flags |= portFlagBridge
-		copy(pc.BridgeMac[:], p.BridgeMAC)
+		copy(pc.Mac[:], p.BridgeMAC)
+	case len(p.MAC) == 6 && !p.LocalStack:
+		pc.Flags |= portFlagHasMAC
+		copy(pc.Mac[:], p.MAC)
 	}
 	if err := d.objs.PortConfigs.Put(uint32(id), &pc); err != nil {
 		return fmt.Errorf("port %d: write config: %w", id, err)
