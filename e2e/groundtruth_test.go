@@ -210,10 +210,12 @@ func (s *udpSink) received() int {
 // of cpus.
 func sendUDPBurst(t *testing.T, ns *netnstest.NS, src, dst netip.AddrPort, n, payload int, gap time.Duration, cpus ...int) {
 	t.Helper()
+	// Not connected: an ICMP error for one datagram (a closed port) must not
+	// fail the next send.
 	var c *net.UDPConn
 	err := ns.Do(func() error {
 		var err error
-		c, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(src), net.UDPAddrFromAddrPort(dst))
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(src))
 		return err
 	})
 	if err != nil {
@@ -221,9 +223,10 @@ func sendUDPBurst(t *testing.T, ns *netnstest.NS, src, dst netip.AddrPort, n, pa
 	}
 	defer c.Close()
 	buf := make([]byte, payload)
+	to := net.UDPAddrFromAddrPort(dst)
 	send := func(count int) error {
 		for range count {
-			if _, err := c.Write(buf); err != nil {
+			if _, err := c.WriteToUDP(buf, to); err != nil {
 				return err
 			}
 			time.Sleep(gap)

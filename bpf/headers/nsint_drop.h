@@ -193,7 +193,9 @@ static __always_inline void drop_unreport(const struct drop_key *key,
  *   it: raw sockets (busybox ping, iputils ping without ping_group_range)
  *   were handed a copy before that check, which the kernel does not tell;
  * - a copy that a raw or packet socket (ping, tcpdump) threw away: the
- *   packet itself went on (6.12+ name the socket; see cfg.drop_has_rx_sk).
+ *   packet itself went on (6.12+ name the socket; see cfg.drop_has_rx_sk);
+ * - what a socket's own queue held when it closed or purged it: delivered,
+ *   or never sent, but not discarded by the network stack.
  * Kernels without drop reasons (before 5.17) give none of the reasons, so
  * there multicast, broadcast and echo replies are never drops.
  */
@@ -212,7 +214,8 @@ static __always_inline int drop_is_real(struct sk_buff *skb, __u32 reason,
 	} else {
 		class = NSINT_DROP_NO_SOCKET; /* could be any */
 	}
-	if (pkt_type == NSINT_PACKET_OTHERHOST || class == NSINT_DROP_OTHERHOST)
+	if (pkt_type == NSINT_PACKET_OTHERHOST ||
+	    class == NSINT_DROP_OTHERHOST || class == NSINT_DROP_SOCKET)
 		return 0;
 	if ((pkt_type == NSINT_PACKET_BROADCAST ||
 	     pkt_type == NSINT_PACKET_MULTICAST) &&

@@ -94,6 +94,7 @@ enum nsint_drop_class {
 				  * or broadcast */
 	NSINT_DROP_NO_SOCKET = 2, /* as UNWANTED; also not for echo replies */
 	NSINT_DROP_OTHERHOST = 3, /* a frame for another host: never a drop */
+	NSINT_DROP_SOCKET = 4,	  /* a socket's own queue: never a drop */
 };
 
 struct {

@@ -30,7 +30,7 @@ optional_modules=(nft_counter)
 # shellcheck disable=SC2206 # words
 modules+=(${VM_EXTRA_MODULES:-})
 # Dynamically linked tools copied from this machine (Debian 12).
-tools=(ip tc nsenter ping sysctl xtables-nft-multi)
+tools=(ip tc nsenter ping sysctl xtables-nft-multi ethtool)
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

@@ -8,6 +8,7 @@ const (
 	dropUnwanted  = 1 // no one wanted it: no drop when multicast or broadcast
 	dropNoSocket  = 2 // as dropUnwanted, and no drop for an echo reply
 	dropOtherHost = 3 // a frame for another host: never a drop
+	dropSocket    = 4 // a socket's own queue, closed or purged: never a drop
 )
 
 // dropClasses names the kernel drop reasons that can mean "no one on this
@@ -29,6 +30,13 @@ var dropClasses = map[string]uint8{
 	// Frames addressed to another host.
 	"SKB_DROP_REASON_OTHERHOST":               dropOtherHost,
 	"SKB_DROP_REASON_IPV6_NDISC_NS_OTHERHOST": dropOtherHost,
+	// A socket discarding its own queue: packets delivered to it and never
+	// read (a raw ping's, a packet socket's), or never sent.
+	"SKB_DROP_REASON_SOCKET_CLOSE":      dropSocket,
+	"SKB_DROP_REASON_QUEUE_PURGE":       dropSocket,
+	"SKB_DROP_REASON_PACKET_SOCK_ERROR": dropSocket,
+	"SKB_DROP_REASON_UNIX_DISCONNECT":   dropSocket,
+	"SKB_DROP_REASON_UNIX_SKIP_OOB":     dropSocket,
 }
 
 // fillDropClasses writes the class of every kernel reason below 256 that
