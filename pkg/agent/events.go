@@ -256,8 +256,12 @@ func (a *Agent) attach(ns ifacewatch.Namespace, iface *ifacewatch.Interface, id 
 			a.metrics.attachErrors.WithLabelValues("load").Inc()
 			return fmt.Errorf("dispatcher for %s in netns %d: %w", iface.Name, ns.ID, err)
 		}
-		err = a.att.Attach(t, d.tc, prog)
+		pl, err := a.att.Place(t, d.tc, prog)
 		prog.Close() // the attachment holds its own reference
+		if err == nil && !pl.First() {
+			a.log.Warn("another tool's tc filter runs ahead of ours and may hide packets from it (a filter at priority 1)",
+				"netns", ns.ID, "iface", iface.Name, "direction", d.tc.String(), "priority", pl.Priority, "ahead", pl.Ahead)
+		}
 		switch {
 		case errors.Is(err, tc.ErrInterfaceGone):
 			a.metrics.attachErrors.WithLabelValues("gone").Inc()

@@ -57,6 +57,10 @@ var (
 	descDropWhy  = prometheus.NewDesc("nsint_drop_reason_supported",
 		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
 		nil, nil)
+	descNotFirst = prometheus.NewDesc("nsint_attach_not_first_total",
+		"Attachments left with another tool's legacy tc filter ahead of ours (at priority 1), which may hide packets from nsint.", nil, nil)
+	descMoved = prometheus.NewDesc("nsint_attach_moved_total",
+		"Attachments of ours moved to the head of their hook because another tool's filter or program ran ahead.", nil, nil)
 	descFlowTable = prometheus.NewDesc("nsint_flow_table_shared",
 		"1 when the kernel flow state is one shared table (BPF_CMPXCHG, 5.12+); 0 when it is per CPU (one entry per CPU that carries a flow, each reported on its own).",
 		nil, nil)
@@ -68,7 +72,7 @@ type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
-		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy, descFlowTable} {
+		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy, descFlowTable, descNotFirst, descMoved} {
 		ch <- d
 	}
 }
@@ -89,6 +93,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			shared = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descFlowTable, prometheus.GaugeValue, shared)
+	}
+	if a.att != nil {
+		s := a.att.Stats()
+		ch <- prometheus.MustNewConstMetric(descNotFirst, prometheus.CounterValue, float64(s.NotFirst))
+		ch <- prometheus.MustNewConstMetric(descMoved, prometheus.CounterValue, float64(s.Moved))
 	}
 	if a.watch != nil {
 		s := a.watch.Stats()
