@@ -7,7 +7,7 @@ packages=(
 	clang llvm libbpf-dev gcc-multilib # eBPF objects (bpf2go)
 	clang-format-14                    # C format check (make lint)
 	iproute2 iputils-ping netcat-openbsd iptables ethtool util-linux procps # test namespaces and traffic
-	busybox tcpdump                    # raw-socket ping and a second tap in the drop tests
+	busybox-static tcpdump             # raw-socket ping (the VM initramfs uses the same busybox), a tap in the drop tests
 	iperf3 bpftool                     # benchmarks and debugging
 	chromium chromium-driver           # the collector page's browser test
 	make git ca-certificates

@@ -57,6 +57,9 @@ var (
 	descDropWhy  = prometheus.NewDesc("nsint_drop_reason_supported",
 		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
 		nil, nil)
+	descDatapath = prometheus.NewDesc("nsint_datapath_events_total",
+		"The eBPF programs' own counters, by event: reports, perf_errors (reports the perf ring refused; their counts stay in the kernel), unparsed (packets not IP or truncated: counted for the port, in no flow), no_identity, flow_update_errors, drop_reports, drops_folded (drops folded into a later report), unwatched, slot_flush_lost (slot counts whose flow entry was evicted), not_drops (frees that are no drop: docs/architecture.md), sweep_reports, sweep_bypassed.",
+		[]string{"event"}, nil)
 	descNotFirst = prometheus.NewDesc("nsint_attach_not_first_total",
 		"Attachments left with another tool's legacy tc filter ahead of ours (at priority 1), which may hide packets from nsint.", nil, nil)
 	descMoved = prometheus.NewDesc("nsint_attach_moved_total",
@@ -72,7 +75,7 @@ type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
-		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy, descFlowTable, descNotFirst, descMoved} {
+		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy, descFlowTable, descNotFirst, descMoved, descDatapath} {
 		ch <- d
 	}
 }
@@ -93,6 +96,20 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			shared = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descFlowTable, prometheus.GaugeValue, shared)
+		if st, err := a.dp.Stats(); err != nil {
+			a.log.Warn("read datapath counters", "err", err)
+		} else {
+			for _, e := range []struct {
+				name string
+				v    uint64
+			}{{"reports", st.Reports}, {"perf_errors", st.PerfErrors}, {"unparsed", st.Unparsed},
+				{"no_identity", st.NoIdentity}, {"flow_update_errors", st.FlowUpdateErrors},
+				{"drop_reports", st.DropReports}, {"drops_folded", st.DropsSuppressed}, {"unwatched", st.Unwatched},
+				{"slot_flush_lost", st.CacheFlushLost}, {"not_drops", st.NotDrops},
+				{"sweep_reports", st.SweepReports}, {"sweep_bypassed", st.SweepBypassed}} {
+				ch <- prometheus.MustNewConstMetric(descDatapath, prometheus.CounterValue, float64(e.v), e.name)
+			}
+		}
 	}
 	if a.att != nil {
 		s := a.att.Stats()
