@@ -32,10 +32,23 @@ type receiver struct {
 	total int
 	keep  bool // keep every report (else count only)
 	seen  map[uint16]time.Time
+	sums  map[flowAt]flowSum
 }
 
+// flowAt is a flow's observation point as v2.0 reports name it: port,
+// direction and the flow's destination port (the soak's flows differ only
+// by it).
+type flowAt struct {
+	port  uint16
+	dir   uint8
+	dport uint16
+}
+
+// flowSum is what the reports of one flowAt add up to.
+type flowSum struct{ packets, drops uint64 }
+
 func newReceiver(keep bool) (*receiver, error) {
-	r := &receiver{keep: keep, seen: map[uint16]time.Time{}}
+	r := &receiver{keep: keep, seen: map[uint16]time.Time{}, sums: map[flowAt]flowSum{}}
 	if err := r.open(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
 		return nil, err
 	}
@@ -96,6 +109,16 @@ func (r *receiver) loop(c *net.UDPConn, done chan struct{}) {
 				out: rep.EgressPort, packets: rep.Packets}
 			flowkey.Parse(rep.Inner, flowkey.LayerEthernet, &rec.tuple)
 			r.total++
+			if rep.ObservationPort != 0 {
+				k := flowAt{rep.ObservationPort, rep.Direction, rec.tuple.DstPort}
+				sum := r.sums[k]
+				if rep.Kind == intreport.Drop {
+					sum.drops += rep.Packets
+				} else {
+					sum.packets += rep.Packets
+				}
+				r.sums[k] = sum
+			}
 			for _, p := range [3]uint16{rec.obsPort, rec.inPort, rec.out} {
 				if p != 0 {
 					r.seen[p] = at
@@ -143,6 +166,14 @@ func (r *receiver) matching(keep func(*report) bool) []report {
 		}
 	}
 	return out
+}
+
+// sum is what the v2.0 reports of one flow at one observation point add up
+// to so far.
+func (r *receiver) sum(at flowAt) flowSum {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sums[at]
 }
 
 // reset forgets the kept reports.

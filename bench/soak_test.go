@@ -14,6 +14,7 @@ import (
 
 	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/intreport"
 )
 
 // soakConfig sizes the soak: NSINT_SOAK=short (CI, < 5 min) or full.
@@ -147,6 +148,12 @@ func TestSoak(t *testing.T) {
 		t.Errorf("churn: of %d interfaces, %d never attached and %d attached but never reported; %d pods failed to build: %v",
 			churn.interfaces, churn.unattached, churn.unreported, churn.failed, churn.examples)
 	}
+	// Totals: what each churn pod's eth0 and net1 received while counted —
+	// every datagram a packet at ingress and a drop (no socket) — reported
+	// exactly, though the pod went right after.
+	time.Sleep(reportInterval + time.Second)
+	wrong := checkChurnTotals(t, idx, rcv, churn.counted)
+	figures["soak_churn_totals_wrong"] = float64(wrong)
 	var after resources
 	back := waitFor(60*time.Second, func() bool {
 		after, err = snapshot(p, env, steady)
@@ -324,6 +331,7 @@ type churnResult struct {
 	latency                                    []float64 // pod creation began → both interfaces attached and reported, ms
 	elapsed                                    time.Duration
 	examples                                   []string
+	counted                                    []*soakPod // pods whose traffic was counted, gone now
 }
 
 // runChurn creates and deletes cfg.pods pods, cfg.concurrency at a time:
@@ -348,10 +356,14 @@ func runChurn(t *testing.T, node *soakNode, idx *attachIndex, rcv *receiver, cfg
 				}
 				err = waitAttachedReported(idx, rcv, sp, 30*time.Second)
 				lat := float64(time.Since(sp.created).Microseconds()) / 1000
+				if err == nil {
+					sp.counted.Store(true)
+				}
 				mu.Lock()
 				res.interfaces += 2
 				if err == nil {
 					res.latency = append(res.latency, lat)
+					res.counted = append(res.counted, sp)
 				} else {
 					for _, name := range []string{"eth0", "net1"} {
 						a, ok := idx.get(ifaceKey{sp.ns.Inode, name})
@@ -367,8 +379,11 @@ func runChurn(t *testing.T, node *soakNode, idx *attachIndex, rcv *receiver, cfg
 					}
 				}
 				mu.Unlock()
-				// Live at least minPodLife, under traffic, before going.
+				// Live at least minPodLife, under traffic, before going;
+				// the last datagrams reach it before it goes.
 				time.Sleep(time.Until(sp.created.Add(minPodLife)))
+				sp.quiet.Store(true)
+				time.Sleep(100 * time.Millisecond)
 				if err := node.removePod(sp); err != nil {
 					t.Errorf("remove pod %s: %v", sp.ns.Name, err)
 				}
@@ -380,6 +395,42 @@ func runChurn(t *testing.T, node *soakNode, idx *attachIndex, rcv *receiver, cfg
 	t.Logf("churn: %d pods in %v; pod creation began → both interfaces attached and reported p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 		cfg.pods, res.elapsed.Round(time.Millisecond), percentile(res.latency, 50), percentile(res.latency, 99), percentile(res.latency, 100))
 	return res
+}
+
+// reportInterval is the agent's --report-interval in the soak (the default).
+const reportInterval = time.Second
+
+// checkChurnTotals compares, for every counted churn pod, the datagrams sent
+// to each interface with the packets and drops the reports add up to at its
+// ingress; it returns how many interfaces differ.
+func checkChurnTotals(t *testing.T, idx *attachIndex, rcv *receiver, pods []*soakPod) int {
+	t.Helper()
+	wrong, total := 0, uint64(0)
+	for _, sp := range pods {
+		for i, name := range []string{"eth0", "net1"} {
+			a, ok := idx.get(ifaceKey{sp.ns.Inode, name})
+			if !ok {
+				continue // reported as unattached already
+			}
+			sent := sp.sent[i].Load()
+			total += sent
+			got := rcv.sum(flowAt{a.port, intreport.DirectionIngress, countedPort})
+			if got.packets != sent || got.drops != sent {
+				wrong++
+				if wrong <= 10 {
+					t.Errorf("churn totals: pod %s %s (port %d): sent %d, reports carry %d packets and %d drops",
+						sp.ns.Name, name, a.port, sent, got.packets, got.drops)
+				}
+			}
+		}
+	}
+	if wrong > 0 {
+		t.Errorf("churn totals: %d of %d interfaces differ from what was sent", wrong, 2*len(pods))
+	} else {
+		t.Logf("churn totals: all %d interfaces of %d pods deleted right after their traffic carry exactly the %d datagrams sent, as packets and as drops",
+			2*len(pods), len(pods), total)
+	}
+	return wrong
 }
 
 // agentWarnings counts the WARN and ERROR lines of every agent run and logs

@@ -30,7 +30,22 @@ type soakPod struct {
 	ns            *netnstest.NS
 	ethIP, net1IP netip.Addr
 	created       time.Time
+
+	// counted: the pod's interfaces are attached; its traffic goes to
+	// countedPort from now on, each datagram counted in sent (eth0, net1).
+	counted atomic.Bool
+	// quiet: no traffic to the pod any more (it is about to go).
+	quiet atomic.Bool
+	sent  [2]atomic.Uint64
 }
+
+// Ports of the soak's traffic: warmPort until a pod's interfaces are
+// attached (to get them reported), countedPort after, so that the packets
+// counted are exactly those sent while nsint watched.
+const (
+	warmPort    = 9
+	countedPort = 10
+)
 
 var (
 	ethBase  = netip.MustParseAddr("198.18.0.0")
@@ -121,8 +136,9 @@ func (n *soakNode) close() error {
 }
 
 // traffic sends, every 50 ms until ctx ends, one UDP datagram from the hub
-// to port 9 of every live pod's eth0 and net1 (no listener: the pod's
-// kernel drops it and answers ICMP). It returns the datagrams sent.
+// to every live pod's eth0 and net1 (no listener: the pod's kernel drops it
+// and answers ICMP): to warmPort, or countedPort once the pod is counted
+// (soakPod.sent). It counts the datagrams sent in sent.
 func (n *soakNode) traffic(ctx context.Context, sent *atomic.Uint64) error {
 	var conn *net.UDPConn
 	err := n.hub.Do(func() error {
@@ -145,9 +161,20 @@ func (n *soakNode) traffic(ctx context.Context, sent *atomic.Uint64) error {
 			case <-tick.C:
 			}
 			for _, p := range n.live() {
-				for _, ip := range []netip.Addr{p.ethIP, p.net1IP} {
-					if _, err := conn.WriteToUDPAddrPort(payload, netip.AddrPortFrom(ip, 9)); err == nil {
+				if p.quiet.Load() {
+					continue
+				}
+				counted := p.counted.Load()
+				port := uint16(warmPort)
+				if counted {
+					port = countedPort
+				}
+				for i, ip := range []netip.Addr{p.ethIP, p.net1IP} {
+					if _, err := conn.WriteToUDPAddrPort(payload, netip.AddrPortFrom(ip, port)); err == nil {
 						sent.Add(1)
+						if counted {
+							p.sent[i].Add(1)
+						}
 					}
 				}
 			}

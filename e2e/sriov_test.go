@@ -57,6 +57,7 @@ func TestSRIOV(t *testing.T) {
 	ag := env.start(t)
 	checkVFPorts(t, ag.topology(t), wantMode, a, b)
 	checkVFTraffic(t, rcv, ag, intreport.V20, a, b)
+	checkVFTotals(t, rcv, ag, env, a, b)
 	if err := ag.stop(t, syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit after SIGTERM: %v", err)
 	}
@@ -318,6 +319,47 @@ func checkVFTraffic(t *testing.T, rcv *receiver, ag *agentProc, format intreport
 			if id != 0 && strings.HasPrefix(portName(topo, id), "unknown") {
 				t.Errorf("report names port %d, which the topology does not list", id)
 			}
+		}
+	}
+}
+
+// checkVFTotals sends a burst of UDP from pod a's VF to pod b's, shorter
+// than the report interval, and checks that the v2.0 reports of the flow add
+// up to exactly what was sent, at a's VF egress and at b's VF ingress, once
+// the interval and a second have passed.
+func checkVFTotals(t *testing.T, rcv *receiver, ag *agentProc, env *agentEnv, a, b *vfPod) {
+	t.Helper()
+	const n, payload, dport = 40, 100, 4100
+	src, dst := netip.AddrPortFrom(a.ip4, 44100), netip.AddrPortFrom(b.ip4, dport)
+	sink := listenUDP(t, b.ns, dst)
+	sendUDPBurst(t, a.ns, src, dst, n, payload, 2*time.Millisecond)
+	waitFor(t, "every datagram received by b", 10*time.Second, func() bool { return sink.received() == n })
+	interval, err := time.ParseDuration(env.interval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(scaled(interval + time.Second))
+	topo := ag.topology(t)
+	const frame = 14 + 20 + 8 + payload
+	reps, _ := rcv.snapshot()
+	for _, at := range []struct {
+		port api.Port
+		dir  uint8
+	}{{portOf(t, topo, a.ns, "net1"), intreport.DirectionEgress}, {portOf(t, topo, b.ns, "net1"), intreport.DirectionIngress}} {
+		var packets, bytes uint64
+		for _, r := range reps {
+			tu := r.tuple
+			if r.rep.Kind == intreport.Flow && r.rep.ObservationPort == at.port.ID && r.rep.Direction == at.dir &&
+				tu.Src == src.Addr() && tu.Dst == dst.Addr() && tu.SrcPort == src.Port() && tu.DstPort == dst.Port() {
+				packets += r.rep.Packets
+				bytes += r.rep.Bytes
+			}
+		}
+		if packets != n || bytes != n*frame {
+			t.Errorf("VF to VF totals at %s:%s (port %d) direction %d: %d packets %d bytes, want %d and %d",
+				at.port.Netns.Name, at.port.Name, at.port.ID, at.dir, packets, bytes, n, n*frame)
+		} else {
+			t.Logf("VF to VF totals at %s:%s direction %d: all %d packets, %d bytes", at.port.Netns.Name, at.port.Name, at.dir, n, bytes)
 		}
 	}
 }
