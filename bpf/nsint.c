@@ -48,7 +48,13 @@ static __always_inline void tc_observe(struct __sk_buff *skb,
 	if (!segs)
 		segs = 1;
 	if (parse_frame(skb, &key.t, &meta)) {
+		struct port_counters *c;
+		__u32 p = port;
+
 		count_port(port, dir, segs, skb->len);
+		c = bpf_map_lookup_elem(&port_counters, &p);
+		if (c)
+			c->dir[dir & 1].flowless += segs;
 		stat_inc(NSINT_STAT_UNPARSED);
 		return;
 	}

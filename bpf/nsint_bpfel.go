@@ -137,10 +137,11 @@ type NsintPortConfig struct {
 type NsintPortCounters struct {
 	_   structs.HostLayout
 	Dir [2]struct {
-		_       structs.HostLayout
-		Packets uint64
-		Bytes   uint64
-		Drops   uint64
+		_        structs.HostLayout
+		Packets  uint64
+		Bytes    uint64
+		Drops    uint64
+		Flowless uint64
 	}
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -161,6 +162,44 @@ func testTotals(t *testing.T, mode string) {
 		if a.LostReports != 0 {
 			t.Errorf("the collector saw %d reports lost from %s", a.LostReports, a.Source)
 		}
+	}
+	// The agent's own series agree: at every port, every packet of a flow
+	// (every packet but the flowless ones: ARP) is in a report naming it.
+	checkPortSeries(t, ag.metrics(t))
+}
+
+// checkPortSeries compares, for every port and direction in the agent's
+// metrics, nsint_port_packets_total − nsint_port_flowless_packets_total with
+// nsint_port_reported_packets_total.
+func checkPortSeries(t *testing.T, metrics string) {
+	t.Helper()
+	vals := map[string]map[string]float64{} // series labels → metric → value
+	for _, line := range strings.Split(metrics, "\n") {
+		for _, m := range []string{"nsint_port_packets_total", "nsint_port_flowless_packets_total", "nsint_port_reported_packets_total"} {
+			if rest, ok := strings.CutPrefix(line, m+"{"); ok {
+				i := strings.LastIndexByte(rest, ' ')
+				var v float64
+				fmt.Sscan(rest[i+1:], &v)
+				if vals[rest[:i]] == nil {
+					vals[rest[:i]] = map[string]float64{}
+				}
+				vals[rest[:i]][m] = v
+			}
+		}
+	}
+	checked := 0
+	for labels, v := range vals {
+		if strings.Contains(labels, `interface=":stack"`) {
+			continue // no hook: reported only
+		}
+		checked++
+		if got, want := v["nsint_port_reported_packets_total"], v["nsint_port_packets_total"]-v["nsint_port_flowless_packets_total"]; got != want {
+			t.Errorf("agent series {%s: %v packets, %v flowless, %v in reports naming the port, want %v",
+				labels, v["nsint_port_packets_total"], v["nsint_port_flowless_packets_total"], got, want)
+		}
+	}
+	if checked == 0 {
+		t.Error("no per-port series in the agent's metrics")
 	}
 }
 

@@ -196,6 +196,7 @@ struct dir_counters {
 	__u64 packets;
 	__u64 bytes;
 	__u64 drops;
+	__u64 flowless; /* of packets: not IP, or truncated: in no flow */
 };
 
 struct port_counters {

@@ -31,19 +31,20 @@ var DefaultSelect = []string{"exclude kind=loopback"}
 
 // Agent is a running nsint-agent. It implements api.Source.
 type Agent struct {
-	cfg     *config.Agent
-	log     *slog.Logger
-	dp      *datapath.Datapath
-	att     *tc.Attacher
-	alloc   *ports.Allocator
-	watch   *ifacewatch.Watcher
-	exp     *exporter.Exporter // nil without collectors
-	drops   *dropreason.Resolver
-	reader  atomic.Pointer[datapath.Reader]
-	reg     *registry
-	metrics *metrics
-	format  intreport.Format
-	sweeper *sweeper
+	cfg      *config.Agent
+	log      *slog.Logger
+	dp       *datapath.Datapath
+	att      *tc.Attacher
+	alloc    *ports.Allocator
+	watch    *ifacewatch.Watcher
+	exp      *exporter.Exporter // nil without collectors
+	drops    *dropreason.Resolver
+	reader   atomic.Pointer[datapath.Reader]
+	reg      *registry
+	metrics  *metrics
+	format   intreport.Format
+	sweeper  *sweeper
+	reported *reportedPackets
 
 	ready    atomic.Bool
 	notReady atomic.Value // string: why not ready
@@ -71,6 +72,7 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 	a := &Agent{cfg: cfg, log: log, reg: newRegistry(), ifacesChanged: make(chan struct{}, 1)}
 	a.notReady.Store("starting")
 	a.sweeper = &sweeper{a: a, inner: make([]byte, 0, 14+int(cfg.SnapLen)), m: newSweepMetrics()}
+	a.reported = newReportedPackets(cfg.MaxPorts)
 	a.metrics = newMetrics(a)
 
 	format, err := intreport.ParseFormat(cfg.ReportFormat)

@@ -124,6 +124,7 @@ func (a *Agent) removeNetns(ns ifacewatch.Namespace) error {
 	r.mu.Unlock()
 	info := datapath.PortInfo{NetnsInode: uint64(ns.ID), LocalPort: e.local, LocalStack: true}
 	errs = append(errs, a.dp.DeletePort(e.local, info))
+	a.reported.reset(e.local)
 	if _, err := a.alloc.ReleaseNetns(uint64(ns.ID)); err != nil {
 		errs = append(errs, err)
 	}
@@ -312,6 +313,7 @@ func (a *Agent) removeIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface
 	// port and its counters go.
 	a.sweeper.sweep("port", datapath.SweepOptions{Ports: []uint16{p.id}})
 	errs = append(errs, a.dp.DeletePort(p.id, info))
+	a.reported.reset(p.id)
 	errs = append(errs, a.alloc.Release(ports.Key{Netns: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex)}))
 	a.log.Debug("interface removed", "netns", ns.ID, "iface", iface.Name, "port", p.id)
 	return errors.Join(errs...)

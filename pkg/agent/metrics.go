@@ -3,6 +3,8 @@ package agent
 import (
 	"strconv"
 
+	"github.com/nsint/nsint/pkg/datapath"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -54,7 +56,12 @@ var (
 	descPkts     = prometheus.NewDesc("nsint_port_packets_total", "Packets seen at a port's TC hook.", portLabels, nil)
 	descBytes    = prometheus.NewDesc("nsint_port_bytes_total", "Bytes seen at a port's TC hook.", portLabels, nil)
 	descDrops    = prometheus.NewDesc("nsint_port_drops_total", "Kernel drops of packets of a port (skb:kfree_skb).", portLabels, nil)
-	descDropWhy  = prometheus.NewDesc("nsint_drop_reason_supported",
+	descFlowless = prometheus.NewDesc("nsint_port_flowless_packets_total",
+		"Packets seen at a port's TC hook that are in no flow (not IP, or truncated): no report carries them.", portLabels, nil)
+	descReported = prometheus.NewDesc("nsint_port_reported_packets_total",
+		"Packets of the flow reports this agent made that name the port (ingress: as ingress port; egress: as egress port). packets - flowless - reported, once an interface is quiet for the report interval and a second, is what no report carries: flow-table evictions, perf ring losses, forwarded packets whose egress port is not observed.",
+		portLabels, nil)
+	descDropWhy = prometheus.NewDesc("nsint_drop_reason_supported",
 		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
 		nil, nil)
 	descDatapath = prometheus.NewDesc("nsint_datapath_events_total",
@@ -75,7 +82,7 @@ type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
-		descSent, descSendErr, descPkts, descBytes, descDrops, descDropWhy, descFlowTable, descNotFirst, descMoved, descDatapath} {
+		descSent, descSendErr, descPkts, descBytes, descDrops, descFlowless, descReported, descDropWhy, descFlowTable, descNotFirst, descMoved, descDatapath} {
 		ch <- d
 	}
 }
@@ -150,17 +157,21 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			pod, podNS = meta.Pod.Name, meta.Pod.Namespace
 		}
 		port := strconv.Itoa(int(id))
+		repIn, repOut := a.reported.get(id)
 		for _, d := range []struct {
-			name           string
-			pkts, by, drop uint64
+			name     string
+			c        datapath.DirCounters
+			reported uint64
 		}{
-			{"ingress", cnt.Ingress.Packets, cnt.Ingress.Bytes, cnt.Ingress.Drops},
-			{"egress", cnt.Egress.Packets, cnt.Egress.Bytes, cnt.Egress.Drops},
+			{"ingress", cnt.Ingress, repIn},
+			{"egress", cnt.Egress, repOut},
 		} {
 			lv := []string{a.cfg.NodeName, port, name, netns, d.name, pod, podNS, meta.Network}
-			ch <- prometheus.MustNewConstMetric(descPkts, prometheus.CounterValue, float64(d.pkts), lv...)
-			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(d.by), lv...)
-			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(d.drop), lv...)
+			ch <- prometheus.MustNewConstMetric(descPkts, prometheus.CounterValue, float64(d.c.Packets), lv...)
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(d.c.Bytes), lv...)
+			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(d.c.Drops), lv...)
+			ch <- prometheus.MustNewConstMetric(descFlowless, prometheus.CounterValue, float64(d.c.Flowless), lv...)
+			ch <- prometheus.MustNewConstMetric(descReported, prometheus.CounterValue, float64(d.reported), lv...)
 		}
 	}
 }

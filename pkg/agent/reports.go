@@ -52,6 +52,9 @@ func (a *Agent) export(ev *datapath.Event, rep *intreport.Report, inner []byte) 
 	}
 	a.toReport(ev, rep, inner)
 	a.metrics.reports.WithLabelValues(rep.Kind.String()).Inc()
+	if ev.Type == datapath.FlowEvent {
+		a.reported.add(ev.InPort, ev.OutPort, ev.Packets)
+	}
 	if a.exp != nil {
 		a.exp.Enqueue(rep)
 	}
@@ -93,6 +96,42 @@ func (a *Agent) toReport(ev *datapath.Event, rep *intreport.Report, inner []byte
 	}
 	if ev.Data == nil { // a sweep's report: no packet to show
 		rep.Inner = synthesizeInner(inner, ev)
+	}
+}
+
+// reportedPackets counts, per port and direction, the packets of the flow
+// reports the agent made that name the port (as a collector counts them:
+// ingress for the report's ingress port, egress for its egress port). Next
+// to the kernel's per-port counters it shows packets no report carries.
+type reportedPackets struct {
+	ports [][2]atomic.Uint64 // by port ID: ingress, egress
+}
+
+func newReportedPackets(maxPorts int) *reportedPackets {
+	return &reportedPackets{ports: make([][2]atomic.Uint64, maxPorts)}
+}
+
+func (r *reportedPackets) add(in, out uint16, packets uint64) {
+	if int(in) < len(r.ports) && in != 0 {
+		r.ports[in][0].Add(packets)
+	}
+	if int(out) < len(r.ports) && out != 0 {
+		r.ports[out][1].Add(packets)
+	}
+}
+
+func (r *reportedPackets) get(port uint16) (ingress, egress uint64) {
+	if int(port) >= len(r.ports) {
+		return 0, 0
+	}
+	return r.ports[port][0].Load(), r.ports[port][1].Load()
+}
+
+// reset starts port's counts again: the port was released.
+func (r *reportedPackets) reset(port uint16) {
+	if int(port) < len(r.ports) {
+		r.ports[port][0].Store(0)
+		r.ports[port][1].Store(0)
 	}
 }
 

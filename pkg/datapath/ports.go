@@ -131,6 +131,9 @@ type DirCounters struct {
 	Packets uint64 // GSO segments counted individually
 	Bytes   uint64
 	Drops   uint64 // kfree_skb drops attributed to the port
+	// Flowless counts the packets (of Packets) that are in no flow: not
+	// IP, or truncated. No report carries them.
+	Flowless uint64
 }
 
 // Counters are a port's totals since SetPort, summed over CPUs.
@@ -169,6 +172,8 @@ func (d *Datapath) PortCountersOf(ids []uint16) ([]Counters, error) {
 		for _, v := range per {
 			c.Ingress.add(v.Dir[Ingress].Packets, v.Dir[Ingress].Bytes, v.Dir[Ingress].Drops)
 			c.Egress.add(v.Dir[Egress].Packets, v.Dir[Egress].Bytes, v.Dir[Egress].Drops)
+			c.Ingress.Flowless += v.Dir[Ingress].Flowless
+			c.Egress.Flowless += v.Dir[Egress].Flowless
 		}
 	}
 	held, err := d.slotCounts()
@@ -220,4 +225,5 @@ func (c *DirCounters) atLeast(floor DirCounters) {
 	c.Packets = max(c.Packets, floor.Packets)
 	c.Bytes = max(c.Bytes, floor.Bytes)
 	c.Drops = max(c.Drops, floor.Drops)
+	c.Flowless = max(c.Flowless, floor.Flowless)
 }
