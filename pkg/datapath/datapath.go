@@ -49,8 +49,10 @@ type Datapath struct {
 	watchMu    sync.Mutex
 	readerOpen atomic.Bool
 
-	// sweepMu serialises sweeps: they share the work list maps.
-	sweepMu sync.Mutex
+	// sweepMu serialises sweeps: they share the work list maps and
+	// sweepBuf.
+	sweepMu  sync.Mutex
+	sweepBuf sweepBuffers
 
 	countersMu sync.Mutex
 	// countersFloor: the last figures PortCountersOf returned, by port.

@@ -58,6 +58,13 @@ func (o SweepOptions) forced(port uint16) bool {
 	return false
 }
 
+// sweepBuffers are the flow table batches a sweep reads into, kept from one
+// sweep to the next (guarded by Datapath.sweepMu).
+type sweepBuffers struct {
+	keys []bpf.NsintFlowKey
+	vals []bpf.NsintFlowState
+}
+
 // SweepStats say what one sweep did.
 type SweepStats struct {
 	CPUs    int // CPUs whose slots were emptied
@@ -146,8 +153,11 @@ func (d *Datapath) dueFlows(opts SweepOptions, st *SweepStats) ([]bpf.NsintSweep
 		cpus = d.possibleCPUs()
 	}
 	const batch = 4096
-	keys := make([]bpf.NsintFlowKey, batch)
-	vals := make([]bpf.NsintFlowState, batch*cpus)
+	if len(d.sweepBuf.keys) != batch || len(d.sweepBuf.vals) != batch*cpus {
+		d.sweepBuf.keys = make([]bpf.NsintFlowKey, batch)
+		d.sweepBuf.vals = make([]bpf.NsintFlowState, batch*cpus)
+	}
+	keys, vals := d.sweepBuf.keys, d.sweepBuf.vals
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := d.objs.Flows.BatchLookup(&cursor, keys, vals, nil)
