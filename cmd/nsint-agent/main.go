@@ -3,7 +3,7 @@
 // INT Telemetry Reports to collectors.
 //
 //	nsint-agent [flags]           run the agent (see --help; every flag is also NSINT_<FLAG> and a --config key)
-//	nsint-agent cleanup [flags]   remove every attachment, pin and state file of ours on this node
+//	nsint-agent cleanup [flags]   remove every attachment, pin (pinned kernel state included) and state file of ours on this node
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"github.com/nsint/nsint/internal/flagconf"
 	"github.com/nsint/nsint/pkg/agent"
 	"github.com/nsint/nsint/pkg/config"
+	"github.com/nsint/nsint/pkg/datapath"
 	"github.com/nsint/nsint/pkg/tc"
 )
 
@@ -66,13 +67,19 @@ func runCleanup(cfg *config.Agent, log *slog.Logger) int {
 		log.Error("cleanup", "err", err)
 		return 2
 	}
+	// The pinned datapath state first: tc.Cleanup then removes the pin
+	// directory once it is empty.
+	genDir := agent.GenerationDir(cfg.BPFFSDir)
+	generations, genErr := datapath.RemoveGenerations(genDir)
 	removed, err := tc.Cleanup(attachCfg, tc.CleanupScope{
 		StateDir:    cfg.StateDir,
 		NetnsDirs:   cfg.NetnsDirs,
 		IncludeHost: cfg.HostNetns,
 	})
-	log.Info("cleanup done", "removed", removed, "pinDir", attachCfg.PinDir, "stateDir", cfg.StateDir,
-		"netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns)
+	removed += generations
+	err = errors.Join(genErr, err)
+	log.Info("cleanup done", "removed", removed, "generations", generations, "pinDir", attachCfg.PinDir,
+		"stateDir", cfg.StateDir, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns)
 	if err != nil {
 		log.Error("cleanup incomplete", "err", err)
 		return 1

@@ -45,6 +45,7 @@ type Agent struct {
 	format   intreport.Format
 	sweeper  *sweeper
 	reported *reportedPackets
+	recov    *recovery
 
 	ready    atomic.Bool
 	notReady atomic.Value // string: why not ready
@@ -73,7 +74,9 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 	a.notReady.Store("starting")
 	a.sweeper = &sweeper{a: a, inner: make([]byte, 0, 14+int(cfg.SnapLen)), m: newSweepMetrics()}
 	a.reported = newReportedPackets(cfg.MaxPorts)
+	a.recov = newRecovery()
 	a.metrics = newMetrics(a)
+	a.metrics.reg.MustRegister(a.recov.m.collectors()...)
 
 	format, err := intreport.ParseFormat(cfg.ReportFormat)
 	if err != nil {
@@ -84,14 +87,16 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if attachCfg.Mode != tc.ModeLegacy && tc.HaveTCX() == nil {
-		mounted, err := tc.MountBPFFS(cfg.BPFFSDir)
-		if err != nil {
-			return fmt.Errorf("BPF filesystem at %s: %w", cfg.BPFFSDir, err)
-		}
-		if mounted {
-			log.Info("mounted the BPF filesystem, which was absent", "dir", cfg.BPFFSDir)
-		}
+	// TCX links are pinned there, and so is the datapath's state for the
+	// next start (recover.go): without it, only legacy tc can run.
+	mounted, bpffsErr := tc.MountBPFFS(cfg.BPFFSDir)
+	switch {
+	case bpffsErr != nil && attachCfg.Mode != tc.ModeLegacy && tc.HaveTCX() == nil:
+		return fmt.Errorf("BPF filesystem at %s: %w", cfg.BPFFSDir, bpffsErr)
+	case bpffsErr != nil:
+		a.recoveryOff("bpffs", fmt.Errorf("BPF filesystem at %s: %w", cfg.BPFFSDir, bpffsErr))
+	case mounted:
+		log.Info("mounted the BPF filesystem, which was absent", "dir", cfg.BPFFSDir)
 	}
 	if a.att, err = tc.New(attachCfg); err != nil {
 		return err
@@ -114,6 +119,10 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		return fmt.Errorf("load eBPF datapath: %w", err)
 	}
 	defer a.dp.Close()
+	if bpffsErr == nil {
+		a.openRecovery()
+		defer a.closeRecovery()
+	}
 
 	if a.drops, err = dropreason.FromKernel(); err != nil {
 		log.Warn("kernel drop reasons unavailable; drops are reported with reason unknown", "err", err)
@@ -278,14 +287,17 @@ func (a *Agent) startDiscovery(ctx context.Context, wg *sync.WaitGroup) error {
 }
 
 // becomeReady marks the agent ready once the initial discovery has been
-// handled, then forgets port IDs of namespaces and interfaces that vanished
-// while the agent was not running.
+// handled, after forgetting port IDs of namespaces and interfaces that
+// vanished while the agent was not running and reporting what earlier
+// agents left in the kernel (their dispatchers are replaced by now).
 func (a *Agent) becomeReady(ctx context.Context) {
 	a.notReady.Store("initial discovery and attachment running")
 	if err := a.waitInitialDiscovery(ctx); err != nil {
 		return
 	}
 	a.pruneStalePorts()
+	a.notReady.Store("reporting what earlier agents left in the kernel")
+	a.recoverEarlier()
 	a.ready.Store(true)
 	a.log.Info("initial discovery done", "namespaces", len(a.Namespaces()), "ports", a.alloc.InUse())
 }

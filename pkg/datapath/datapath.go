@@ -57,6 +57,10 @@ type Datapath struct {
 	countersMu sync.Mutex
 	// countersFloor: the last figures PortCountersOf returned, by port.
 	countersFloor map[uint16]Counters
+	// baseline: what earlier generations counted, by port (baseline.go).
+	baseline map[uint16]Counters
+	// gen is where Pin pinned this datapath's state; nil before.
+	gen *ownGeneration
 }
 
 // Load loads and verifies the programs once, with cfg's constants and map
@@ -256,12 +260,21 @@ func (d *Datapath) Programs() (ingress, egress *ebpf.Program) {
 	return d.objs.NsintTcIngress, d.objs.NsintTcEgress
 }
 
-// Close releases every map and program the Datapath loaded.
+// Close releases every map and program the Datapath loaded. Pinned state
+// (Pin) stays for the next load.
 func (d *Datapath) Close() error {
+	var errs []error
 	if err := d.objs.Close(); err != nil {
-		return fmt.Errorf("close nsint objects: %w", err)
+		errs = append(errs, fmt.Errorf("close nsint objects: %w", err))
 	}
-	return nil
+	d.countersMu.Lock()
+	if d.gen != nil {
+		if err := d.gen.baseline.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close map %s: %w", baselinePin, err))
+		}
+	}
+	d.countersMu.Unlock()
+	return errors.Join(errs...)
 }
 
 // Stats are the programs' own counters, summed over CPUs.

@@ -95,8 +95,9 @@ func (d *Datapath) SetPort(id uint16, p PortInfo) error {
 	return nil
 }
 
-// DeletePort removes port id (configured with p) and clears its counters.
-// Its flow state ages out of the LRU tables.
+// DeletePort removes port id (configured with p) and clears its counters,
+// its baseline (Recover) included. Its flow state ages out of the LRU
+// tables.
 func (d *Datapath) DeletePort(id uint16, p PortInfo) error {
 	if err := d.checkID(id); err != nil {
 		return err
@@ -122,6 +123,7 @@ func (d *Datapath) DeletePort(id uint16, p PortInfo) error {
 	}
 	d.countersMu.Lock()
 	delete(d.countersFloor, id)
+	errs = append(errs, d.clearBaselineLocked(id))
 	d.countersMu.Unlock()
 	return errors.Join(errs...)
 }
@@ -136,7 +138,8 @@ type DirCounters struct {
 	Flowless uint64
 }
 
-// Counters are a port's totals since SetPort, summed over CPUs.
+// Counters are a port's totals since SetPort, summed over CPUs, with what
+// earlier generations of the datapath counted for it (Recover).
 type Counters struct {
 	Ingress DirCounters
 	Egress  DirCounters
@@ -154,7 +157,8 @@ func (d *Datapath) PortCounters(id uint16) (Counters, error) {
 // PortCountersOf reads the counters of ports ids, in that order: the
 // kernel's per-CPU counters, then the packets and bytes the CPUs' last-flow
 // slots hold for the port and have not handed over yet (the fast path
-// counts a packet only there; flow_cache_flush moves it on). In that order a
+// counts a packet only there; flow_cache_flush moves it on), plus what
+// earlier generations counted for it (Recover). In that order a
 // packet is never counted twice: a flush empties the slot before it adds to
 // the counters. A flush between the two reads hides its packets from one
 // reading, so each figure is also held to at least what it read before.
@@ -187,6 +191,7 @@ func (d *Datapath) PortCountersOf(ids []uint16) ([]Counters, error) {
 		h := held[id]
 		c.Ingress.add(h[Ingress].Packets, h[Ingress].Bytes, 0)
 		c.Egress.add(h[Egress].Packets, h[Egress].Bytes, 0)
+		c.addCounters(d.baseline[id])
 		floor := d.countersFloor[id]
 		c.Ingress.atLeast(floor.Ingress)
 		c.Egress.atLeast(floor.Egress)
