@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/rlimit"
 	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/fakenode"
 	"github.com/nsint/nsint/internal/netnstest"
@@ -31,6 +32,12 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
+		// The tests load small programs of their own (probes, foreign
+		// filters): on kernels that charge BPF memory to RLIMIT_MEMLOCK
+		// (before 5.11), the agents' maps count against the same user.
+		if err := rlimit.RemoveMemlock(); err != nil {
+			fmt.Fprintln(os.Stderr, "lift RLIMIT_MEMLOCK:", err)
+		}
 		// NSINT_E2E_BIN_DIR points at prebuilt nsint-agent and
 		// nsint-collector binaries (a VM has no Go toolchain).
 		if dir := os.Getenv("NSINT_E2E_BIN_DIR"); dir != "" {

@@ -42,9 +42,9 @@ func testTotals(t *testing.T, mode string) {
 		if i, j := ifindexIn(t, p.ns, "eth0"), ifindexIn(t, p.ns, "net1"); i != gtEthIfindex || j != gtNet1Ifindex {
 			t.Fatalf("pod %s: eth0 has ifindex %d and net1 %d, want %d and %d in every pod", p.name, i, j, gtEthIfindex, gtNet1Ifindex)
 		}
-		for _, dev := range []string{"eth0", "net1"} {
-			noOffloads(t, p.ns, dev)
-		}
+		// The TCP transfer crosses eth0 and the bridge; macvlans carry
+		// UDP and ICMP only (and cannot change offloads on every kernel).
+		noOffloads(t, p.ns, "eth0")
 		noOffloads(t, g.node, p.host)
 	}
 
@@ -72,7 +72,6 @@ func testTotals(t *testing.T, mode string) {
 		foreignTCX(t, c.ns, "net1", "egress")
 	}
 	g.addNet(t, b, "net2", 12)
-	noOffloads(t, b.ns, "net2")
 	waitFor(t, "pod b's net2 attached", 10*time.Second, func() bool {
 		for _, p := range ag.topology(t).Ports {
 			if p.Netns.Name == b.ns.Name && p.Name == "net2" && p.AttachMode == wantMode {

@@ -188,16 +188,18 @@ static __always_inline void drop_unreport(const struct drop_key *key,
  * - a frame for another host (PACKET_OTHERHOST: promiscuous devices, macvlan
  *   and bridge parents);
  * - a multicast or broadcast frame freed because nothing subscribed to it
- *   (no socket, no protocol handler, or a plain kfree_skb);
+ *   (no socket, no protocol handler, or no reason given);
  * - an ICMP or ICMPv6 echo reply freed because no ICMP datagram socket took
  *   it: raw sockets (busybox ping, iputils ping without ping_group_range)
  *   were handed a copy before that check, which the kernel does not tell;
  * - a copy that a raw or packet socket (ping, tcpdump) threw away: the
  *   packet itself went on (6.12+ name the socket; see cfg.drop_has_rx_sk);
  * - what a socket's own queue held when it closed or purged it: delivered,
- *   or never sent, but not discarded by the network stack.
- * Kernels without drop reasons (before 5.17) give none of the reasons, so
- * there multicast, broadcast and echo replies are never drops.
+ *   or never sent, but not discarded by the network stack;
+ * - a packet freed with no reason (NOT_SPECIFIED, or any free on kernels
+ *   without reasons) that is not unicast TCP, UDP or SCTP: older kernels
+ *   free handled ICMPv6 (echo, neighbour discovery) and control frames
+ *   that way.
  */
 static __always_inline int drop_is_real(struct sk_buff *skb, __u32 reason,
 					const struct tuple *t,
@@ -212,7 +214,7 @@ static __always_inline int drop_is_real(struct sk_buff *skb, __u32 reason,
 		if (cl)
 			class = *cl;
 	} else {
-		class = NSINT_DROP_NO_SOCKET; /* could be any */
+		class = NSINT_DROP_VAGUE;
 	}
 	if (pkt_type == NSINT_PACKET_OTHERHOST ||
 	    class == NSINT_DROP_OTHERHOST || class == NSINT_DROP_SOCKET)
@@ -222,9 +224,14 @@ static __always_inline int drop_is_real(struct sk_buff *skb, __u32 reason,
 	    class != NSINT_DROP_REAL)
 		return 0;
 	icmp_type = t->sport >> 8;
-	if (class == NSINT_DROP_NO_SOCKET &&
+	if ((class == NSINT_DROP_NO_SOCKET || class == NSINT_DROP_VAGUE) &&
 	    ((t->proto == IPPROTO_ICMP && icmp_type == 0) ||
 	     (t->proto == IPPROTO_ICMPV6 && icmp_type == 129)))
+		return 0;
+	if (class == NSINT_DROP_VAGUE &&
+	    (!t->family ||
+	     (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP &&
+	      t->proto != IPPROTO_SCTP)))
 		return 0;
 	if (rx_sk) {
 		__u16 family = BPF_CORE_READ(rx_sk, __sk_common.skc_family);

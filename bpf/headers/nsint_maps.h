@@ -95,6 +95,8 @@ enum nsint_drop_class {
 	NSINT_DROP_NO_SOCKET = 2, /* as UNWANTED; also not for echo replies */
 	NSINT_DROP_OTHERHOST = 3, /* a frame for another host: never a drop */
 	NSINT_DROP_SOCKET = 4,	  /* a socket's own queue: never a drop */
+	NSINT_DROP_VAGUE = 5,	  /* no reason given: a drop only of unicast
+				   * TCP, UDP or SCTP */
 };
 
 struct {

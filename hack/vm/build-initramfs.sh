@@ -18,9 +18,11 @@ moddir=$ktree/lib/modules/$release
 # (crc32c_generic: libcrc32c's soft dependency, absent from modules.dep), and
 # xfrm_user + nfnetlink: a vishvananda/netlink handle opened in a namespace
 # opens NETLINK_XFRM and NETLINK_NETFILTER sockets too, and fails with
-# "protocol not supported" when their modules are not loaded.
+# "protocol not supported" when their modules are not loaded. cls_u32,
+# cls_matchall, act_gact and act_mirred: the foreign classifying filters nsint must run
+# ahead of (u32 … classid, matchall action ok).
 modules=(veth macvlan bridge sch_ingress cls_bpf crc32c_generic nf_tables nft_compat xt_tcpudp
-	xfrm_user nfnetlink)
+	xfrm_user nfnetlink cls_u32 cls_matchall act_gact act_mirred)
 # Modules that only some kernels build separately: nft_counter (every
 # iptables-nft rule has a counter; without the module the rule insert fails
 # with ENOENT) is its own module on 5.10 and part of nf_tables.ko on 6.1;

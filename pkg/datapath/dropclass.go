@@ -9,6 +9,7 @@ const (
 	dropNoSocket  = 2 // as dropUnwanted, and no drop for an echo reply
 	dropOtherHost = 3 // a frame for another host: never a drop
 	dropSocket    = 4 // a socket's own queue, closed or purged: never a drop
+	dropVague     = 5 // no reason given: a drop only of unicast TCP, UDP or SCTP
 )
 
 // dropClasses names the kernel drop reasons that can mean "no one on this
@@ -18,9 +19,10 @@ const (
 // docs/architecture.md, "Drops"). Every reason not listed is a drop; names
 // a kernel does not have are skipped.
 var dropClasses = map[string]uint8{
-	// kfree_skb without a reason: what the IPv6 stack does with MLD
-	// reports and router solicitations that reach a host, among others.
-	"SKB_DROP_REASON_NOT_SPECIFIED": dropUnwanted,
+	// kfree_skb without a reason: what older kernels do with ICMPv6 they
+	// handled (echo, neighbour discovery), MLD reports and router
+	// solicitations reaching a host, control frames, among others.
+	"SKB_DROP_REASON_NOT_SPECIFIED": dropVague,
 	// Protocols nothing on the host handles, groups it did not join.
 	"SKB_DROP_REASON_UNHANDLED_PROTO":         dropUnwanted,
 	"SKB_DROP_REASON_IP_NOPROTO":              dropUnwanted,
