@@ -5,8 +5,10 @@
 // metrics.
 //
 // It is the one package besides cmd/ that logs. Its lifetime is Run's
-// context: when it ends, discovery and reading stop, queued reports are
-// flushed, and attachments stay in place (TCX links pinned, legacy filters
-// left) so that a restarted agent replaces its programs without a gap.
-// `nsint-agent cleanup` removes them for good.
+// context: when it ends, discovery stops, a last sweep takes every flow's
+// unreported counts, the perf ring and the export queue are drained, and
+// attachments stay in place (TCX links pinned, legacy filters left), still
+// counting into this start's pinned maps, so that the next agent replaces
+// its programs without a gap and reports what they counted meanwhile
+// (recover.go). `nsint-agent cleanup` removes them for good.
 package agent

@@ -14,7 +14,11 @@
 // exposed (Stats, PortCounters, Reader.LostSamples).
 //
 // Lifetime: a Datapath owns its maps and programs; Close releases them, but
-// programs already attached keep running with their maps until detached.
+// programs already attached keep running with their maps until detached —
+// and, once Pin has pinned its state, keep counting into it until a later
+// Datapath recovers that generation (generation.go). Sweep takes the counts
+// no packet will report; it and the TC programs coordinate through
+// cpu_state (bpf/headers/nsint_sweep.h).
 // Dispatchers are owned by the caller. SetPort must precede Dispatcher for
 // the same port, since the dispatcher carries the port's namespace. There is
 // one Reader at a time; Event.Data points into the reader's buffer and is
