@@ -18,7 +18,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/agentproc"
@@ -592,27 +591,7 @@ func compareTotals(rows []flowtable.Row, wants []want) []string {
 // chain for every packet.
 func foreignBPF(t *testing.T, ns *netnstest.NS, dev, dir string, prio uint16) {
 	t.Helper()
-	prog := passProgram(t, ebpf.SchedCLS)
-	h := ns.NetlinkHandle(t)
-	l, err := h.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qdisc := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
-		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
-	if err := h.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
-		t.Fatalf("add clsact: %v", err)
-	}
-	parent := uint32(netlink.HANDLE_MIN_INGRESS)
-	if dir == "egress" {
-		parent = netlink.HANDLE_MIN_EGRESS
-	}
-	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index,
-		Parent: parent, Priority: prio, Handle: 1, Protocol: unix.ETH_P_ALL},
-		Fd: prog.FD(), Name: "foreign-ok", DirectAction: true}
-	if err := h.FilterAdd(f); err != nil {
-		t.Fatalf("add foreign cls_bpf filter on %s %s: %v", dev, dir, err)
-	}
+	addClsBPF(t, ns, dev, dir, prio, "foreign-ok", 0)
 }
 
 // foreignTCX attaches, as another tool would, a TCX program on dev's hook

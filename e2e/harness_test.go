@@ -261,14 +261,23 @@ const foreignName = "foreign-tool"
 // passes every packet on.
 func addForeignFilter(t *testing.T, ns *netnstest.NS, dev string) {
 	t.Helper()
+	addClsBPF(t, ns, dev, "ingress", 7, foreignName, -1)
+}
+
+// addClsBPF attaches, as another tool would, a cls_bpf filter named name at
+// priority prio on dev's hook dir in ns (creating clsact when absent), whose
+// program returns verdict: -1 (TC_ACT_UNSPEC) passes the packet on to the
+// next filter, 0 (TC_ACT_OK) ends the chain.
+func addClsBPF(t *testing.T, ns *netnstest.NS, dev, dir string, prio uint16, name string, verdict int32) {
+	t.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type: ebpf.SchedCLS, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, verdict), asm.Return()},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer prog.Close()
+	defer prog.Close() // the filter holds its own reference
 	h := ns.NetlinkHandle(t)
 	l, err := h.LinkByName(dev)
 	if err != nil {
@@ -276,14 +285,18 @@ func addForeignFilter(t *testing.T, ns *netnstest.NS, dev string) {
 	}
 	qdisc := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
 		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
-	if err := h.QdiscAdd(qdisc); err != nil {
+	if err := h.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
 		t.Fatalf("add clsact: %v", err)
 	}
+	parent := uint32(netlink.HANDLE_MIN_INGRESS)
+	if dir == "egress" {
+		parent = netlink.HANDLE_MIN_EGRESS
+	}
 	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index,
-		Parent: netlink.HANDLE_MIN_INGRESS, Priority: 7, Handle: 1, Protocol: unix.ETH_P_ALL},
-		Fd: prog.FD(), Name: foreignName, DirectAction: true}
+		Parent: parent, Priority: prio, Handle: 1, Protocol: unix.ETH_P_ALL},
+		Fd: prog.FD(), Name: name, DirectAction: true}
 	if err := h.FilterAdd(f); err != nil {
-		t.Fatalf("add foreign filter: %v", err)
+		t.Fatalf("add cls_bpf filter %s on %s %s: %v", name, dev, dir, err)
 	}
 }
 

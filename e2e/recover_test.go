@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/fakenode"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/agent"
@@ -74,7 +73,10 @@ func testRecoverAcrossRestarts(t *testing.T, mode string) {
 
 	rcv := newReceiver(t)
 	env := newAgentEnv(t, dir, rcv.addr(), "--report-format", "v2.0", "--attach-mode", mode)
-	ag := startSlowReports(t, env)
+	// A report interval longer than the test: while an agent runs, only a
+	// flow's first packet is reported.
+	env.interval = "30s"
+	ag := env.start(t)
 	topo := ag.topology(t)
 	ids := map[string]uint16{}
 	for _, p := range topo.Ports {
@@ -124,7 +126,7 @@ func testRecoverAcrossRestarts(t *testing.T, mode string) {
 	// Agent 2 recovers what agent 1 left before it is ready; its port
 	// counters start from agent 1's. SIGTERM: its last sweep reports what
 	// it counted.
-	ag = startSlowReports(t, env)
+	ag = env.start(t)
 	waitReported("after kill -9 and restart", sent)
 	m := ag.metrics(t)
 	if v := metricValue(t, m, "nsint_recovered_packets_total"); v < float64(2*(sent-1)) {
@@ -144,7 +146,7 @@ func testRecoverAcrossRestarts(t *testing.T, mode string) {
 	sendN(12) // after the last sweep, no agent
 
 	// Agent 3 recovers what crossed after agent 2's last sweep.
-	ag = startSlowReports(t, env)
+	ag = env.start(t)
 	waitReported("after SIGTERM and restart", sent)
 	if err := ag.stop(t, syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit after SIGTERM: %v", err)
@@ -171,29 +173,6 @@ func testRecoverAcrossRestarts(t *testing.T, mode string) {
 	if _, err := os.Stat(filepath.Join(env.bpffs, "nsint")); !os.IsNotExist(err) {
 		t.Errorf("pin directory after cleanup: %v, want it gone", err)
 	}
-}
-
-// startSlowReports starts the agent as env.start does, but with a report
-// interval longer than any test: while it runs, only a flow's first packet
-// is reported.
-func startSlowReports(t *testing.T, e *agentEnv) *agentProc {
-	t.Helper()
-	args := append(e.commonArgs(), "--collector", e.collector, "--report-interval", "30s", "--log-level", "debug")
-	proc, err := agentproc.Start(filepath.Join(binDir, "nsint-agent"), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &agentProc{proc}
-	t.Cleanup(func() {
-		p.stop(t, syscall.SIGKILL)
-		if t.Failed() {
-			t.Logf("agent log:\n%s", p.Log.String())
-		}
-	})
-	if err := p.WaitReady(scaled(30 * time.Second)); err != nil {
-		t.Fatalf("%v\n%s", err, p.Log.String())
-	}
-	return p
 }
 
 // sender returns a function that sends n datagrams of one flow, from src
