@@ -10,6 +10,7 @@ import (
 
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/collector/web"
 )
 
 // TestTotals is the acceptance by totals: pods whose eth0 and net1 share
@@ -163,8 +164,33 @@ func testTotals(t *testing.T, mode string) {
 		}
 	}
 	// The agent's own series agree: at every port, every packet of a flow
-	// (every packet but the flowless ones: ARP) is in a report naming it.
+	// (every packet but the flowless ones: ARP) is in a report naming it;
+	// and the collector shows the same from the agent's topology (refreshed
+	// every 2 s here).
 	checkPortSeries(t, ag.metrics(t))
+	time.Sleep(scaled(3 * time.Second))
+	var ports web.PortsResponse
+	col.get(t, "/api/v1/ports", &ports)
+	seen := 0
+	for _, p := range ports.Ports {
+		c := p.Counters
+		if c == nil {
+			continue
+		}
+		seen++
+		for _, d := range []struct {
+			name string
+			c    api.DirCounters
+		}{{"ingress", c.Ingress}, {"egress", c.Egress}} {
+			if d.c.Packets-d.c.Flowless != d.c.Reported {
+				t.Errorf("collector's view of %s:%s %s: %d packets, %d flowless, %d reported",
+					p.Netns.Name, p.Name, d.name, d.c.Packets, d.c.Flowless, d.c.Reported)
+			}
+		}
+	}
+	if seen == 0 {
+		t.Error("the collector's ports carry no agent counters")
+	}
 }
 
 // checkPortSeries compares, for every port and direction in the agent's

@@ -357,7 +357,38 @@ func (a *Agent) serveAPI(wg *sync.WaitGroup) (*http.Server, error) {
 }
 
 // Topology implements api.Source.
-func (a *Agent) Topology() api.Topology { return a.reg.topology(a.cfg.SwitchID, a.cfg.NodeName) }
+func (a *Agent) Topology() api.Topology {
+	t := a.reg.topology(a.cfg.SwitchID, a.cfg.NodeName)
+	a.addCounters(t.Ports)
+	return t
+}
+
+// addCounters fills the counters of the interfaces among ports.
+func (a *Agent) addCounters(ports []api.Port) {
+	var ids []uint16
+	var at []int
+	for i := range ports {
+		if !ports[i].LocalStack {
+			ids = append(ids, ports[i].ID)
+			at = append(at, i)
+		}
+	}
+	counters, err := a.dp.PortCountersOf(ids)
+	if err != nil {
+		a.log.Warn("read port counters for the topology", "err", err)
+		return
+	}
+	for j, i := range at {
+		in, out := a.reported.get(ids[j])
+		c := counters[j]
+		ports[i].Counters = &api.PortCounters{
+			Ingress: api.DirCounters{Packets: c.Ingress.Packets, Bytes: c.Ingress.Bytes, Drops: c.Ingress.Drops,
+				Flowless: c.Ingress.Flowless, Reported: in},
+			Egress: api.DirCounters{Packets: c.Egress.Packets, Bytes: c.Egress.Bytes, Drops: c.Egress.Drops,
+				Flowless: c.Egress.Flowless, Reported: out},
+		}
+	}
+}
 
 // Namespaces implements api.Source.
 func (a *Agent) Namespaces() []api.Namespace { return a.reg.namespaces() }

@@ -34,6 +34,27 @@ type Port struct {
 	Role        string   `json:"role,omitempty"`    // primary or secondary
 	NetworkType string   `json:"networkType,omitempty"`
 	AttachMode  string   `json:"attachMode,omitempty"` // tcx or tc; empty while not attached
+	// Counters are the port's totals when the topology was read, for
+	// interfaces (not local-stack ports): what crossed the hooks, and what
+	// the agent's reports carried of it.
+	Counters *PortCounters `json:"counters,omitempty"`
+}
+
+// PortCounters are a port's totals in each direction.
+type PortCounters struct {
+	Ingress DirCounters `json:"ingress"`
+	Egress  DirCounters `json:"egress"`
+}
+
+// DirCounters are what crossed one hook of a port since the agent began
+// counting it. Packets − Flowless − Reported, once the interface has been
+// quiet for the report interval and a second, is what no report carries.
+type DirCounters struct {
+	Packets  uint64 `json:"packets"`
+	Bytes    uint64 `json:"bytes"`
+	Drops    uint64 `json:"drops"`
+	Flowless uint64 `json:"flowless"` // not IP, or truncated: in no flow, no report
+	Reported uint64 `json:"reported"` // packets of the agent's reports naming the port
 }
 
 // LocalStackName is the name of a namespace's local-stack port: traffic that

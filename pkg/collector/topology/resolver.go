@@ -347,7 +347,9 @@ func (r *Resolver) apply(res fetchResult) {
 	changed := a.doc == nil || a.doc.Generation != res.doc.Generation || res.doc.Generation == 0 ||
 		a.doc.SwitchID != res.doc.SwitchID
 	a.doc, a.fetched = res.doc, time.Now()
-	r.publishLocked(changed)
+	// Ports are rebuilt on every fetch, so that their counters are those of
+	// the latest one; only a new generation is a change of the topology.
+	r.publishLocked(true)
 	r.mu.Unlock()
 	if changed {
 		r.changes.Add(1)
