@@ -71,6 +71,13 @@ func (a *Agent) rematch(e *k8s.Enricher) {
 
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
+	for _, ns := range a.reg.netns {
+		for _, p := range ns.ifaces {
+			if m, ok := next[p.iface.ID]; ok && m.Pod != nil {
+				p.lastMeta, ns.lastPod = m, m.Pod
+			}
+		}
+	}
 	if !sameMeta(a.reg.meta, next) {
 		a.reg.meta = next
 		a.reg.changed()

@@ -37,6 +37,10 @@ type nsEntry struct {
 	ns     ifacewatch.Namespace
 	local  uint16
 	ifaces map[int]*portEntry // by ifindex
+	// lastPod is the pod its interfaces were last matched to: Kubernetes
+	// forgets a deleted pod before its namespace goes, and the gone port
+	// of its local stack still names the pod (retire).
+	lastPod *api.Pod
 }
 
 type portEntry struct {
@@ -45,6 +49,9 @@ type portEntry struct {
 	iface    *ifacewatch.Interface // nil for the local-stack port
 	attached string                // attach mode once both hooks are attached
 	handled  bool                  // the first attach attempt is over
+	// lastMeta is what Kubernetes last said of the interface, kept for its
+	// gone port once the pod is forgotten (see nsEntry.lastPod).
+	lastMeta podMeta
 }
 
 // podMeta is what Kubernetes says about an interface.
@@ -73,6 +80,14 @@ func (r *registry) retire(p *portEntry, view *api.Port) {
 		ap = *view
 	} else {
 		ap = r.apiPort(p)
+	}
+	switch {
+	case ap.Pod != nil:
+	case p.iface != nil && p.lastMeta.Pod != nil:
+		m := p.lastMeta
+		ap.Pod, ap.Network, ap.Role, ap.NetworkType = m.Pod, m.Network, m.Role, m.NetworkType
+	case p.iface == nil:
+		ap.Pod = p.netns.lastPod
 	}
 	r.gone[p.id] = gonePort{port: ap, at: time.Now()}
 	delete(r.byPort, p.id)
