@@ -263,16 +263,29 @@ type attachedEvent struct {
 // (the first one of each).
 func attachments(log string) map[ifaceKey]attachedEvent {
 	out := map[ifaceKey]attachedEvent{}
+	for _, a := range attachLines(log) {
+		if _, ok := out[a.key]; !ok {
+			out[a.key] = a.attachedEvent
+		}
+	}
+	return out
+}
+
+type attachLine struct {
+	key ifaceKey
+	attachedEvent
+}
+
+// attachLines returns the agent's "interface attached" lines in order.
+func attachLines(log string) []attachLine {
+	var out []attachLine
 	for _, e := range parseLog(log) {
 		if e.msg != "interface attached" {
 			continue
 		}
 		ino, _ := strconv.ParseUint(e.fields["netns"], 10, 64)
 		port, _ := strconv.ParseUint(e.fields["port"], 10, 16)
-		k := ifaceKey{ino, e.fields["iface"]}
-		if _, ok := out[k]; !ok {
-			out[k] = attachedEvent{at: e.at, port: uint16(port)}
-		}
+		out = append(out, attachLine{ifaceKey{ino, e.fields["iface"]}, attachedEvent{at: e.at, port: uint16(port)}})
 	}
 	return out
 }
@@ -303,25 +316,47 @@ type attachIndex struct {
 	p   *agentProc
 	off int
 	m   map[ifaceKey]attachedEvent
+	// latest is the last attachment of each key: namespace inodes are
+	// reused, so a key can name a later pod's interface too.
+	latest map[ifaceKey]attachedEvent
 }
 
 func newAttachIndex(p *agentProc) *attachIndex {
-	return &attachIndex{p: p, m: map[ifaceKey]attachedEvent{}}
+	return &attachIndex{p: p, m: map[ifaceKey]attachedEvent{}, latest: map[ifaceKey]attachedEvent{}}
 }
 
 // get returns the first attachment of k logged so far.
 func (x *attachIndex) get(k ifaceKey) (attachedEvent, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	s, off := x.p.Log.LinesSince(x.off)
-	x.off = off
-	for k2, v := range attachments(s) {
-		if _, ok := x.m[k2]; !ok {
-			x.m[k2] = v
-		}
-	}
+	x.readLocked()
 	v, ok := x.m[k]
 	return v, ok
+}
+
+// since returns the latest attachment of k logged so far if it is not
+// older than t: the attachment of an interface of a namespace made at t,
+// not of an earlier one whose inode it reuses.
+func (x *attachIndex) since(k ifaceKey, t time.Time) (attachedEvent, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.readLocked()
+	v, ok := x.latest[k]
+	if !ok || v.at.Before(t) {
+		return attachedEvent{}, false
+	}
+	return v, true
+}
+
+func (x *attachIndex) readLocked() {
+	s, off := x.p.Log.LinesSince(x.off)
+	x.off = off
+	for _, a := range attachLines(s) {
+		if _, ok := x.m[a.key]; !ok {
+			x.m[a.key] = a.attachedEvent
+		}
+		x.latest[a.key] = a.attachedEvent
+	}
 }
 
 // cpuSeconds is the user + system CPU time the agent has used.

@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -36,11 +37,12 @@ type receiver struct {
 }
 
 // flowAt is a flow's observation point as v2.0 reports name it: port,
-// direction and the flow's destination port (the soak's flows differ only
-// by it).
+// direction, and the flow's destination (the soak's flows to one pod differ
+// only by their port).
 type flowAt struct {
 	port  uint16
 	dir   uint8
+	dst   netip.Addr
 	dport uint16
 }
 
@@ -110,7 +112,7 @@ func (r *receiver) loop(c *net.UDPConn, done chan struct{}) {
 			flowkey.Parse(rep.Inner, flowkey.LayerEthernet, &rec.tuple)
 			r.total++
 			if rep.ObservationPort != 0 {
-				k := flowAt{rep.ObservationPort, rep.Direction, rec.tuple.DstPort}
+				k := flowAt{rep.ObservationPort, rep.Direction, rec.tuple.Dst, rec.tuple.DstPort}
 				sum := r.sums[k]
 				if rep.Kind == intreport.Drop {
 					sum.drops += rep.Packets

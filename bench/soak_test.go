@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -152,7 +153,7 @@ func TestSoak(t *testing.T) {
 	// every datagram a packet at ingress and a drop (no socket) — reported
 	// exactly, though the pod went right after.
 	time.Sleep(reportInterval + time.Second)
-	wrong := checkChurnTotals(t, idx, rcv, churn.counted)
+	wrong := checkChurnTotals(t, rcv, churn.counted)
 	figures["soak_churn_totals_wrong"] = float64(wrong)
 	var after resources
 	back := waitFor(60*time.Second, func() bool {
@@ -304,7 +305,9 @@ func waitAttachedReported(idx *attachIndex, rcv *receiver, sp *soakPod, timeout 
 	var missing string
 	ok := waitFor(timeout, func() bool {
 		for _, name := range []string{"eth0", "net1"} {
-			a, ok := idx.get(ifaceKey{sp.ns.Inode, name})
+			// Not an earlier pod's interface whose namespace inode this
+			// pod's reuses.
+			a, ok := idx.since(ifaceKey{sp.ns.Inode, name}, sp.created)
 			if !ok {
 				missing = name + " not attached"
 				return false
@@ -323,8 +326,12 @@ func waitAttachedReported(idx *attachIndex, rcv *receiver, sp *soakPod, timeout 
 	return nil
 }
 
-// minPodLife is the shortest life of a churn pod.
-const minPodLife = 500 * time.Millisecond
+// minPodLife is the shortest life of a churn pod; countedLife is how long
+// it lives on once its traffic is counted (six datagrams to each interface).
+const (
+	minPodLife  = 500 * time.Millisecond
+	countedLife = 300 * time.Millisecond
+)
 
 type churnResult struct {
 	interfaces, unattached, unreported, failed int
@@ -357,6 +364,10 @@ func runChurn(t *testing.T, node *soakNode, idx *attachIndex, rcv *receiver, cfg
 				err = waitAttachedReported(idx, rcv, sp, 30*time.Second)
 				lat := float64(time.Since(sp.created).Microseconds()) / 1000
 				if err == nil {
+					for i, name := range []string{"eth0", "net1"} {
+						a, _ := idx.since(ifaceKey{sp.ns.Inode, name}, sp.created)
+						sp.ports[i] = a.port
+					}
 					sp.counted.Store(true)
 				}
 				mu.Lock()
@@ -366,7 +377,7 @@ func runChurn(t *testing.T, node *soakNode, idx *attachIndex, rcv *receiver, cfg
 					res.counted = append(res.counted, sp)
 				} else {
 					for _, name := range []string{"eth0", "net1"} {
-						a, ok := idx.get(ifaceKey{sp.ns.Inode, name})
+						a, ok := idx.since(ifaceKey{sp.ns.Inode, name}, sp.created)
 						switch at, seen := rcv.portSeen(a.port); {
 						case !ok:
 							res.unattached++
@@ -379,9 +390,13 @@ func runChurn(t *testing.T, node *soakNode, idx *attachIndex, rcv *receiver, cfg
 					}
 				}
 				mu.Unlock()
-				// Live at least minPodLife, under traffic, before going;
-				// the last datagrams reach it before it goes.
+				// Live at least minPodLife, and a few datagrams counted,
+				// under traffic, before going; the last datagrams reach it
+				// before it goes.
 				time.Sleep(time.Until(sp.created.Add(minPodLife)))
+				if err == nil {
+					time.Sleep(countedLife)
+				}
 				sp.quiet.Store(true)
 				time.Sleep(100 * time.Millisecond)
 				if err := node.removePod(sp); err != nil {
@@ -403,23 +418,20 @@ const reportInterval = time.Second
 // checkChurnTotals compares, for every counted churn pod, the datagrams sent
 // to each interface with the packets and drops the reports add up to at its
 // ingress; it returns how many interfaces differ.
-func checkChurnTotals(t *testing.T, idx *attachIndex, rcv *receiver, pods []*soakPod) int {
+func checkChurnTotals(t *testing.T, rcv *receiver, pods []*soakPod) int {
 	t.Helper()
 	wrong, total := 0, uint64(0)
 	for _, sp := range pods {
 		for i, name := range []string{"eth0", "net1"} {
-			a, ok := idx.get(ifaceKey{sp.ns.Inode, name})
-			if !ok {
-				continue // reported as unattached already
-			}
 			sent := sp.sent[i].Load()
 			total += sent
-			got := rcv.sum(flowAt{a.port, intreport.DirectionIngress, countedPort})
+			ip := []netip.Addr{sp.ethIP, sp.net1IP}[i]
+			got := rcv.sum(flowAt{sp.ports[i], intreport.DirectionIngress, ip, countedPort})
 			if got.packets != sent || got.drops != sent {
 				wrong++
 				if wrong <= 10 {
 					t.Errorf("churn totals: pod %s %s (port %d): sent %d, reports carry %d packets and %d drops",
-						sp.ns.Name, name, a.port, sent, got.packets, got.drops)
+						sp.ns.Name, name, sp.ports[i], sent, got.packets, got.drops)
 				}
 			}
 		}

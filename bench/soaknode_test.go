@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/nsint/nsint/internal/netnstest"
 )
 
@@ -37,6 +39,9 @@ type soakPod struct {
 	// quiet: no traffic to the pod any more (it is about to go).
 	quiet atomic.Bool
 	sent  [2]atomic.Uint64
+	// ports are eth0's and net1's port IDs, as they were when counted
+	// began (namespace inodes, and so the attach index's keys, are reused).
+	ports [2]uint16
 }
 
 // Ports of the soak's traffic: warmPort until a pod's interfaces are
@@ -102,6 +107,32 @@ func (n *soakNode) wire(p *soakPod) error {
 		if err := upWithAddr(ph, l.pod, netip.PrefixFrom(addrAt(l.base, 4*p.index+2), 30)); err != nil {
 			return err
 		}
+		// A permanent neighbour entry on the hub: every datagram sent to
+		// the pod goes out at once, none waits for (or dies with) an
+		// address resolution, so the datagrams the soak counts as sent
+		// are those that reached the pod's interface.
+		if err := permanentNeigh(hh, l.hub, ph, l.pod, addrAt(l.base, 4*p.index+2)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// permanentNeigh adds on the hub's interface hub a permanent neighbour entry
+// for ip at the MAC of the pod's interface pod.
+func permanentNeigh(hh *netlink.Handle, hub string, ph *netlink.Handle, pod string, ip netip.Addr) error {
+	pl, err := ph.LinkByName(pod)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", pod, err)
+	}
+	hl, err := hh.LinkByName(hub)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", hub, err)
+	}
+	n := &netlink.Neigh{LinkIndex: hl.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
+		IP: ip.AsSlice(), HardwareAddr: pl.Attrs().HardwareAddr}
+	if err := hh.NeighSet(n); err != nil {
+		return fmt.Errorf("neighbour %s on %s: %w", ip, hub, err)
 	}
 	return nil
 }

@@ -353,3 +353,15 @@ func scaled(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// TestStopWhenIdle: an agent on a node where nothing happens stops on
+// SIGTERM at once, though no report will ever wake its perf reader.
+func TestStopWhenIdle(t *testing.T) {
+	netnstest.RequireRoot(t)
+	env := newAgentEnv(t, netnstest.Dir(t), freeUDPAddr(t))
+	ag := env.start(t)
+	time.Sleep(time.Second) // a sweep or two, nothing to report
+	if err := ag.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("idle agent on SIGTERM: %v", err)
+	}
+}

@@ -252,7 +252,12 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 func (a *Agent) stopPipeline(rd *datapath.Reader, draining *atomic.Bool, readerDone <-chan struct{}, stopExporter func()) {
 	a.sweeper.sweep("stop", datapath.SweepOptions{All: true})
 	draining.Store(true)
-	rd.SetDeadline(time.Now()) // Read returns once nothing is pending
+	// Read returns what the rings hold, then ErrFlushed; a deadline would
+	// wait for a Read blocked on an idle node to see a report first.
+	if err := rd.Flush(); err != nil {
+		a.log.Warn("flush the perf reader; reports still in the kernel's rings are not sent", "err", err)
+		rd.Close()
+	}
 	<-readerDone
 	stopExporter()
 }

@@ -15,7 +15,7 @@ import (
 // readReports runs the one perf reader: each event becomes an INT report for
 // the exporter. It never blocks on the exporter (a full queue drops and
 // counts) and allocates nothing per event. It returns when rd is closed, or
-// when draining is set and nothing is pending any more.
+// when draining is set and a flush has read out what was pending.
 func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) {
 	var (
 		ev  datapath.Event
@@ -28,7 +28,7 @@ func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) {
 			if errors.Is(err, os.ErrClosed) {
 				return
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, datapath.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
 				if draining.Load() {
 					return
 				}

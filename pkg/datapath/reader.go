@@ -12,6 +12,10 @@ import (
 // ErrReaderOpen is returned by NewReader while another Reader is open.
 var ErrReaderOpen = errors.New("perf reader already open")
 
+// ErrFlushed is returned by Read after Flush, once every report that was in
+// the rings has been read.
+var ErrFlushed = perf.ErrFlushed
+
 // Reader is the single consumer of the shared perf event array.
 type Reader struct {
 	d       *Datapath
@@ -63,8 +67,18 @@ func (r *Reader) Read(ev *Event) error {
 }
 
 // SetDeadline makes Read return os.ErrDeadlineExceeded after t once no
-// report is pending; the zero time removes the deadline.
+// report is pending; the zero time removes the deadline. It waits for a Read
+// in progress to return: to end a blocked Read, use Flush.
 func (r *Reader) SetDeadline(t time.Time) { r.pr.SetDeadline(t) }
+
+// Flush makes Read, also one blocked now, return every report already in
+// the rings and then an error matching ErrFlushed.
+func (r *Reader) Flush() error {
+	if err := r.pr.Flush(); err != nil {
+		return fmt.Errorf("flush perf reader: %w", err)
+	}
+	return nil
+}
 
 // LostSamples is how many reports the kernel could not queue because a
 // per-CPU ring was full.
