@@ -61,11 +61,22 @@ lint: ## gofmt, go vet and the C format check
 	clang-format-14 --dry-run -Werror bpf/*.c bpf/headers/*.h
 
 .PHONY: bench-bpf
-bench-bpf: ## eBPF datapath ns/packet through BPF_PROG_TEST_RUN, both flow-table designs, verification cost (root)
+bench-bpf: ## eBPF datapath ns/packet (both flow-table designs, against BENCH_BEFORE), real packets, the sweep, verification (root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./pkg/datapath/
 
+# The commit the benchmarks compare with (main before the sweep): its programs
+# are in pkg/datapath/testdata, its agent is built from git for the veth ratios.
+BENCH_BEFORE := 06bce00
+
+.PHONY: bench-before
+bench-before: ## build the agent of BENCH_BEFORE (the commit benchmarks compare with) into bin/before/
+	rm -rf $(BIN)/before-src && mkdir -p $(BIN)/before-src $(BIN)/before
+	git archive $(BENCH_BEFORE) | tar -x -C $(BIN)/before-src
+	cd $(BIN)/before-src && $(GO) build $(GOFLAGS_BUILD) -o ../before/ ./cmd/nsint-agent
+	rm -rf $(BIN)/before-src
+
 .PHONY: bench
-bench: build ## all benchmarks (root): bench-bpf, report pipeline, veth ratios, packets/report, drop latency, 1000 namespaces -> bench/out/results.json
+bench: build bench-before ## all benchmarks (root): bench-bpf, report pipeline, veth ratios (each against BENCH_BEFORE too), packets/report, drop latency, 1000 namespaces -> bench/out/results.json
 	@mkdir -p bench/out
 	set -o pipefail; $(MAKE) --no-print-directory bench-bpf 2>&1 | tee bench/out/bench-bpf.txt
 	$(GO) test -c -o $(BIN)/nsint-bench.test ./bench/
@@ -73,7 +84,7 @@ bench: build ## all benchmarks (root): bench-bpf, report pipeline, veth ratios, 
 		../$(BIN)/nsint-bench.test -test.run '^TestBenchFoldBPF$$' -test.v
 	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) \
 		taskset -c 1 ../$(BIN)/nsint-bench.test -test.run '^TestBenchPipeline$$' -test.v
-	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) \
+	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) NSINT_BENCH_BEFORE_AGENT=$(CURDIR)/$(BIN)/before/nsint-agent \
 		../$(BIN)/nsint-bench.test -test.run '^TestBench(Veth|Scale)$$' -test.v -test.timeout 60m
 
 # Soak form: short (CI, under 5 minutes: 100 pods, 3 restarts, 10 s outage) or full (500 pods, 10 restarts, 30 s).

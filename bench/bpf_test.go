@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bufio"
+	"errors"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -26,9 +28,15 @@ var bpfCase = map[string]string{
 //	bpf_live_indirect_ns_per_packet_<newflow|established>_egress  same, --tail-call indirect
 //	bpf_live_percpu_ns_per_packet_<newflow|established>_egress    same, per-CPU flow table
 //	bpf_verify_<program>_ms                          load + verify of one program
+//	<key>_before, <key>_after_minus_before[_q1|_q3]  the programs of the commit
+//	                                                 before the sweep, same rounds (single-flow
+//	                                                 cases and BenchmarkLive's defaults)
+//	sweep_<figure>                                   Datapath.Sweep (BenchmarkSweep: its
+//	                                                 metric units are these keys' tails)
 //
 // ns/packet is above the do-nothing baseline measured in the same run
-// (median of its rounds); *_spread is max - min over the rounds.
+// (median of its rounds); *_spread is max - min over the rounds, _q1 and
+// _q3 the quartiles.
 func TestBenchFoldBPF(t *testing.T) {
 	requireBench(t)
 	path := os.Getenv("NSINT_BENCH_BPF_OUTPUT")
@@ -40,8 +48,18 @@ func TestBenchFoldBPF(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	figures, err := foldBPF(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	record(t, figures)
+}
+
+// foldBPF reads go test -bench output and returns the figures of
+// TestBenchFoldBPF.
+func foldBPF(r io.Reader) (map[string]float64, error) {
 	figures := map[string]float64{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
@@ -75,6 +93,7 @@ func TestBenchFoldBPF(t *testing.T) {
 			if s, ok := metrics["spread-ns"]; ok {
 				figures[key+"_spread"] = s
 			}
+			foldBefore(figures, key, metrics)
 		case parts[0] == "BenchmarkLive" && len(parts) == 5:
 			// BenchmarkLive/<shared|percpu>/<direct|indirect-tailcall>/egress/<case>
 			over, ok := metrics["over-baseline-ns/pkt"]
@@ -93,6 +112,13 @@ func TestBenchFoldBPF(t *testing.T) {
 			if s, ok := metrics["spread-ns"]; ok {
 				figures[key+"_spread"] = s
 			}
+			foldBefore(figures, key, metrics)
+		case parts[0] == "BenchmarkSweep":
+			for unit, v := range metrics {
+				if unit != "ns/op" {
+					figures["sweep_"+unit] = v
+				}
+			}
 		case parts[0] == "BenchmarkVerify" && len(parts) == 2:
 			if ns, ok := metrics["ns/op"]; ok {
 				figures["bpf_verify_"+parts[1]+"_ms"] = ns / 1e6
@@ -100,13 +126,35 @@ func TestBenchFoldBPF(t *testing.T) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	head, ok := figures["bpf_ns_per_packet_udp4_ingress"]
 	if !ok {
-		t.Fatalf("%s: no BenchmarkPacket/shared/ingress/udp figure", path)
+		return nil, errors.New("no BenchmarkPacket/shared/ingress/udp figure")
 	}
 	figures["bpf_ns_per_packet"] = head
-	figures["bpf_ns_per_packet_spread"] = figures["bpf_ns_per_packet_udp4_ingress_spread"]
-	record(t, figures)
+	for _, tail := range []string{"_spread", "_before", "_before_spread", "_after_minus_before",
+		"_after_minus_before_spread", "_after_minus_before_q1", "_after_minus_before_q3"} {
+		if v, ok := figures["bpf_ns_per_packet_udp4_ingress"+tail]; ok {
+			figures["bpf_ns_per_packet"+tail] = v
+		}
+	}
+	return figures, nil
+}
+
+// foldBefore adds the figures of the programs before the sweep measured on
+// key's benchmark line, if any.
+func foldBefore(figures map[string]float64, key string, metrics map[string]float64) {
+	for unit, tail := range map[string]string{
+		"before-over-baseline-ns/pkt":  "_before",
+		"before-spread-ns":             "_before_spread",
+		"after-minus-before-ns/pkt":    "_after_minus_before",
+		"after-minus-before-spread-ns": "_after_minus_before_spread",
+		"after-minus-before-q1-ns":     "_after_minus_before_q1",
+		"after-minus-before-q3-ns":     "_after_minus_before_q3",
+	} {
+		if v, ok := metrics[unit]; ok {
+			figures[key+tail] = v
+		}
+	}
 }

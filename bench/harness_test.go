@@ -69,6 +69,15 @@ func requireBench(t *testing.T) {
 type agentEnv struct {
 	netnsDir, stateDir, bpffs string
 	extra                     []string
+	// agent is the nsint-agent binary: binDir's unless set.
+	agent string
+}
+
+func (e *agentEnv) agentBinary() string {
+	if e.agent != "" {
+		return e.agent
+	}
+	return filepath.Join(binDir, "nsint-agent")
 }
 
 // newAgentEnv makes the directories under root (removed by the caller's
@@ -91,9 +100,9 @@ func (e *agentEnv) scopeArgs() []string {
 	return []string{"--netns-dir", e.netnsDir, "--host-netns=false", "--state-dir", e.stateDir, "--bpffs", e.bpffs}
 }
 
-// cleanupAgent runs `nsint-agent cleanup` for the env's scope.
+// cleanupAgent runs `nsint-agent cleanup` of the env's binary for its scope.
 func (e *agentEnv) cleanupAgent() error {
-	out, err := exec.Command(filepath.Join(binDir, "nsint-agent"), append([]string{"cleanup"}, e.scopeArgs()...)...).CombinedOutput()
+	out, err := exec.Command(e.agentBinary(), append([]string{"cleanup"}, e.scopeArgs()...)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("nsint-agent cleanup: %w\n%s", err, out)
 	}
@@ -122,7 +131,7 @@ func (e *agentEnv) spawn(t *testing.T, collector string, extra ...string) *agent
 	t.Helper()
 	args := append(e.scopeArgs(), "--collector", collector, "--node-name", "bench-node", "--log-level", "debug")
 	args = append(append(args, e.extra...), extra...)
-	proc, err := agentproc.Start(filepath.Join(binDir, "nsint-agent"), args...)
+	proc, err := agentproc.Start(e.agentBinary(), args...)
 	if err != nil {
 		t.Fatal(err)
 	}

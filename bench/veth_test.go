@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -128,6 +129,21 @@ func (n *vethNet) iperf(seconds int, args ...string) (float64, iperfResult, erro
 	return 0, res, fmt.Errorf("iperf3 %v: %s", args, res.Error)
 }
 
+// vethRatios are one agent's rounds: with it / without it, and the UDP loss.
+type vethRatios struct{ tcp, udp, sent, lostOn, lostOff []float64 }
+
+func (v *vethRatios) add(on, off vethRun) {
+	v.tcp = append(v.tcp, on.tcp/off.tcp)
+	v.udp = append(v.udp, on.udp64/off.udp64)
+	v.sent = append(v.sent, on.udpSentPPS/off.udpSentPPS)
+	v.lostOn, v.lostOff = append(v.lostOn, on.udpLost), append(v.lostOff, off.udpLost)
+}
+
+// byKey are the ratios by results key.
+func (v *vethRatios) byKey() map[string][]float64 {
+	return map[string][]float64{"veth_tcp_ratio": v.tcp, "veth_udp64_ratio": v.udp, "veth_udp64_sent_ratio": v.sent}
+}
+
 // vethRun is one measurement of both throughputs, the UDP loss, and the
 // datagrams the UDP sender got out per second: the sender's CPU carries
 // both hooks a datagram crosses (its own egress and, in the softirq that
@@ -187,11 +203,16 @@ func waitAttached(t *testing.T, p *agentProc, want int) {
 // in short runs, so that drift of a shared host cancels out (a linear one
 // exactly), with iperf3's client and server pinned to one CPU each
 // (iperfAffinity); then packets per report and drop-to-report latency with
-// the agent attached.
+// the agent attached. With NSINT_BENCH_BEFORE_AGENT naming the agent of the
+// commit before the sweep (make bench builds it), each round runs it too,
+// in its own bracket (B A B A' B, the order of A and A' swapped every other
+// round): its ratios go under <key>_before, and the current agent's less its
+// own, round by round, under <key>_after_minus_before.
 func TestBenchVeth(t *testing.T) {
 	requireBench(t)
 	rounds := envInt("NSINT_BENCH_VETH_ROUNDS", 12)
 	seconds := envInt("NSINT_BENCH_IPERF_SECONDS", 2)
+	beforeAgent := os.Getenv("NSINT_BENCH_BEFORE_AGENT")
 	n := newVethNet(t)
 	rcv, err := newReceiver(true)
 	if err != nil {
@@ -205,46 +226,81 @@ func TestBenchVeth(t *testing.T) {
 		}
 	})
 
-	withAgent := func(fn func(p *agentProc)) {
+	// withAgent runs fn with agent ("" for the current one) attached.
+	withAgent := func(agent string, fn func(p *agentProc)) {
+		env.agent = agent
 		p := env.start(t, rcv.String())
 		waitAttached(t, p, 2)
 		fn(p)
+		// A stop that hangs fails the benchmark but not its figures: the
+		// agent is killed after the timeout and cleaned up as any other.
 		if err := p.Stop(syscall.SIGTERM, agentStopTimeout); err != nil {
-			t.Fatalf("stop agent: %v", err)
+			t.Errorf("stop agent %s: %v", env.agentBinary(), err)
 		}
 		if err := env.cleanupAgent(); err != nil {
 			t.Fatal(err)
 		}
+		env.agent = ""
 	}
 	t.Logf("iperf3 -A %q (client,server CPUs), %d s per run after a 1 s warm-up", iperfAffinity(), seconds)
-	var tcpRatio, udpRatio, sentRatio, lostOn, lostOff []float64
+	arms := []string{""}
+	if beforeAgent != "" {
+		arms = append(arms, beforeAgent)
+		t.Logf("before: %s", beforeAgent)
+	}
+	ratios := map[string]*vethRatios{}
+	for _, a := range arms {
+		ratios[a] = &vethRatios{}
+	}
 	loads := []float64{loadAvg1()}
 	prev := n.measure(t, seconds) // the first bracket
 	for r := range rounds {
-		var on vethRun
-		withAgent(func(*agentProc) { on = n.measure(t, seconds) })
-		next := n.measure(t, seconds)
-		off := prev.mean(next)
-		t.Logf("round %d: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f / %.0f k datagrams/s sent, %.0f%% / %.0f%% lost (with / mean of the runs without before and after), load %.2f", r,
-			on.tcp/1e9, off.tcp/1e9, on.udp64/1e6, off.udp64/1e6, on.udpSentPPS/1e3, off.udpSentPPS/1e3, on.udpLost, off.udpLost, loadAvg1())
-		lostOn, lostOff = append(lostOn, on.udpLost), append(lostOff, off.udpLost)
-		tcpRatio = append(tcpRatio, on.tcp/off.tcp)
-		udpRatio = append(udpRatio, on.udp64/off.udp64)
-		sentRatio = append(sentRatio, on.udpSentPPS/off.udpSentPPS)
-		loads = append(loads, loadAvg1())
-		prev = next
+		order := slices.Clone(arms)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, agent := range order {
+			var on vethRun
+			withAgent(agent, func(*agentProc) { on = n.measure(t, seconds) })
+			next := n.measure(t, seconds)
+			off := prev.mean(next)
+			label := ""
+			if agent != "" {
+				label = " (before)"
+			}
+			t.Logf("round %d%s: tcp %.2f / %.2f Gbit/s, udp64 %.1f / %.1f Mbit/s received, %.0f / %.0f k datagrams/s sent, %.0f%% / %.0f%% lost (with / mean of the runs without before and after), load %.2f",
+				r, label,
+				on.tcp/1e9, off.tcp/1e9, on.udp64/1e6, off.udp64/1e6, on.udpSentPPS/1e3, off.udpSentPPS/1e3, on.udpLost, off.udpLost, loadAvg1())
+			ratios[agent].add(on, off)
+			loads = append(loads, loadAvg1())
+			prev = next
+		}
 	}
 
+	now := ratios[""]
 	figures := map[string]float64{
-		"veth_tcp_ratio": median(tcpRatio), "veth_tcp_ratio_spread": spread(tcpRatio),
-		"veth_udp64_ratio": median(udpRatio), "veth_udp64_ratio_spread": spread(udpRatio),
-		"veth_udp64_sent_ratio": median(sentRatio), "veth_udp64_sent_ratio_spread": spread(sentRatio),
-		"veth_loadavg": median(loads), "veth_udp64_lost_percent_with": median(lostOn),
-		"veth_udp64_lost_percent_without": median(lostOff),
+		"veth_loadavg": median(loads), "veth_udp64_lost_percent_with": median(now.lostOn),
+		"veth_udp64_lost_percent_without": median(now.lostOff),
+	}
+	for key, v := range now.byKey() {
+		figures[key], figures[key+"_spread"] = median(v), spread(v)
+	}
+	if beforeAgent != "" {
+		was := ratios[beforeAgent].byKey()
+		for key, v := range now.byKey() {
+			diff := make([]float64, len(v))
+			for i := range v {
+				diff[i] = v[i] - was[key][i]
+			}
+			figures[key+"_before"], figures[key+"_before_spread"] = median(was[key]), spread(was[key])
+			figures[key+"_after_minus_before"], figures[key+"_after_minus_before_spread"] = median(diff), spread(diff)
+			figures[key+"_after_minus_before_q1"] = percentile(diff, 25)
+			figures[key+"_after_minus_before_q3"] = percentile(diff, 75)
+		}
 	}
 
 	// Packets per report and drop latency, at default settings.
-	withAgent(func(p *agentProc) {
+	withAgent("", func(p *agentProc) {
 		ppr, reports := packetsPerReport(t, n, rcv, p)
 		figures["packets_per_report"] = ppr
 		figures["packets_per_report_reports"] = float64(reports)

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -25,7 +26,10 @@ import (
 // (warm caches). Multi-flow and new-flow cases need a different packet per
 // run, so they run one packet per syscall, baseline included: they carry
 // the cold instruction cache and branch predictors of a syscall per packet
-// and are upper bounds.
+// and are upper bounds. The single-flow cases also time the programs of
+// beforeCommit (loadBefore) in the same rounds, on the same frames and CPU:
+// before-over-baseline-ns/pkt, and after-minus-before-ns/pkt, the current
+// programs' figure less the before ones', round by round.
 
 const benchRounds = 7
 
@@ -74,12 +78,24 @@ type benchEnv struct {
 	// indirect are dispatchers with an indirect tail call (--tail-call
 	// indirect), measured beside the default direct ones in disp.
 	indirect map[Direction]*ebpf.Program
+	// before are dispatchers into the programs of beforeCommit, on the
+	// same ports (withBefore).
+	before   map[Direction]*ebpf.Program
+	beforeDp *Datapath
 }
 
 func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
 	b.Helper()
 	requireFlowTable(b, shared)
-	d := loadDatapath(b, Config{ReportInterval: time.Hour, perCPUFlows: !shared, MaxFlows: maxFlows, PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
+	return newBenchEnvWith(b, Config{ReportInterval: time.Hour, perCPUFlows: !shared, MaxFlows: maxFlows,
+		PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
+}
+
+// newBenchEnvWith loads the datapath with cfg, a local-stack port 1 and
+// port 2 in a namespace of its own, and their dispatchers.
+func newBenchEnvWith(b *testing.B, cfg Config) *benchEnv {
+	b.Helper()
+	d := loadDatapath(b, cfg)
 	ns := netnstest.New(b, netnstest.Dir(b), netnstest.Prefix(b))
 	must2(b, d.SetPort(1, PortInfo{NetnsInode: ns.Inode, LocalStack: true}))
 	must2(b, d.SetPort(2, PortInfo{NetnsInode: ns.Inode, Ifindex: 2, LocalPort: 1}))
@@ -96,6 +112,46 @@ func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
 	}
 	drainReports(b, d)
 	return e
+}
+
+// withBefore loads the programs of beforeCommit with the same
+// configuration and ports as e's, and their dispatchers.
+func (e *benchEnv) withBefore(b *testing.B) {
+	b.Helper()
+	d := loadBefore(b, e.d.cfg)
+	for id := uint16(1); id <= 2; id++ {
+		var pc bpf.NsintPortConfig
+		must2(b, e.d.objs.PortConfigs.Lookup(uint32(id), &pc))
+		must2(b, d.objs.PortConfigs.Put(uint32(id), &pc))
+	}
+	e.before, e.beforeDp = map[Direction]*ebpf.Program{}, d
+	for _, dir := range []Direction{Ingress, Egress} {
+		p, err := d.Dispatcher(2, dir)
+		must2(b, err)
+		b.Cleanup(func() { p.Close() })
+		e.before[dir] = p
+	}
+	drainReports(b, d)
+}
+
+// requireFlows fails the benchmark unless d's flow table holds n flows: a
+// program that never got to its flow table would time well.
+func requireFlows(b *testing.B, d *Datapath, n int) {
+	b.Helper()
+	var got int
+	var prev any // nil: the first key
+	for {
+		var k bpf.NsintFlowKey
+		err := d.objs.Flows.NextKey(prev, &k)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		must2(b, err)
+		got, prev = got+1, &k
+	}
+	if got != n {
+		b.Fatalf("flow table holds %d flows, want %d", got, n)
+	}
 }
 
 func must2(tb testing.TB, err error) {
@@ -166,7 +222,13 @@ func (e *benchEnv) timeRuns(b *testing.B, prog *ebpf.Program, frames [][]byte, r
 	return ns
 }
 
-type benchResult struct{ total, base []float64 }
+// benchResult holds per-round figures, ns per packet.
+type benchResult struct {
+	total, base []float64
+	// before is the programs of beforeCommit over their baseline in the
+	// same rounds, when they were measured.
+	before []float64
+}
 
 // alternate times base then total on frames (repeat runs each) in each of
 // benchRounds rounds, with timing (timeRuns or timeContended).
@@ -180,6 +242,29 @@ func alternate(b *testing.B, timing func(*testing.B, *ebpf.Program, [][]byte, in
 	return res
 }
 
+// alternateBefore is alternate with the before programs timed in each
+// round too: base first, then before and total, whose order swaps from one
+// round to the next so that a steady drift favours neither.
+func alternateBefore(b *testing.B, base, total, before *ebpf.Program, frames [][]byte, repeat int,
+	timing func(*testing.B, *ebpf.Program, [][]byte, int) float64) benchResult {
+	var res benchResult
+	for round := range benchRounds {
+		t0 := timing(b, base, frames, repeat)
+		var tb, tt float64
+		if round%2 == 0 {
+			tb = timing(b, before, frames, repeat)
+			tt = timing(b, total, frames, repeat)
+		} else {
+			tt = timing(b, total, frames, repeat)
+			tb = timing(b, before, frames, repeat)
+		}
+		res.base = append(res.base, t0)
+		res.total = append(res.total, tt)
+		res.before = append(res.before, tb-t0)
+	}
+	return res
+}
+
 func (r benchResult) report(b *testing.B) {
 	over := make([]float64, len(r.total))
 	for i := range over {
@@ -188,7 +273,20 @@ func (r benchResult) report(b *testing.B) {
 	b.ReportMetric(median(r.total), "ns/op")
 	b.ReportMetric(median(r.base), "baseline-ns/pkt")
 	b.ReportMetric(median(over), "over-baseline-ns/pkt")
-	b.ReportMetric(slices.Max(over)-slices.Min(over), "spread-ns")
+	b.ReportMetric(spreadOf(over), "spread-ns")
+	if len(r.before) == 0 {
+		return
+	}
+	diff := make([]float64, len(over))
+	for i := range diff {
+		diff[i] = over[i] - r.before[i]
+	}
+	b.ReportMetric(median(r.before), "before-over-baseline-ns/pkt")
+	b.ReportMetric(spreadOf(r.before), "before-spread-ns")
+	b.ReportMetric(median(diff), "after-minus-before-ns/pkt")
+	b.ReportMetric(spreadOf(diff), "after-minus-before-spread-ns")
+	b.ReportMetric(quantile(diff, 0.25), "after-minus-before-q1-ns")
+	b.ReportMetric(quantile(diff, 0.75), "after-minus-before-q3-ns")
 }
 
 func median(v []float64) float64 {
@@ -196,6 +294,21 @@ func median(v []float64) float64 {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// quantile is the q-quantile of v, interpolated between ranks.
+func quantile(v []float64, q float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
+	}
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
+}
+
+// spreadOf is max - min.
+func spreadOf(v []float64) float64 { return slices.Max(v) - slices.Min(v) }
 
 func BenchmarkPacket(b *testing.B) {
 	netnstest.RequireRoot(b)
@@ -217,13 +330,18 @@ func BenchmarkPacket(b *testing.B) {
 							frames[i] = sc.frame(i)
 						}
 						e.timeRuns(b, e.disp[dir], frames, 1) // create the flows
+						requireFlows(b, e.d, sc.flows)
 						before, err := e.d.Stats()
 						must2(b, err)
-						repeat := 1
+						var res benchResult
 						if sc.flows == 1 {
-							repeat = 200000
+							e.withBefore(b)
+							e.timeRuns(b, e.before[dir], frames, 1)
+							requireFlows(b, e.beforeDp, sc.flows)
+							res = alternateBefore(b, e.noop, e.disp[dir], e.before[dir], frames, 200000, e.timeRuns)
+						} else {
+							res = alternate(b, e.timeRuns, e.noop, e.disp[dir], frames, 1)
 						}
-						res := alternate(b, e.timeRuns, e.noop, e.disp[dir], frames, repeat)
 						after, err := e.d.Stats()
 						must2(b, err)
 						res.report(b)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,12 +28,16 @@ import (
 //	             entry is created and a report emitted for every packet
 //	established  one flow, reported once per hour
 //
-// Three pairs run side by side, each on its own veth: the shared flow table
+// Four pairs run side by side, each on its own veth: the shared flow table
 // with the direct tail call (the defaults), the shared table with the
-// indirect tail call (--tail-call indirect, see dispatcherSpec), and the
-// per-CPU flow table (kernels before 5.12) with the direct one. Rounds
-// interleave pairs and cases; the figure is the median over rounds of
-// (dispatcher - do-nothing) ns per run, spread max - min.
+// indirect tail call (--tail-call indirect, see dispatcherSpec), the
+// per-CPU flow table (kernels before 5.12) with the direct one, and the
+// defaults with the programs of beforeCommit (loadBefore). Rounds
+// interleave pairs and cases, in reverse order every other round so that a
+// steady drift favours none; the figure is the median over rounds of
+// (dispatcher - do-nothing) ns per run, spread max - min. The before pair
+// is reported on the defaults' line (before-over-baseline-ns/pkt,
+// after-minus-before-ns/pkt: the difference round by round).
 //
 //	go test -run '^$' -bench Live -benchtime 1x ./pkg/datapath/
 func BenchmarkLive(b *testing.B) {
@@ -47,13 +52,20 @@ func BenchmarkLive(b *testing.B) {
 	dir, pfx := netnstest.Dir(b), netnstest.Prefix(b)
 	src := netnstest.New(b, dir, pfx+"-s")
 	dst := netnstest.New(b, dir, pfx+"-d")
-	loaded := map[bool]*Datapath{} // by perCPUFlows
-	for _, perCPU := range []bool{false, true} {
-		d := loadDatapath(b, Config{ReportInterval: time.Hour, MaxFlows: benchMaxFlows, PerCPUBufferBytes: 4 << 20,
-			WakeupEvents: benchWakeup, perCPUFlows: perCPU})
+	type variant struct{ perCPU, before bool }
+	loaded := map[variant]*Datapath{}
+	for _, v := range []variant{{false, false}, {true, false}, {false, true}} {
+		cfg := Config{ReportInterval: time.Hour, MaxFlows: benchMaxFlows, PerCPUBufferBytes: 4 << 20,
+			WakeupEvents: benchWakeup, perCPUFlows: v.perCPU}
+		var d *Datapath
+		if v.before {
+			d = loadBefore(b, cfg)
+		} else {
+			d = loadDatapath(b, cfg)
+		}
 		must2(b, d.SetPort(1, PortInfo{NetnsInode: src.Inode, LocalStack: true}))
 		drainReports(b, d)
-		loaded[perCPU] = d
+		loaded[v] = d
 	}
 	type pair struct {
 		name       string
@@ -64,10 +76,13 @@ func BenchmarkLive(b *testing.B) {
 	}
 	var pairs []*pair
 	for i, c := range []struct {
-		name           string
-		perCPU, direct bool
-	}{{"shared/direct", false, true}, {"shared/indirect-tailcall", false, false}, {"percpu/direct", true, true}} {
-		d := loaded[c.perCPU]
+		name                   string
+		perCPU, direct, before bool
+	}{
+		{"shared/direct", false, true, false}, {"shared/indirect-tailcall", false, false, false},
+		{"percpu/direct", true, true, false}, {"before", false, true, true},
+	} {
+		d := loaded[variant{c.perCPU, c.before}]
 		dev := fmt.Sprintf("l%d", i)
 		netnstest.Veth(b, src, dev, dst, dev)
 		netnstest.AddAddr(b, src, dev, fmt.Sprintf("198.18.%d.1/24", 231+i))
@@ -90,7 +105,11 @@ func BenchmarkLive(b *testing.B) {
 
 	const perRound = 20000
 	for round := range benchRounds + 1 {
-		for _, p := range pairs {
+		order := slices.Clone(pairs)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, p := range order {
 			for _, c := range []string{"new-flow", "established"} {
 				d0, n0 := progStats(b, p.disp)
 				b0, m0 := progStats(b, p.noop)
@@ -120,7 +139,15 @@ func BenchmarkLive(b *testing.B) {
 			}
 		}
 	}
-	for _, p := range pairs {
+	// The before pair (last) goes on the defaults' lines (first).
+	defaults, before := pairs[0], pairs[len(pairs)-1]
+	for _, c := range []string{"new-flow", "established"} {
+		r := before.res[c]
+		for i := range r.total {
+			defaults.res[c].before = append(defaults.res[c].before, r.total[i]-r.base[i])
+		}
+	}
+	for _, p := range pairs[:len(pairs)-1] {
 		for _, c := range []string{"new-flow", "established"} {
 			b.Run(p.name+"/egress/"+c, func(b *testing.B) { p.res[c].report(b) })
 		}
