@@ -288,3 +288,15 @@ int nsint_sweep(void *ctx)
 {
 	return sweep();
 }
+
+/*
+ * The in-kernel scan of the shared flow table (nsint_sweep.h), run by user
+ * space through BPF_PROG_TEST_RUN. Its instructions are replaced by a bare
+ * return on kernels without bpf_for_each_map_elem (before 5.13) or the
+ * shared table, where user space reads the table instead (datapath.newSpec).
+ */
+SEC("raw_tracepoint/nsint_sweep_scan")
+int nsint_sweep_scan(void *ctx)
+{
+	return sweep_scan();
+}

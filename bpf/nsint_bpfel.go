@@ -168,9 +168,12 @@ type NsintRule struct {
 }
 
 type NsintSweepCtl struct {
-	_     structs.HostLayout
-	Count uint32
-	Flags uint32
+	_         structs.HostLayout
+	Count     uint32
+	Flags     uint32
+	Scanned   uint32
+	ForcePort uint16
+	Pad       [2]uint8
 }
 
 type NsintSweepItem struct {
@@ -240,6 +243,7 @@ const (
 	NsintMapWatchTuple      = "watch_tuple"
 	NsintProgNsintKfreeSkb  = "nsint_kfree_skb"
 	NsintProgNsintSweep     = "nsint_sweep"
+	NsintProgNsintSweepScan = "nsint_sweep_scan"
 	NsintProgNsintTcEgress  = "nsint_tc_egress"
 	NsintProgNsintTcIngress = "nsint_tc_ingress"
 	NsintProgNsintTcNoop    = "nsint_tc_noop"
@@ -290,6 +294,7 @@ type NsintSpecs struct {
 type NsintProgramSpecs struct {
 	NsintKfreeSkb  *ebpf.ProgramSpec `ebpf:"nsint_kfree_skb"`
 	NsintSweep     *ebpf.ProgramSpec `ebpf:"nsint_sweep"`
+	NsintSweepScan *ebpf.ProgramSpec `ebpf:"nsint_sweep_scan"`
 	NsintTcEgress  *ebpf.ProgramSpec `ebpf:"nsint_tc_egress"`
 	NsintTcIngress *ebpf.ProgramSpec `ebpf:"nsint_tc_ingress"`
 	NsintTcNoop    *ebpf.ProgramSpec `ebpf:"nsint_tc_noop"`
@@ -399,6 +404,7 @@ type NsintVariables struct {
 type NsintPrograms struct {
 	NsintKfreeSkb  *ebpf.Program `ebpf:"nsint_kfree_skb"`
 	NsintSweep     *ebpf.Program `ebpf:"nsint_sweep"`
+	NsintSweepScan *ebpf.Program `ebpf:"nsint_sweep_scan"`
 	NsintTcEgress  *ebpf.Program `ebpf:"nsint_tc_egress"`
 	NsintTcIngress *ebpf.Program `ebpf:"nsint_tc_ingress"`
 	NsintTcNoop    *ebpf.Program `ebpf:"nsint_tc_noop"`
@@ -408,6 +414,7 @@ func (p *NsintPrograms) Close() error {
 	return _NsintClose(
 		p.NsintKfreeSkb,
 		p.NsintSweep,
+		p.NsintSweepScan,
 		p.NsintTcEgress,
 		p.NsintTcIngress,
 		p.NsintTcNoop,

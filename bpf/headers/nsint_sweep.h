@@ -197,4 +197,101 @@ static __always_inline int sweep(void)
 	return NSINT_SWEEP_DONE;
 }
 
+/*
+ * The scan: the same takes as sweep_flow, over the whole shared flow table
+ * in the kernel (bpf_for_each_map_elem, 5.13+), so that user space need not
+ * read the table to find what is due. It fills sweep_items with what it
+ * took, at most NSINT_SWEEP_BATCH per run; user space runs it again while
+ * it fills them all. Shared table only: nothing per CPU is touched, so it
+ * may run anywhere, and every take is a claim by compare-and-swap and an
+ * exchange, as the TC programs' on other CPUs.
+ */
+struct bpf_map;
+
+struct scan_ctx {
+	__u64 now;
+	__u32 n;
+	__u32 scanned;
+	__u16 force_port;
+	__u8 force_all;
+	__u8 pad;
+};
+
+static long scan_flow(struct bpf_map *map, struct flow_key *key,
+		      struct flow_state *st, struct scan_ctx *c)
+{
+	struct sweep_item *it;
+	__u64 last, packets, bytes;
+	__u32 n = c->n;
+
+	c->scanned++;
+	last = st->last_report_ns;
+	if (!last || !READ_ONCE(st->packets))
+		return 0;
+	if (!c->force_all && key->port != c->force_port && !st->ended &&
+	    !refresh_due(c->now, last))
+		return 0;
+	if (n >= NSINT_SWEEP_BATCH)
+		return 1;
+	it = bpf_map_lookup_elem(&sweep_items, &n);
+	if (!it)
+		return 1;
+	if (__sync_val_compare_and_swap(&st->last_report_ns, last, c->now) !=
+	    last)
+		return 0;
+	packets = __sync_lock_test_and_set(&st->packets, 0);
+	bytes = __sync_lock_test_and_set(&st->bytes, 0);
+	if (!packets)
+		return 0;
+	if (!st->watched) {
+		stat_inc(NSINT_STAT_UNWATCHED);
+		return 0;
+	}
+	if (key->dir == NSINT_DIR_INGRESS) {
+		if (st->forwarded == NSINT_FWD_ROUTED) /* reported at egress */
+			return 0;
+		it->in_port = key->port;
+		it->out_port = ingress_out_port(key->port, st->forwarded);
+	} else {
+		it->in_port = st->in_port == NSINT_PORT_LOCAL ?
+				      local_port_of(key->port) :
+				      st->in_port;
+		it->out_port = key->port;
+	}
+	__builtin_memcpy(&it->key, key, sizeof(*key));
+	it->kind = NSINT_SWEEP_FLOW;
+	it->force = c->force_all || key->port == c->force_port;
+	it->packets = packets;
+	it->bytes = bytes;
+	it->flags = st->ended ? NSINT_EVF_TCP_END : 0;
+	it->taken = 1;
+	stat_inc(NSINT_STAT_SWEEP_REPORTS);
+	c->n = n + 1;
+	return c->n >= NSINT_SWEEP_BATCH;
+}
+
+static __always_inline int sweep_scan(void)
+{
+	__u32 zero = 0;
+	struct sweep_ctl *ctl = bpf_map_lookup_elem(&sweep_ctl, &zero);
+	struct scan_ctx c = {};
+
+	if (!ctl)
+		return NSINT_SWEEP_NOMAP;
+	c.now = bpf_ktime_get_ns();
+	c.force_port = ctl->force_port;
+	c.force_all = !!(ctl->flags & NSINT_SWEEP_FORCE_ALL);
+	bpf_for_each_map_elem(&flows, scan_flow, &c, 0);
+	ctl->count = c.n;
+	ctl->scanned = c.scanned;
+	{
+		__u32 k = NSINT_STAT_SWEEP_SCANNED;
+		__u64 *v = bpf_map_lookup_elem(&stats, &k);
+
+		if (v)
+			__sync_fetch_and_add(v, c.scanned);
+	}
+	return NSINT_SWEEP_DONE;
+}
+
 #endif /* __NSINT_SWEEP_H */

@@ -63,6 +63,7 @@ enum nsint_stat {
 	NSINT_STAT_NOT_DROPS, /* frees that are no drop (delivered, unwanted) */
 	NSINT_STAT_SWEEP_REPORTS, /* reports the sweep sent */
 	NSINT_STAT_SWEEP_BYPASSED, /* packets counted while a sweep held the CPU */
+	NSINT_STAT_SWEEP_SCANNED, /* flow entries the in-kernel scan looked at */
 	NSINT_STAT_MAX,
 };
 
@@ -248,12 +249,16 @@ struct sweep_item {
 };
 
 enum nsint_sweep_flags {
-	NSINT_SWEEP_SLOTS = 1 << 0, /* empty this CPU's last-flow slots */
+	NSINT_SWEEP_SLOTS = 1 << 0,	/* empty this CPU's last-flow slots */
+	NSINT_SWEEP_FORCE_ALL = 1 << 1, /* scan: take every flow's counts */
 };
 
 struct sweep_ctl {
-	__u32 count; /* items to work on */
-	__u32 flags; /* enum nsint_sweep_flags */
+	__u32 count;	  /* items to work on; scan: items it filled */
+	__u32 flags;	  /* enum nsint_sweep_flags */
+	__u32 scanned;	  /* scan: flow entries it looked at */
+	__u16 force_port; /* scan: take the counts of this port's flows */
+	__u8 pad[2];
 };
 
 /* One report; the captured frame bytes follow it in the perf sample. */

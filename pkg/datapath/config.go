@@ -52,6 +52,10 @@ type Config struct {
 	// where the kernel could run the shared one; kept for the benchmarks
 	// and tests that compare the two designs (see flowTable).
 	perCPUFlows bool
+	// userSpaceScan makes Sweep read the flow table from user space even
+	// where the kernel could scan it: for the benchmarks and tests that
+	// compare the two.
+	userSpaceScan bool
 	// preciseClock makes the report decisions use bpf_ktime_get_ns even
 	// where the coarse clock exists (tick resolution): for tests that need
 	// refreshes due more often than once a tick.

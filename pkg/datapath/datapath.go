@@ -43,6 +43,9 @@ type Datapath struct {
 	dropped kfreeSkbInfo
 	// sharedFlows: the flow table is one LRU hash, not per CPU.
 	sharedFlows bool
+	// scanInKernel: Sweep finds due flows with nsint_sweep_scan instead of
+	// reading the whole table (shared table, bpf_for_each_map_elem).
+	scanInKernel bool
 	// bootOffset converts ktime (CLOCK_MONOTONIC ns) to Unix ns.
 	bootOffset int64
 
@@ -91,7 +94,8 @@ func Load(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared, countersFloor: map[uint16]Counters{}}
+	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared, countersFloor: map[uint16]Counters{},
+		scanInKernel: shared && haveForEachMapElem() && !cfg.userSpaceScan}
 	opts := &ebpf.CollectionOptions{Cache: cache}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		var verr *ebpf.VerifierError
@@ -137,6 +141,15 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 		spec.Maps[bpf.NsintMapFlows].Type = ebpf.LRUHash
 	} else {
 		disarmCmpxchg(spec)
+	}
+	if !shared || !haveForEachMapElem() {
+		// The in-kernel scan (nsint_sweep_scan) walks the shared table with
+		// bpf_for_each_map_elem: elsewhere a bare program stands in for it
+		// (kernels before 5.13 refuse the callback anywhere in a program),
+		// and Sweep reads the table from user space.
+		spec.Programs[bpf.NsintProgNsintSweepScan].Instructions = asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0), asm.Return(),
+		}
 	}
 	kc := bpf.NsintConfig{
 		ReportIntervalNs:     uint64(cfg.ReportInterval),
@@ -216,6 +229,12 @@ func disarmCmpxchg(spec *ebpf.CollectionSpec) {
 			}
 		}
 	}
+}
+
+// haveForEachMapElem probes for bpf_for_each_map_elem (5.13+) in the
+// program type of the sweep.
+func haveForEachMapElem() bool {
+	return features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnForEachMapElem) == nil
 }
 
 // haveCoarseClock probes for bpf_ktime_get_coarse_ns (5.11+).
@@ -298,6 +317,8 @@ type Stats struct {
 	// SweepBypassed counts packets a TC program counted while the sweep it
 	// interrupted held its CPU's slots.
 	SweepBypassed uint64
+	// SweepScanned counts the flow entries the in-kernel scan looked at.
+	SweepScanned uint64
 }
 
 // Stats reads the programs' counters.
@@ -306,7 +327,7 @@ func (d *Datapath) Stats() (Stats, error) {
 	// In the order of the C enum nsint_stat.
 	fields := []*uint64{&s.Reports, &s.PerfErrors, &s.Unparsed, &s.NoIdentity, &s.FlowUpdateErrors,
 		&s.DropReports, &s.DropsSuppressed, &s.Unwatched, &s.CacheFlushLost, &s.NotDrops,
-		&s.SweepReports, &s.SweepBypassed}
+		&s.SweepReports, &s.SweepBypassed, &s.SweepScanned}
 	for i, f := range fields {
 		var per []uint64
 		if err := d.objs.Stats.Lookup(uint32(i), &per); err != nil {

@@ -19,7 +19,8 @@ const (
 	sweepKindFlow = 1
 	sweepKindDrop = 2
 
-	sweepFlagSlots = 1 << 0
+	sweepFlagSlots    = 1 << 0
+	sweepFlagForceAll = 1 << 1
 
 	sweepDone = 0
 	sweepBusy = 1
@@ -97,8 +98,12 @@ func (d *Datapath) Sweep(opts SweepOptions, emit func(*Event)) (SweepStats, erro
 		}
 		st.CPUs++
 	}
-	flows, err := d.dueFlows(opts, &st)
-	if err != nil {
+	var flows []bpf.NsintSweepItem
+	if d.scanInKernel && len(opts.Ports) <= 1 {
+		if err := d.scanFlows(opts, &st, emit); err != nil {
+			return st, err
+		}
+	} else if flows, err = d.dueFlows(opts, &st); err != nil {
 		return st, err
 	}
 	drops, err := d.dueDrops(opts)
@@ -106,7 +111,7 @@ func (d *Datapath) Sweep(opts SweepOptions, emit func(*Event)) (SweepStats, erro
 		return st, err
 	}
 	items := append(flows, drops...)
-	st.Due = len(items)
+	st.Due += len(items)
 	// On the per-CPU table each CPU holds its own share of a flow.
 	runOn := cpus[:1]
 	if !d.sharedFlows {
@@ -139,6 +144,50 @@ func (d *Datapath) Sweep(opts SweepOptions, emit func(*Event)) (SweepStats, erro
 		}
 	}
 	return st, nil
+}
+
+// scanFlows has the kernel walk the flow table and take the counts of the
+// flows whose report is due or forced (nsint_sweep_scan), a batch at a time,
+// and emits a report for each.
+func (d *Datapath) scanFlows(opts SweepOptions, st *SweepStats, emit func(*Event)) error {
+	ctl := bpf.NsintSweepCtl{}
+	if opts.All {
+		ctl.Flags |= sweepFlagForceAll
+	}
+	if len(opts.Ports) == 1 {
+		ctl.ForcePort = opts.Ports[0]
+	}
+	var ev Event
+	for {
+		if err := d.objs.SweepCtl.Put(uint32(0), &ctl); err != nil {
+			return fmt.Errorf("sweep: write control: %w", err)
+		}
+		if _, err := d.objs.NsintSweepScan.Run(&ebpf.RunOptions{}); err != nil {
+			return fmt.Errorf("sweep: scan the flow table: %w", err)
+		}
+		var out bpf.NsintSweepCtl
+		if err := d.objs.SweepCtl.Lookup(uint32(0), &out); err != nil {
+			return fmt.Errorf("sweep: read control: %w", err)
+		}
+		n := int(out.Count)
+		st.Flows = int(out.Scanned)
+		if n == 0 {
+			return nil
+		}
+		items, err := d.readSweepItems(n)
+		if err != nil {
+			return err
+		}
+		st.Due += n
+		for i := range items {
+			d.sweepEvent(&items[i], opts, &ev)
+			st.Reports++
+			emit(&ev)
+		}
+		if n < sweepBatch {
+			return nil
+		}
+	}
 }
 
 // dueFlows lists the flows whose counts a sweep should try to take: those

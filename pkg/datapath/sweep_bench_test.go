@@ -54,13 +54,17 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	b.Cleanup(func() { stats.Close() })
 	for _, n := range []int{1000, 65536} {
-		b.Run(fmt.Sprintf("flows-%d", n), func(b *testing.B) { benchSweepFlows(b, n) })
+		// The kernel's scan (where it has bpf_for_each_map_elem), and the
+		// table read from user space, as older kernels and the per-CPU
+		// table do.
+		b.Run(fmt.Sprintf("flows-%d", n), func(b *testing.B) { benchSweepFlows(b, n, false) })
+		b.Run(fmt.Sprintf("flows-%d-userscan", n), func(b *testing.B) { benchSweepFlows(b, n, true) })
 	}
 	b.Run("active", benchSweepActive)
 }
 
-func benchSweepFlows(b *testing.B, n int) {
-	e := newBenchEnvWith(b, Config{PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
+func benchSweepFlows(b *testing.B, n int, userSpaceScan bool) {
+	e := newBenchEnvWith(b, Config{PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup, userSpaceScan: userSpaceScan})
 	frames := benchFrames(n)
 	e.timeRuns(b, e.disp[Ingress], frames, 1) // new flows, each reported
 	lastReport := time.Now()
@@ -84,6 +88,9 @@ func benchSweepFlows(b *testing.B, n int) {
 	}
 	f := figures{}
 	sfx := fmt.Sprintf("_flows%d", n)
+	if userSpaceScan {
+		sfx += "_userscan"
+	}
 	perSecond := float64(time.Second / agentSweepPeriod)
 	for i := range idle {
 		f.add("ms"+sfx+"_idle", idle[i].wall)

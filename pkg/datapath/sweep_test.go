@@ -26,10 +26,10 @@ func (h *harness) sweep(opts SweepOptions) []Event {
 // passed, and only once; before that a sweep takes nothing.
 func TestSweepQuietFlow(t *testing.T) {
 	const interval = 200 * time.Millisecond
-	for _, shared := range []bool{false, true} {
-		t.Run(tableName(shared), func(t *testing.T) {
-			requireFlowTable(t, shared)
-			h := newHarness(t, Config{ReportInterval: interval, perCPUFlows: !shared})
+	for _, v := range sweepVariants {
+		t.Run(v.name, func(t *testing.T) {
+			requireFlowTable(t, v.shared)
+			h := newHarness(t, v.config(Config{ReportInterval: interval}))
 			for _, dir := range []Direction{Ingress, Egress} {
 				frame := udpFrame("198.18.0.1", "198.18.0.2", 1100+uint16(dir), 2000, 100)
 				n := uint64(len(frame))
@@ -66,6 +66,11 @@ func TestSweepQuietFlow(t *testing.T) {
 				}
 				h.none(dir.String() + " after the sweeps")
 			}
+			st, err := h.d.Stats()
+			must(t, err)
+			if inKernel := v.shared && !v.userSpaceScan && haveForEachMapElem(); inKernel != (st.SweepScanned > 0) {
+				t.Errorf("the kernel scanned %d flow entries; want a scan %v", st.SweepScanned, inKernel)
+			}
 		})
 	}
 }
@@ -77,13 +82,31 @@ func tableName(shared bool) string {
 	return "percpu"
 }
 
+// sweepVariant is one way a sweep finds what is due: on the per-CPU table
+// (user space reads it), on the shared table scanned in the kernel (where
+// bpf_for_each_map_elem exists), and on the shared table read from user
+// space.
+type sweepVariant struct {
+	name          string
+	shared        bool
+	userSpaceScan bool
+}
+
+var sweepVariants = []sweepVariant{{"percpu", false, false}, {"shared", true, false}, {"shared-userscan", true, true}}
+
+func (v sweepVariant) config(c Config) Config {
+	c.perCPUFlows = !v.shared
+	c.userSpaceScan = v.userSpaceScan
+	return c
+}
+
 // TestSweepForcedPort: a sweep for a port going away takes its flows'
 // counts at once, leaving other ports' flows to their interval.
 func TestSweepForcedPort(t *testing.T) {
-	for _, shared := range []bool{false, true} {
-		t.Run(tableName(shared), func(t *testing.T) {
-			requireFlowTable(t, shared)
-			h := newHarness(t, Config{ReportInterval: time.Hour, perCPUFlows: !shared})
+	for _, v := range sweepVariants {
+		t.Run(v.name, func(t *testing.T) {
+			requireFlowTable(t, v.shared)
+			h := newHarness(t, v.config(Config{ReportInterval: time.Hour}))
 			a := udpFrame("198.18.0.1", "198.18.0.2", 1200, 2000, 10)
 			b := udpFrame("198.18.0.1", "198.18.0.2", 1201, 2000, 10)
 			h.runN(hPortA, Egress, a, nil, 3)
@@ -164,11 +187,10 @@ func TestSweepRace(t *testing.T) {
 		t.Skip("skipping: needs two CPUs")
 	}
 	const interval = 300 * time.Microsecond
-	for _, shared := range []bool{false, true} {
-		t.Run(tableName(shared), func(t *testing.T) {
-			requireFlowTable(t, shared)
-			h := newHarness(t, Config{ReportInterval: interval, PerCPUBufferBytes: 16 << 20, preciseClock: true,
-				perCPUFlows: !shared})
+	for _, v := range sweepVariants {
+		t.Run(v.name, func(t *testing.T) {
+			requireFlowTable(t, v.shared)
+			h := newHarness(t, v.config(Config{ReportInterval: interval, PerCPUBufferBytes: 16 << 20, preciseClock: true}))
 			// A test run interrupted by a signal (the Go runtime's
 			// preemption) is run again whole: the kernel's run count
 			// of the dispatchers says how many packets there were.
