@@ -108,7 +108,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NSINT_SWEEP_BATCH);
+	__uint(max_entries, NSINT_SCAN_BATCH); /* >= NSINT_SWEEP_BATCH */
 	__type(key, __u32);
 	__type(value, struct sweep_item);
 } sweep_items SEC(".maps");

@@ -201,7 +201,7 @@ static __always_inline int sweep(void)
  * The scan: the same takes as sweep_flow, over the whole shared flow table
  * in the kernel (bpf_for_each_map_elem, 5.13+), so that user space need not
  * read the table to find what is due. It fills sweep_items with what it
- * took, at most NSINT_SWEEP_BATCH per run; user space runs it again while
+ * took, at most NSINT_SCAN_BATCH per run; user space runs it again while
  * it fills them all. Shared table only: nothing per CPU is touched, so it
  * may run anywhere, and every take is a claim by compare-and-swap and an
  * exchange, as the TC programs' on other CPUs.
@@ -231,7 +231,7 @@ static long scan_flow(struct bpf_map *map, struct flow_key *key,
 	if (!c->force_all && key->port != c->force_port && !st->ended &&
 	    !refresh_due(c->now, last))
 		return 0;
-	if (n >= NSINT_SWEEP_BATCH)
+	if (n >= NSINT_SCAN_BATCH)
 		return 1;
 	it = bpf_map_lookup_elem(&sweep_items, &n);
 	if (!it)
@@ -267,7 +267,7 @@ static long scan_flow(struct bpf_map *map, struct flow_key *key,
 	it->taken = 1;
 	stat_inc(NSINT_STAT_SWEEP_REPORTS);
 	c->n = n + 1;
-	return c->n >= NSINT_SWEEP_BATCH;
+	return c->n >= NSINT_SCAN_BATCH;
 }
 
 static __always_inline int sweep_scan(void)

@@ -233,7 +233,12 @@ enum nsint_sweep_kind {
 	NSINT_SWEEP_DROP = 2,
 };
 
-#define NSINT_SWEEP_BATCH 256 /* items per run */
+#define NSINT_SWEEP_BATCH 256 /* work items per nsint_sweep run */
+/*
+ * Items one nsint_sweep_scan run may fill: each run walks the whole table
+ * again, so the larger, the fewer walks when many flows are due at once.
+ */
+#define NSINT_SCAN_BATCH  4096
 
 struct sweep_item {
 	struct flow_key key;

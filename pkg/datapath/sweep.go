@@ -25,7 +25,8 @@ const (
 	sweepDone = 0
 	sweepBusy = 1
 
-	sweepBatch = 256 // NSINT_SWEEP_BATCH
+	sweepBatch = 256  // NSINT_SWEEP_BATCH
+	scanBatch  = 4096 // NSINT_SCAN_BATCH
 )
 
 // sweepBusyRetries bounds how often one CPU's sweep is retried while a TC
@@ -184,7 +185,7 @@ func (d *Datapath) scanFlows(opts SweepOptions, st *SweepStats, emit func(*Event
 			st.Reports++
 			emit(&ev)
 		}
-		if n < sweepBatch {
+		if n < scanBatch {
 			return nil
 		}
 	}
