@@ -25,6 +25,12 @@
  *   read", which keeps whatever a TC program added in between.
  * On the shared table every CPU's programs take counts by exchange and
  * claim reports by compare-and-swap: the sweep does the same.
+ *
+ * One gap remains, on the per-CPU table only (kernels before 5.12): between
+ * reading an entry's counts and subtracting them, the LRU may evict the
+ * entry and hand its memory to another flow, whose counts then lose what
+ * was read. It takes an eviction, on a full table, within the two
+ * instructions between; the sweep of the shared table has no such gap.
  */
 #ifndef __NSINT_SWEEP_H
 #define __NSINT_SWEEP_H
