@@ -325,7 +325,10 @@ func startCapture(t *testing.T, ns *netnstest.NS, dev string) *capture {
 			return err
 		}
 		c.fd = fd
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 32<<20); err != nil {
+		// SO_RCVBUF is capped at net.core.rmem_max (about 200 KiB by
+		// default): too small for a TCP transfer's burst under a slow
+		// (emulated) CPU. Root may force the size.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
 			return err
 		}
 		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: idx})
