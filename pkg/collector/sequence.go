@@ -1,9 +1,11 @@
 package collector
 
 import (
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 )
 
 // seqKey identifies one report sequence: the reporting address, its hw_id
@@ -16,11 +18,14 @@ type seqKey struct {
 
 const (
 	// lateWindow: a number at most this far behind the expected one is a
-	// late (reordered) or repeated report. It changes nothing: resynchronising
-	// on it would count the reports after it as lost a second time. (A
-	// reordered report was counted lost when its gap opened; counters only
-	// grow, so that stays.)
+	// late (reordered) or repeated report. A late report fills its gap: a
+	// report reordered on the way (loopback and multi-queue paths reorder
+	// under load) is not lost. Resynchronising on it instead would count the
+	// reports after it as lost a second time.
 	lateWindow = 64
+	// lateTimeout: a gap still open this long after it opened is counted
+	// lost, as is one pushed out of the late window by later numbers.
+	lateTimeout = time.Second
 	// restartWindow: a reporter numbers from 0 when it starts. A jump of at
 	// least restartWindow to a number below restartWindow is a reporter that
 	// started again, not a loss — whichever half of the space the old
@@ -34,12 +39,13 @@ type seqStep uint8
 
 const (
 	stepNext  seqStep = iota // the expected number, or one after a gap
-	stepLate                 // a late or repeated number: ignored
+	stepLate                 // a late or repeated number
 	stepReset                // the reporter started again or jumped back: resynchronise
 )
 
 // step classifies seq when want is expected, in a space of 2^bits numbers,
-// and returns how many numbers were skipped (lost) for stepNext.
+// and returns how many numbers were skipped for stepNext, or how far behind
+// want seq is (1: the number just before it) for stepLate.
 func step(seq, want uint32, bits uint) (seqStep, uint64) {
 	mask := uint32(1)<<bits - 1
 	gap := (seq - want) & mask
@@ -52,7 +58,7 @@ func step(seq, want uint32, bits uint) (seqStep, uint64) {
 		}
 		return stepNext, uint64(gap)
 	case (want-seq)&mask <= lateWindow:
-		return stepLate, 0
+		return stepLate, uint64((want - seq) & mask)
 	}
 	return stepReset, 0
 }
@@ -63,20 +69,26 @@ type sourceCounts struct {
 	Source   netip.Addr
 	SwitchID uint32 // of its latest report
 	Reports  uint64 // sequence numbers received (one per datagram)
-	Lost     uint64 // sequence numbers skipped
+	Lost     uint64 // sequence numbers skipped and not received late
 	Resets   uint64 // restarts (and backward jumps): resynchronised, not lost
 }
 
 type seqState struct {
-	next   uint32
-	source *sourceCounts
+	next uint32
+	// gaps has bit i set when number next-1-i was skipped and has not
+	// arrived yet (i < lateWindow); gapsSince is when the oldest of them
+	// opened.
+	gaps      uint64
+	gapsSince time.Time
+	source    *sourceCounts
 }
 
 // sequences counts lost reports from gaps in each source's sequence numbers,
-// per sequence and per source address. A late or repeated number changes
-// nothing; a reporter that started again (or jumped back) resynchronises
-// without counting. Memory is bounded: at most max sequences (and so at most
-// max source addresses) are tracked.
+// per sequence and per source address. A gap is lost once it leaves the late
+// window or stays open lateTimeout; a late number fills its gap, a repeated
+// one changes nothing; a reporter that started again (or jumped back)
+// resynchronises. Counters only grow. Memory is bounded: at most max
+// sequences (and so at most max source addresses) are tracked.
 type sequences struct {
 	mu       sync.Mutex
 	seqs     map[seqKey]*seqState
@@ -84,20 +96,22 @@ type sequences struct {
 	max      int
 	lost     uint64
 	overflow uint64 // reports whose sequence was not tracked because the map was full
+	now      func() time.Time
 }
 
 func newSequences(max int) *sequences {
-	return &sequences{seqs: make(map[seqKey]*seqState), sources: make(map[netip.Addr]*sourceCounts), max: max}
+	return &sequences{seqs: make(map[seqKey]*seqState), sources: make(map[netip.Addr]*sourceCounts), max: max, now: time.Now}
 }
 
 // observe records seq for k from a report of switchID and returns how many
-// reports were lost before it.
+// reports of k were counted lost by it.
 func (s *sequences) observe(k seqKey, seq, switchID uint32) uint64 {
-	bits := uint(32)
+	width := uint(32)
 	if k.v20 {
-		bits = 22
+		width = 22
 	}
-	seq &= uint32(1<<bits - 1)
+	seq &= uint32(1<<width - 1)
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.seqs[k]
@@ -109,21 +123,78 @@ func (s *sequences) observe(k seqKey, seq, switchID uint32) uint64 {
 		st = &seqState{source: s.sourceLocked(k.source)}
 		s.seqs[k] = st
 		st.source.Reports++
-		st.advance(seq, bits, switchID)
+		st.advance(seq, width, switchID)
 		return 0
 	}
-	kind, lost := step(seq, st.next, bits)
+	kind, n := step(seq, st.next, width)
 	st.source.Reports++
+	var lost uint64
 	switch kind {
 	case stepLate:
-		return 0
+		// Number next-1-i is bit i: a late one fills its gap.
+		st.gaps &^= 1 << (n - 1)
 	case stepReset:
 		st.source.Resets++
+		lost = uint64(bits.OnesCount64(st.gaps))
+		st.gaps = 0
+		st.advance(seq, width, switchID)
+	case stepNext:
+		lost = st.shift(n, now)
+		st.advance(seq, width, switchID)
 	}
+	lost += st.expire(now)
+	s.count(st, lost)
+	return lost
+}
+
+// shift moves the window past skipped numbers and the one received after
+// them; it returns how many open gaps left the window (lost).
+func (st *seqState) shift(skipped uint64, now time.Time) uint64 {
+	var lost uint64
+	by := skipped + 1
+	if by >= lateWindow {
+		lost = uint64(bits.OnesCount64(st.gaps))
+		st.gaps = 0
+		if skipped > lateWindow-1 {
+			lost += skipped - (lateWindow - 1)
+			skipped = lateWindow - 1
+		}
+	} else {
+		lost = uint64(bits.OnesCount64(st.gaps >> (lateWindow - by)))
+		st.gaps <<= by
+	}
+	if skipped > 0 {
+		if st.gaps == 0 {
+			st.gapsSince = now
+		}
+		// Bits 1..skipped: the received number is bit 0.
+		st.gaps |= (uint64(1)<<skipped - 1) << 1
+	}
+	return lost
+}
+
+// expire counts the open gaps lost once the oldest has waited lateTimeout.
+func (st *seqState) expire(now time.Time) uint64 {
+	if st.gaps == 0 || now.Sub(st.gapsSince) < lateTimeout {
+		return 0
+	}
+	lost := uint64(bits.OnesCount64(st.gaps))
+	st.gaps = 0
+	return lost
+}
+
+func (s *sequences) count(st *seqState, lost uint64) {
 	s.lost += lost
 	st.source.Lost += lost
-	st.advance(seq, bits, switchID)
-	return lost
+}
+
+// expireAllLocked counts the gaps that timed out in every sequence, so that
+// counters read after the last report are final.
+func (s *sequences) expireAllLocked() {
+	now := s.now()
+	for _, st := range s.seqs {
+		s.count(st, st.expire(now))
+	}
 }
 
 // advance makes seq the latest number of the sequence.
@@ -144,6 +215,7 @@ func (s *sequences) sourceLocked(a netip.Addr) *sourceCounts {
 func (s *sequences) stats() (lost, overflow uint64, tracked int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expireAllLocked()
 	return s.lost, s.overflow, len(s.seqs)
 }
 
@@ -151,6 +223,7 @@ func (s *sequences) stats() (lost, overflow uint64, tracked int) {
 // address.
 func (s *sequences) perSource() []sourceCounts {
 	s.mu.Lock()
+	s.expireAllLocked()
 	out := make([]sourceCounts, 0, len(s.sources))
 	for _, sc := range s.sources {
 		out = append(out, *sc)
