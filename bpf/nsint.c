@@ -23,6 +23,25 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /*
+ * The enums Go takes from the generated bindings (bpf/gen.go, -type). clang
+ * writes a type into the object's BTF only when a declaration uses it, and
+ * these are used as constants only: this variable uses them, in a section no
+ * loader reads, so it adds no map, no instruction and nothing to the kernel.
+ */
+struct nsint_enums {
+	enum nsint_direction dir;
+	enum nsint_event_type type;
+	enum nsint_reason reason;
+	enum nsint_event_flags event_flags;
+	enum nsint_port_flags port_flags;
+	enum nsint_stat stat;
+	enum nsint_drop_class drop_class;
+	enum nsint_sweep_kind sweep_kind;
+	enum nsint_sweep_flags sweep_flags;
+	enum nsint_sweep_result sweep_result;
+} nsint_enums SEC(".nsint_enums");
+
+/*
  * The bytes a packet of segs GSO segments puts on the wire: every segment
  * carries the headers again (as the kernel's qdisc_pkt_len_init counts).
  * Both ends of a veth then agree whether it segments or not.

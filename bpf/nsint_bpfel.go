@@ -28,27 +28,13 @@ type NsintConfig struct {
 }
 
 type NsintCpuState struct {
-	_  structs.HostLayout
-	Id struct {
-		_     structs.HostLayout
-		Port  uint16
-		Dir   uint8
-		Pad   uint8
-		Netns uint32
-	}
+	_        structs.HostLayout
+	Id       NsintIdentity
 	Busy     uint8
 	Sweeping uint8
 	Pad      [6]uint8
-	Flow     [2]struct {
-		_           structs.HostLayout
-		Key         NsintFlowKey
-		Valid       uint32
-		Packets     uint64
-		Bytes       uint64
-		Due         uint64
-		CheckedTick uint64
-	}
-	_ [80]byte
+	Flow     [2]NsintFlowCache
+	_        [80]byte
 }
 
 type NsintDropKey struct {
@@ -99,6 +85,16 @@ type NsintEvent struct {
 	Pad          [4]uint8
 }
 
+type NsintFlowCache struct {
+	_           structs.HostLayout
+	Key         NsintFlowKey
+	Valid       uint32
+	Packets     uint64
+	Bytes       uint64
+	Due         uint64
+	CheckedTick uint64
+}
+
 type NsintFlowKey struct {
 	_    structs.HostLayout
 	T    NsintTuple
@@ -122,6 +118,112 @@ type NsintFlowState struct {
 	Ended        uint8
 	Pad          [3]uint8
 }
+
+type NsintIdentity struct {
+	_     structs.HostLayout
+	Port  uint16
+	Dir   uint8
+	Pad   uint8
+	Netns uint32
+}
+
+type NsintNsintDirection uint32
+
+const (
+	NsintNsintDirectionNSINT_DIR_INGRESS NsintNsintDirection = 0
+	NsintNsintDirectionNSINT_DIR_EGRESS  NsintNsintDirection = 1
+)
+
+type NsintNsintDropClass uint32
+
+const (
+	NsintNsintDropClassNSINT_DROP_REAL      NsintNsintDropClass = 0
+	NsintNsintDropClassNSINT_DROP_UNWANTED  NsintNsintDropClass = 1
+	NsintNsintDropClassNSINT_DROP_NO_SOCKET NsintNsintDropClass = 2
+	NsintNsintDropClassNSINT_DROP_OTHERHOST NsintNsintDropClass = 3
+	NsintNsintDropClassNSINT_DROP_SOCKET    NsintNsintDropClass = 4
+	NsintNsintDropClassNSINT_DROP_VAGUE     NsintNsintDropClass = 5
+)
+
+type NsintNsintEventFlags uint32
+
+const (
+	NsintNsintEventFlagsNSINT_EVF_HOP_LATENCY    NsintNsintEventFlags = 1
+	NsintNsintEventFlagsNSINT_EVF_NONFIRST_FRAG  NsintNsintEventFlags = 2
+	NsintNsintEventFlagsNSINT_EVF_DROP_NO_REASON NsintNsintEventFlags = 4
+	NsintNsintEventFlagsNSINT_EVF_DATA_L3        NsintNsintEventFlags = 8
+	NsintNsintEventFlagsNSINT_EVF_TCP_END        NsintNsintEventFlags = 16
+	NsintNsintEventFlagsNSINT_EVF_TCP_SYN        NsintNsintEventFlags = 32
+)
+
+type NsintNsintEventType uint32
+
+const (
+	NsintNsintEventTypeNSINT_EVENT_FLOW NsintNsintEventType = 1
+	NsintNsintEventTypeNSINT_EVENT_DROP NsintNsintEventType = 2
+)
+
+type NsintNsintPortFlags uint32
+
+const (
+	NsintNsintPortFlagsNSINT_PORT_BRIDGE      NsintNsintPortFlags = 1
+	NsintNsintPortFlagsNSINT_PORT_HAS_MAC     NsintNsintPortFlags = 4
+	NsintNsintPortFlagsNSINT_PORT_LOCAL_STACK NsintNsintPortFlags = 2
+)
+
+type NsintNsintReason uint32
+
+const (
+	NsintNsintReasonNSINT_REASON_NEW     NsintNsintReason = 1
+	NsintNsintReasonNSINT_REASON_REFRESH NsintNsintReason = 2
+	NsintNsintReasonNSINT_REASON_PORTS   NsintNsintReason = 3
+	NsintNsintReasonNSINT_REASON_LATENCY NsintNsintReason = 4
+	NsintNsintReasonNSINT_REASON_DROP    NsintNsintReason = 5
+	NsintNsintReasonNSINT_REASON_IDLE    NsintNsintReason = 6
+	NsintNsintReasonNSINT_REASON_END     NsintNsintReason = 7
+	NsintNsintReasonNSINT_REASON_FLUSH   NsintNsintReason = 8
+)
+
+type NsintNsintStat uint32
+
+const (
+	NsintNsintStatNSINT_STAT_REPORTS            NsintNsintStat = 0
+	NsintNsintStatNSINT_STAT_PERF_ERRORS        NsintNsintStat = 1
+	NsintNsintStatNSINT_STAT_UNPARSED           NsintNsintStat = 2
+	NsintNsintStatNSINT_STAT_NO_IDENTITY        NsintNsintStat = 3
+	NsintNsintStatNSINT_STAT_FLOW_UPDATE_ERRORS NsintNsintStat = 4
+	NsintNsintStatNSINT_STAT_DROP_REPORTS       NsintNsintStat = 5
+	NsintNsintStatNSINT_STAT_DROPS_SUPPRESSED   NsintNsintStat = 6
+	NsintNsintStatNSINT_STAT_UNWATCHED          NsintNsintStat = 7
+	NsintNsintStatNSINT_STAT_CACHE_FLUSH_LOST   NsintNsintStat = 8
+	NsintNsintStatNSINT_STAT_NOT_DROPS          NsintNsintStat = 9
+	NsintNsintStatNSINT_STAT_SWEEP_REPORTS      NsintNsintStat = 10
+	NsintNsintStatNSINT_STAT_SWEEP_BYPASSED     NsintNsintStat = 11
+	NsintNsintStatNSINT_STAT_SWEEP_SCANNED      NsintNsintStat = 12
+	NsintNsintStatNSINT_STAT_MAX                NsintNsintStat = 13
+)
+
+type NsintNsintSweepFlags uint32
+
+const (
+	NsintNsintSweepFlagsNSINT_SWEEP_SLOTS     NsintNsintSweepFlags = 1
+	NsintNsintSweepFlagsNSINT_SWEEP_FORCE_ALL NsintNsintSweepFlags = 2
+)
+
+type NsintNsintSweepKind uint32
+
+const (
+	NsintNsintSweepKindNSINT_SWEEP_FLOW NsintNsintSweepKind = 1
+	NsintNsintSweepKindNSINT_SWEEP_DROP NsintNsintSweepKind = 2
+)
+
+type NsintNsintSweepResult uint32
+
+const (
+	NsintNsintSweepResultNSINT_SWEEP_DONE  NsintNsintSweepResult = 0
+	NsintNsintSweepResultNSINT_SWEEP_BUSY  NsintNsintSweepResult = 1
+	NsintNsintSweepResultNSINT_SWEEP_NOMAP NsintNsintSweepResult = 2
+)
 
 type NsintPortConfig struct {
 	_         structs.HostLayout

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Types shared between the BPF programs and Go (bpf2go generates the Go
- * side from these definitions, so the two never drift).
+ * side from these definitions, so the two never drift). An enum Go uses is
+ * named in bpf/gen.go (-type) and in struct nsint_enums (nsint.c), which
+ * keeps it in the object's BTF.
  */
 #ifndef __NSINT_TYPES_H
 #define __NSINT_TYPES_H
