@@ -19,10 +19,10 @@ import (
 // Direction is the TC hook a program observes.
 type Direction uint8
 
-// The two TC hooks; values match the C enum nsint_direction.
+// The two TC hooks (C enum nsint_direction).
 const (
-	Ingress Direction = 0
-	Egress  Direction = 1
+	Ingress = Direction(bpf.NsintNsintDirectionNSINT_DIR_INGRESS)
+	Egress  = Direction(bpf.NsintNsintDirectionNSINT_DIR_EGRESS)
 )
 
 // String returns "ingress" or "egress".
@@ -321,20 +321,41 @@ type Stats struct {
 	SweepScanned uint64
 }
 
+// statSlot is a Stats field and the slot of the stats map that counts it.
+type statSlot struct {
+	slot  bpf.NsintNsintStat
+	field *uint64
+}
+
+// slots names the stats map slot (C enum nsint_stat) of each field of s.
+func (s *Stats) slots() []statSlot {
+	return []statSlot{
+		{bpf.NsintNsintStatNSINT_STAT_REPORTS, &s.Reports},
+		{bpf.NsintNsintStatNSINT_STAT_PERF_ERRORS, &s.PerfErrors},
+		{bpf.NsintNsintStatNSINT_STAT_UNPARSED, &s.Unparsed},
+		{bpf.NsintNsintStatNSINT_STAT_NO_IDENTITY, &s.NoIdentity},
+		{bpf.NsintNsintStatNSINT_STAT_FLOW_UPDATE_ERRORS, &s.FlowUpdateErrors},
+		{bpf.NsintNsintStatNSINT_STAT_DROP_REPORTS, &s.DropReports},
+		{bpf.NsintNsintStatNSINT_STAT_DROPS_SUPPRESSED, &s.DropsSuppressed},
+		{bpf.NsintNsintStatNSINT_STAT_UNWATCHED, &s.Unwatched},
+		{bpf.NsintNsintStatNSINT_STAT_CACHE_FLUSH_LOST, &s.CacheFlushLost},
+		{bpf.NsintNsintStatNSINT_STAT_NOT_DROPS, &s.NotDrops},
+		{bpf.NsintNsintStatNSINT_STAT_SWEEP_REPORTS, &s.SweepReports},
+		{bpf.NsintNsintStatNSINT_STAT_SWEEP_BYPASSED, &s.SweepBypassed},
+		{bpf.NsintNsintStatNSINT_STAT_SWEEP_SCANNED, &s.SweepScanned},
+	}
+}
+
 // Stats reads the programs' counters.
 func (d *Datapath) Stats() (Stats, error) {
 	var s Stats
-	// In the order of the C enum nsint_stat.
-	fields := []*uint64{&s.Reports, &s.PerfErrors, &s.Unparsed, &s.NoIdentity, &s.FlowUpdateErrors,
-		&s.DropReports, &s.DropsSuppressed, &s.Unwatched, &s.CacheFlushLost, &s.NotDrops,
-		&s.SweepReports, &s.SweepBypassed, &s.SweepScanned}
-	for i, f := range fields {
+	for _, f := range s.slots() {
 		var per []uint64
-		if err := d.objs.Stats.Lookup(uint32(i), &per); err != nil {
-			return Stats{}, fmt.Errorf("read stats slot %d: %w", i, err)
+		if err := d.objs.Stats.Lookup(uint32(f.slot), &per); err != nil {
+			return Stats{}, fmt.Errorf("read stats slot %d: %w", f.slot, err)
 		}
 		for _, v := range per {
-			*f += v
+			*f.field += v
 		}
 	}
 	return s, nil

@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -13,11 +14,32 @@ import (
 // ErrPortNotConfigured is returned by Dispatcher for a port without SetPort.
 var ErrPortNotConfigured = errors.New("port not configured")
 
+// Where a dispatcher writes in its CPU's element of cpu_state: the identity,
+// laid out as the generated struct says, in 32-bit stores.
+const (
+	identityOffset    = unsafe.Offsetof(bpf.NsintCpuState{}.Id)
+	identitySize      = unsafe.Sizeof(bpf.NsintIdentity{})
+	identityDirOffset = identityOffset + unsafe.Offsetof(bpf.NsintIdentity{}.Dir)
+)
+
+// The stores cover the identity exactly only if its size is a multiple of
+// 4 (this fails to compile otherwise).
+var _ [0]struct{} = [identitySize % 4]struct{}{}
+
+// identityWords is the identity {port, dir, netns} as 32-bit words in host
+// order, the values of the dispatcher's stores.
+func identityWords(port uint16, dir Direction, netns uint32) [identitySize / 4]uint32 {
+	var w [identitySize / 4]uint32
+	*(*bpf.NsintIdentity)(unsafe.Pointer(&w)) = bpf.NsintIdentity{Port: port, Dir: uint8(dir), Netns: netns}
+	return w
+}
+
 // dispatcherSpec is the per-attachment entry program: it writes
 // {port, dir, netns} into the identity of this CPU's element of cpu_state
-// and tail-calls the main program for dir. TC runs with migration disabled,
-// so the element still holds this identity when the main program reads it.
-// If the tail call fails the packet goes on untouched (TC_ACT_UNSPEC).
+// (map cpuStateFD) and tail-calls the main program for dir (map progsFD).
+// TC runs with migration disabled, so the element still holds this identity
+// when the main program reads it. If the tail call fails the packet goes on
+// untouched (TC_ACT_UNSPEC).
 //
 // How it tail-calls is a trade (docs/performance.md, --tail-call). With
 // the index an immediate (direct, the default) the verifier turns the call
@@ -27,34 +49,37 @@ var ErrPortNotConfigured = errors.New("port not configured")
 // With the index read back from the element (indirect) the value is unknown to
 // the verifier and the JIT emits an indirect tail call: cheaper to load,
 // some ns more per packet where the CPU needs a retpoline for it.
-func dispatcherSpec(cpuState, progs *ebpf.Map, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
-	id := uint32(port) | uint32(dir)<<16 // struct identity: port u16, dir u8, pad
+func dispatcherSpec(cpuStateFD, progsFD int, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
 	index := asm.Mov.Imm(asm.R3, int32(dir))
 	if !directTailCall {
-		index = asm.LoadMem(asm.R3, asm.R0, 2, asm.Byte) // identity.dir, opaque to the verifier
+		index = asm.LoadMem(asm.R3, asm.R0, int16(identityDirOffset), asm.Byte) // opaque to the verifier
 	}
+	insns := asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.FnGetSmpProcessorId.Call(), // the key: this CPU
+		asm.StoreMem(asm.RFP, -4, asm.R0, asm.Word),
+		asm.LoadMapPtr(asm.R1, cpuStateFD),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+	}
+	for i, w := range identityWords(port, dir, netns) {
+		insns = append(insns, asm.StoreImm(asm.R0, int16(identityOffset)+int16(4*i), int64(int32(w)), asm.Word))
+	}
+	insns = append(insns,
+		index,
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, progsFD),
+		asm.FnTailCall.Call(),
+		asm.Mov.Imm(asm.R0, -1).WithSymbol("out"), // TC_ACT_UNSPEC
+		asm.Return(),
+	)
 	return &ebpf.ProgramSpec{
-		Name:    fmt.Sprintf("nsint_d%d_%c", port, dir.String()[0]),
-		Type:    ebpf.SchedCLS,
-		License: "Dual BSD/GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Reg(asm.R6, asm.R1),
-			asm.FnGetSmpProcessorId.Call(), // the key: this CPU
-			asm.StoreMem(asm.RFP, -4, asm.R0, asm.Word),
-			asm.LoadMapPtr(asm.R1, cpuState.FD()),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "out"),
-			asm.StoreImm(asm.R0, 0, int64(int32(id)), asm.Word),
-			asm.StoreImm(asm.R0, 4, int64(int32(netns)), asm.Word),
-			index,
-			asm.Mov.Reg(asm.R1, asm.R6),
-			asm.LoadMapPtr(asm.R2, progs.FD()),
-			asm.FnTailCall.Call(),
-			asm.Mov.Imm(asm.R0, -1).WithSymbol("out"), // TC_ACT_UNSPEC
-			asm.Return(),
-		},
+		Name:         fmt.Sprintf("nsint_d%d_%c", port, dir.String()[0]),
+		Type:         ebpf.SchedCLS,
+		License:      "Dual BSD/GPL",
+		Instructions: insns,
 	}
 }
 
@@ -80,7 +105,7 @@ func (d *Datapath) dispatcher(id uint16, dir Direction, directTailCall bool) (*e
 	if pc.Netns == 0 {
 		return nil, fmt.Errorf("dispatcher for port %d: %w", id, ErrPortNotConfigured)
 	}
-	prog, err := ebpf.NewProgram(dispatcherSpec(d.objs.CpuState, d.objs.TcProgs, id, dir, uint32(pc.Netns), directTailCall))
+	prog, err := ebpf.NewProgram(dispatcherSpec(d.objs.CpuState.FD(), d.objs.TcProgs.FD(), id, dir, uint32(pc.Netns), directTailCall))
 	if err != nil {
 		return nil, fmt.Errorf("load dispatcher for port %d %s: %w", id, dir, err)
 	}

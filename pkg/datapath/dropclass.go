@@ -1,15 +1,19 @@
 package datapath
 
-import "fmt"
+import (
+	"fmt"
 
-// Drop classes; values match the C enum nsint_drop_class.
+	"github.com/nsint/nsint/bpf"
+)
+
+// Drop classes (C enum nsint_drop_class), as the drop_class map holds them.
 const (
-	dropReal      = 0 // meant for delivery or forwarding: a drop
-	dropUnwanted  = 1 // no one wanted it: no drop when multicast or broadcast
-	dropNoSocket  = 2 // as dropUnwanted, and no drop for an echo reply
-	dropOtherHost = 3 // a frame for another host: never a drop
-	dropSocket    = 4 // a socket's own queue, closed or purged: never a drop
-	dropVague     = 5 // no reason given: a drop only of unicast TCP, UDP or SCTP
+	dropReal      = uint8(bpf.NsintNsintDropClassNSINT_DROP_REAL)      // meant for delivery or forwarding: a drop
+	dropUnwanted  = uint8(bpf.NsintNsintDropClassNSINT_DROP_UNWANTED)  // no one wanted it: no drop when multicast or broadcast
+	dropNoSocket  = uint8(bpf.NsintNsintDropClassNSINT_DROP_NO_SOCKET) // as dropUnwanted, and no drop for an echo reply
+	dropOtherHost = uint8(bpf.NsintNsintDropClassNSINT_DROP_OTHERHOST) // a frame for another host: never a drop
+	dropSocket    = uint8(bpf.NsintNsintDropClassNSINT_DROP_SOCKET)    // a socket's own queue, closed or purged: never a drop
+	dropVague     = uint8(bpf.NsintNsintDropClassNSINT_DROP_VAGUE)     // no reason given: a drop only of unicast TCP, UDP or SCTP
 )
 
 // dropClasses names the kernel drop reasons that can mean "no one on this

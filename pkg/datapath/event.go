@@ -13,10 +13,10 @@ import (
 // EventType tells flow reports from drop reports.
 type EventType uint8
 
-// Event types; values match the C enum nsint_event_type.
+// Event types (C enum nsint_event_type).
 const (
-	FlowEvent EventType = 1
-	DropEvent EventType = 2
+	FlowEvent = EventType(bpf.NsintNsintEventTypeNSINT_EVENT_FLOW)
+	DropEvent = EventType(bpf.NsintNsintEventTypeNSINT_EVENT_DROP)
 )
 
 // String names the event type.
@@ -33,16 +33,16 @@ func (t EventType) String() string {
 // Reason says why the kernel sent a report.
 type Reason uint8
 
-// Report reasons; values match the C enum nsint_reason.
+// Report reasons (C enum nsint_reason).
 const (
-	ReasonNew     Reason = 1 // first packet of the flow
-	ReasonRefresh Reason = 2 // the report interval passed
-	ReasonPorts   Reason = 3 // the (ingress, egress) port pair changed
-	ReasonLatency Reason = 4 // the hop latency changed power of two
-	ReasonDrop    Reason = 5 // the kernel dropped the packet
-	ReasonIdle    Reason = 6 // quiet for the report interval: its last counts (Sweep)
-	ReasonEnd     Reason = 7 // a TCP FIN or RST passed
-	ReasonFlush   Reason = 8 // its port is going away or the agent is stopping (Sweep)
+	ReasonNew     = Reason(bpf.NsintNsintReasonNSINT_REASON_NEW)     // first packet of the flow
+	ReasonRefresh = Reason(bpf.NsintNsintReasonNSINT_REASON_REFRESH) // the report interval passed
+	ReasonPorts   = Reason(bpf.NsintNsintReasonNSINT_REASON_PORTS)   // the (ingress, egress) port pair changed
+	ReasonLatency = Reason(bpf.NsintNsintReasonNSINT_REASON_LATENCY) // the hop latency changed power of two
+	ReasonDrop    = Reason(bpf.NsintNsintReasonNSINT_REASON_DROP)    // the kernel dropped the packet
+	ReasonIdle    = Reason(bpf.NsintNsintReasonNSINT_REASON_IDLE)    // quiet for the report interval: its last counts (Sweep)
+	ReasonEnd     = Reason(bpf.NsintNsintReasonNSINT_REASON_END)     // a TCP FIN or RST passed
+	ReasonFlush   = Reason(bpf.NsintNsintReasonNSINT_REASON_FLUSH)   // its port is going away or the agent is stopping (Sweep)
 )
 
 // String names the reason.
@@ -68,13 +68,14 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
 
-// Event flags; values match the C enum nsint_event_flags.
+// Event flags (C enum nsint_event_flags), as the one-byte flags fields of
+// events, drop states and sweep items hold them.
 const (
-	evfHopLatency   = 1 << 0
-	evfNonFirstFrag = 1 << 1
-	evfNoDropReason = 1 << 2
-	evfDataL3       = 1 << 3
-	evfTCPEnd       = 1 << 4
+	evfHopLatency   = uint8(bpf.NsintNsintEventFlagsNSINT_EVF_HOP_LATENCY)
+	evfNonFirstFrag = uint8(bpf.NsintNsintEventFlagsNSINT_EVF_NONFIRST_FRAG)
+	evfNoDropReason = uint8(bpf.NsintNsintEventFlagsNSINT_EVF_DROP_NO_REASON)
+	evfDataL3       = uint8(bpf.NsintNsintEventFlagsNSINT_EVF_DATA_L3)
+	evfTCPEnd       = uint8(bpf.NsintNsintEventFlagsNSINT_EVF_TCP_END)
 )
 
 // Event is one decoded report. Reader.Read fills a caller-owned Event

@@ -10,11 +10,11 @@ import (
 	"github.com/nsint/nsint/bpf"
 )
 
-// Port flags; they match the C enum nsint_port_flags.
+// Port flags (C enum nsint_port_flags), as port_config.flags holds them.
 const (
-	portFlagBridge     = 1 << 0
-	portFlagLocalStack = 1 << 1
-	portFlagHasMAC     = 1 << 2
+	portFlagBridge     = uint8(bpf.NsintNsintPortFlagsNSINT_PORT_BRIDGE)
+	portFlagLocalStack = uint8(bpf.NsintNsintPortFlagsNSINT_PORT_LOCAL_STACK)
+	portFlagHasMAC     = uint8(bpf.NsintNsintPortFlagsNSINT_PORT_HAS_MAC)
 )
 
 // PortInfo is what the programs know about a port.

@@ -14,16 +14,17 @@ import (
 	"github.com/nsint/nsint/bpf"
 )
 
-// Values of the C enums the sweep uses (nsint_types.h, nsint_sweep.h).
+// The C enums the sweep uses (nsint_types.h, nsint_sweep.h), typed as the
+// fields and the result that hold them, and the batch sizes.
 const (
-	sweepKindFlow = 1
-	sweepKindDrop = 2
+	sweepKindFlow = uint8(bpf.NsintNsintSweepKindNSINT_SWEEP_FLOW)
+	sweepKindDrop = uint8(bpf.NsintNsintSweepKindNSINT_SWEEP_DROP)
 
-	sweepFlagSlots    = 1 << 0
-	sweepFlagForceAll = 1 << 1
+	sweepFlagSlots    = uint32(bpf.NsintNsintSweepFlagsNSINT_SWEEP_SLOTS)
+	sweepFlagForceAll = uint32(bpf.NsintNsintSweepFlagsNSINT_SWEEP_FORCE_ALL)
 
-	sweepDone = 0
-	sweepBusy = 1
+	sweepDone = uint32(bpf.NsintNsintSweepResultNSINT_SWEEP_DONE)
+	sweepBusy = uint32(bpf.NsintNsintSweepResultNSINT_SWEEP_BUSY)
 
 	sweepBatch = 256  // NSINT_SWEEP_BATCH
 	scanBatch  = 4096 // NSINT_SCAN_BATCH
