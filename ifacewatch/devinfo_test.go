@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nsint/nsint/internal/netns"
 	"github.com/nsint/nsint/internal/netnstest"
-	"golang.org/x/sys/unix"
 )
 
 // pciNetdev finds a PCI network function of this machine (a VF when there is
@@ -47,12 +47,12 @@ func pciNetdev(t *testing.T) (addr, driver, physfn string) {
 func TestDevInfoRenamedPCIDevice(t *testing.T) {
 	netnstest.RequireRoot(t)
 	addr, driver, physfn := pciNetdev(t)
-	nsfd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	self, err := netns.Open("/proc/self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(nsfd)
-	sock, err := openRTNL(nsfd, 0, "self")
+	defer self.Close()
+	sock, err := openRTNL(self, 0, "self")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@
 // keep the namespace alive until its file is removed from every watched
 // directory; then the worker reports IfaceRemoved for each of its interfaces,
 // NetnsRemoved, and closes both. Namespace switching happens only in
-// openRTNL, on a fresh locked OS thread that is discarded if it cannot switch
-// back.
+// openRTNL, through internal/netns (a fresh locked OS thread that is discarded
+// if it cannot switch back).
 //
 // Delivery: see Watcher.Run. In short, per-namespace FIFO queues, a single
 // round-robin dispatcher to the consumer's channel; per-namespace order is

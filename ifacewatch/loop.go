@@ -11,6 +11,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netns"
 )
 
 // loop is the main goroutine: it follows the namespace directories with
@@ -95,22 +97,26 @@ func newLoop(w *Watcher) (*loop, error) {
 	return l, nil
 }
 
+// hostNetnsPath names the namespace of the process (its main thread).
+const hostNetnsPath = "/proc/self/ns/net"
+
 // openHost opens the host namespace: always as an nsid resolution candidate,
 // and as a watched namespace when configured.
 func (l *loop) openHost() error {
 	// thread-self, from an unlocked goroutine: only locked threads ever
 	// leave the process's namespace, and /proc/self (the main thread) may be
 	// one of them for a moment.
-	fd, id, err := openNetns("/proc/thread-self/ns/net")
+	f, err := netns.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		return fmt.Errorf("host netns: %w", err)
 	}
+	id := NetnsID(f.Inode())
 	r := l.w.reg
-	r.hostID, r.hostFd = id, fd
+	r.hostID, r.hostNS = id, f
 	if l.w.host {
 		l.start(&nsEntry{
 			ns:     Namespace{ID: id, Path: hostNetnsPath, Host: true},
-			fd:     fd,
+			file:   f,
 			paths:  make(map[string]struct{}),
 			pinned: true,
 		})
@@ -163,12 +169,12 @@ func (l *loop) shutdown() {
 	for _, e := range l.w.reg.entries() {
 		<-e.worker.exited
 		l.w.reg.remove(e)
-		if e.fd != l.w.reg.hostFd {
-			unix.Close(e.fd)
+		if e.file != l.w.reg.hostNS {
+			e.file.Close()
 		}
 	}
-	unix.Close(l.w.reg.hostFd)
-	l.w.reg.hostFd = -1
+	l.w.reg.hostNS.Close()
+	l.w.reg.hostNS = nil
 	l.fsw.Close()
 	l.mounts.close()
 	l.timer.Stop()
@@ -179,7 +185,7 @@ func (l *loop) shutdown() {
 // removed) or been remounted with another namespace.
 func (l *loop) mountsChanged() {
 	for path := range l.pending {
-		if ok, err := isNsfs(path); err == nil && ok && l.try(path) {
+		if ok, err := netns.IsNsfs(path); err == nil && ok && l.try(path) {
 			delete(l.pending, path)
 		}
 	}
@@ -202,7 +208,7 @@ func (l *loop) sweepUnmounted() {
 	for path, e := range l.paths {
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err == nil && NetnsID(st.Ino) == e.ns.ID {
-			if ok, err := isNsfs(path); err == nil && ok {
+			if ok, err := netns.IsNsfs(path); err == nil && ok {
 				continue
 			}
 		}
@@ -213,7 +219,7 @@ func (l *loop) sweepUnmounted() {
 
 // start registers a namespace and starts its worker.
 func (l *loop) start(e *nsEntry) {
-	e.worker = newWorker(l.w, e.ns, e.fd)
+	e.worker = newWorker(l.w, e.ns, e.file)
 	l.w.reg.add(e)
 	go e.worker.run()
 }
@@ -224,7 +230,7 @@ func (l *loop) removeNamespace(e *nsEntry) {
 	e.worker.stop(true)
 	<-e.worker.exited
 	l.w.reg.remove(e)
-	unix.Close(e.fd)
+	e.file.Close()
 }
 
 func (l *loop) watch(path string) error {
@@ -297,12 +303,12 @@ func (l *loop) scan(d *dirState) {
 // longer the namespace we knew, and offer every file again.
 func (l *loop) rescan() {
 	for path, e := range l.paths {
-		fd, id, err := openNetns(path)
-		if err == nil {
-			unix.Close(fd)
-		}
-		if err != nil || id != e.ns.ID {
+		f, err := netns.Open(path)
+		if err != nil || NetnsID(f.Inode()) != e.ns.ID {
 			l.gone(path)
+		}
+		if err == nil {
+			f.Close()
 		}
 	}
 	for _, d := range l.dirs {
@@ -373,16 +379,16 @@ func (l *loop) candidate(path string) {
 
 // try opens path as a namespace; false means "not mounted yet, try later".
 func (l *loop) try(path string) bool {
-	fd, id, err := openNetns(path)
+	f, err := netns.Open(path)
 	switch {
 	case err == nil:
-		l.addPath(path, fd, id)
-	case errors.Is(err, errNotMounted):
+		l.addPath(path, f)
+	case errors.Is(err, netns.ErrNotNsfs):
 		if fi, serr := os.Lstat(path); serr == nil && fi.IsDir() {
 			return true // a directory is never a namespace
 		}
 		return false
-	case errors.Is(err, errNotNetns):
+	case errors.Is(err, netns.ErrNotNetwork):
 		l.w.stats.ignoredFiles.Add(1)
 	case errors.Is(err, os.ErrNotExist):
 	default:
@@ -394,16 +400,17 @@ func (l *loop) try(path string) bool {
 
 // addPath records a namespace file; a second file of a known namespace only
 // adds a name to it.
-func (l *loop) addPath(path string, fd int, id NetnsID) {
+func (l *loop) addPath(path string, f *netns.NS) {
+	id := NetnsID(f.Inode())
 	if e := l.w.reg.get(id); e != nil {
-		unix.Close(fd)
+		f.Close()
 		e.paths[path] = struct{}{}
 		l.paths[path] = e
 		return
 	}
 	e := &nsEntry{
 		ns:    Namespace{ID: id, Path: path, Name: filepath.Base(path), Host: id == l.w.reg.hostID},
-		fd:    fd,
+		file:  f,
 		paths: map[string]struct{}{path: {}},
 	}
 	l.paths[path] = e
@@ -433,7 +440,7 @@ func (l *loop) retryPending() {
 		if now.Before(p.next) {
 			continue
 		}
-		if ok, err := isNsfs(path); (err != nil || ok) && l.try(path) {
+		if ok, err := netns.IsNsfs(path); (err != nil || ok) && l.try(path) {
 			delete(l.pending, path)
 			continue
 		}

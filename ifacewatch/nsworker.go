@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netns"
 )
 
 // nsWorker is the one goroutine and the one netlink socket of a namespace. It
@@ -21,7 +23,7 @@ import (
 type nsWorker struct {
 	w    *Watcher
 	ns   Namespace
-	nsfd int // owned by the main loop, open for the worker's whole life
+	file *netns.NS // owned by the main loop, open for the worker's whole life
 
 	mu      sync.Mutex // guards sock, stopped, removed
 	sock    *rtnlSocket
@@ -70,11 +72,11 @@ type linkState struct {
 	physfn   string
 }
 
-func newWorker(w *Watcher, ns Namespace, nsfd int) *nsWorker {
+func newWorker(w *Watcher, ns Namespace, file *netns.NS) *nsWorker {
 	return &nsWorker{
 		w:         w,
 		ns:        ns,
-		nsfd:      nsfd,
+		file:      file,
 		done:      make(chan struct{}),
 		exited:    make(chan struct{}),
 		listed:    make(chan struct{}),
@@ -179,7 +181,7 @@ func (k *nsWorker) finish() {
 // session opens the socket, lists the namespace and follows its notifications
 // until an error. opened reports whether the socket was opened.
 func (k *nsWorker) session() (opened bool, err error) {
-	sock, err := openRTNL(k.nsfd, k.w.rcvBuf, k.ns.Path)
+	sock, err := openRTNL(k.file, k.w.rcvBuf, k.ns.Path)
 	if err != nil {
 		k.w.stats.openErrors.Add(1)
 		return false, err

@@ -3,6 +3,8 @@ package ifacewatch
 import (
 	"slices"
 	"sync"
+
+	"github.com/nsint/nsint/internal/netns"
 )
 
 // registry is the set of watched namespaces. The main loop adds and removes
@@ -15,20 +17,20 @@ type registry struct {
 	// host is the host namespace, a resolution candidate even when it is not
 	// watched (a pod's macvlan parent lives there).
 	hostID NetnsID
-	hostFd int
+	hostNS *netns.NS // nil once closed
 }
 
 // nsEntry is one watched namespace.
 type nsEntry struct {
 	ns     Namespace
-	fd     int
+	file   *netns.NS
 	paths  map[string]struct{} // files naming it; the host entry may have none
 	pinned bool                // the watched host namespace: never removed by its files
 	worker *nsWorker
 }
 
 func newRegistry() *registry {
-	return &registry{byID: make(map[NetnsID]*nsEntry), hostFd: -1}
+	return &registry{byID: make(map[NetnsID]*nsEntry)}
 }
 
 func (r *registry) get(id NetnsID) *nsEntry {
@@ -85,8 +87,8 @@ func (r *registry) entries() []*nsEntry {
 func (r *registry) candidates(fn func(id NetnsID, e *nsEntry, fd int) (stop bool, err error)) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if r.hostFd >= 0 {
-		if stop, err := fn(r.hostID, nil, r.hostFd); stop || err != nil {
+	if r.hostNS != nil {
+		if stop, err := fn(r.hostID, nil, r.hostNS.Fd()); stop || err != nil {
 			return err
 		}
 	}
@@ -95,7 +97,7 @@ func (r *registry) candidates(fn func(id NetnsID, e *nsEntry, fd int) (stop bool
 		if e.ns.ID == r.hostID {
 			continue
 		}
-		if stop, err := fn(e.ns.ID, e, e.fd); stop || err != nil {
+		if stop, err := fn(e.ns.ID, e, e.file.Fd()); stop || err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netns"
 )
 
 // rtnlSocket is the one rtnetlink socket of a namespace: it receives the link
@@ -33,10 +35,10 @@ var rtnlGroups = []int{unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP
 // only charged while messages wait in it.
 const defaultRcvBuf = 4 << 20
 
-// openRTNL opens a subscribed rtnetlink socket inside the namespace nsfd.
-func openRTNL(nsfd int, rcvBuf int, name string) (*rtnlSocket, error) {
+// openRTNL opens a subscribed rtnetlink socket inside the namespace ns.
+func openRTNL(ns *netns.NS, rcvBuf int, name string) (*rtnlSocket, error) {
 	fd := -1
-	err := inNetns(nsfd, func() error {
+	err := ns.Do(func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
 		return err

@@ -7,7 +7,7 @@
 // test creates carries a unique prefix from Prefix, and everything is removed
 // through tb.Cleanup, also when the test fails.
 //
-// Namespace switching happens only on a locked OS thread; a thread whose
-// namespace could not be restored is never unlocked, so the Go runtime discards
-// it instead of reusing it in the wrong namespace.
+// Namespaces are created and entered through internal/netns (a locked OS
+// thread that the Go runtime discards if it cannot switch back), the same code
+// the agent uses.
 package netnstest

@@ -8,13 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netns"
 )
 
 // RequireRoot skips the test, saying why, when it does not run as root.
@@ -81,50 +82,23 @@ func Create(dir, name string) (*NS, error) {
 	}
 	f.Close()
 
-	errc := make(chan error, 1)
-	go func() {
-		// The thread ends up in the new namespace unless restoring works;
-		// it stays locked (and dies with the goroutine) if it does not.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
+	err = netns.DoNew(func() error {
+		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount %s: %w", path, err)
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
 		if err != nil {
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
+			return fmt.Errorf("set lo up: %w", err)
 		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			runtime.UnlockOSThread()
-			return
-		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		mountErr := unix.Mount(src, path, "none", unix.MS_BIND, "")
-		var loErr error
-		if mountErr == nil {
-			if lo, err := netlink.LinkByName("lo"); err != nil {
-				loErr = err
-			} else {
-				loErr = netlink.LinkSetUp(lo)
-			}
-		}
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(fmt.Errorf("restore netns: %w", err), mountErr)
-			return // thread stays locked: Go discards it
-		}
-		runtime.UnlockOSThread()
-		if mountErr != nil {
-			errc <- fmt.Errorf("bind mount %s: %w", path, mountErr)
-			return
-		}
-		if loErr != nil {
-			errc <- fmt.Errorf("set lo up: %w", loErr)
-			return
-		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		os.Remove(path)
-		return nil, err
+		return nil
+	})
+	if err != nil {
+		// A namespace already bound stays until Remove: never leave a mount behind.
+		ns := &NS{Name: name, Dir: dir, Path: path}
+		return nil, errors.Join(err, ns.Remove())
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
@@ -148,7 +122,7 @@ func (ns *NS) Remove() error {
 
 // Handle opens a netlink handle inside the namespace. The caller closes it.
 func (ns *NS) Handle() (*netlink.Handle, error) {
-	h, err := netns.GetFromPath(ns.Path)
+	h, err := vns.GetFromPath(ns.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open netns %s: %w", ns.Path, err)
 	}
@@ -170,35 +144,12 @@ func (ns *NS) NetlinkHandle(tb testing.TB) *netlink.Handle {
 
 // Do runs fn on a locked OS thread switched into the namespace.
 func (ns *NS) Do(fn func() error) error {
-	target, err := netns.GetFromPath(ns.Path)
+	target, err := netns.Open(ns.Path)
 	if err != nil {
-		return fmt.Errorf("open netns %s: %w", ns.Path, err)
+		return err
 	}
 	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", ns.Path, err)
-			return
-		}
-		fnErr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(fnErr, fmt.Errorf("restore netns: %w", err))
-			return // thread stays locked: Go discards it
-		}
-		runtime.UnlockOSThread()
-		errc <- fnErr
-	}()
-	return <-errc
+	return target.Do(fn)
 }
 
 // Command returns an exec.Cmd that runs argv inside the namespace (nsenter).
