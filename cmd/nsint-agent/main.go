@@ -50,15 +50,29 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := agent.Run(ctx, cfg, log); err != nil {
+	return exitStatus(log, agent.Run(ctx, cfg, log))
+}
+
+// exitStatus logs why the agent stopped, in one line, and returns the exit
+// status: 0 after a normal stop, 2 on bad configuration, else 1.
+func exitStatus(log *slog.Logger, err error) int {
+	var (
+		ce *agent.ComponentError
+		fe *flagconf.Error
+	)
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ce):
+		log.Error("nsint-agent stopped: a component failed", "component", ce.Component, "err", ce.Err)
+		return 1
+	case errors.As(err, &fe):
 		log.Error("nsint-agent failed", "err", err)
-		var fe *flagconf.Error
-		if errors.As(err, &fe) {
-			return 2
-		}
+		return 2
+	default:
+		log.Error("nsint-agent failed", "err", err)
 		return 1
 	}
-	return 0
 }
 
 func runCleanup(cfg *config.Agent, log *slog.Logger) int {

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/nsint/nsint/pkg/agent"
 )
 
 // Bad configuration exits with status 2 and a message naming the field and
@@ -29,5 +34,31 @@ func TestInvalidConfigurationExitsTwo(t *testing.T) {
 	var stderr strings.Builder
 	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "-collector") {
 		t.Errorf("--help: exit %d, output %q", code, stderr.String())
+	}
+}
+
+// A component that failed ends the agent with status 1 and one log line
+// naming the component and the cause.
+func TestComponentFailureExitsOneNamingIt(t *testing.T) {
+	var out strings.Builder
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	cause := fmt.Errorf("fsnotify: %w", syscall.EMFILE)
+	err := fmt.Errorf("agent: %w", &agent.ComponentError{Component: "discovery", Err: cause})
+	if code := exitStatus(log, err); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want one log line, got %q", out.String())
+	}
+	for _, want := range []string{"level=ERROR", "component=discovery", `err="fsnotify: too many open files"`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("log line %q lacks %s", lines[0], want)
+		}
+	}
+
+	out.Reset()
+	if code := exitStatus(log, nil); code != 0 || out.Len() != 0 {
+		t.Errorf("normal stop: exit %d, log %q", code, out.String())
 	}
 }

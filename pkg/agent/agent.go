@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,16 +40,15 @@ type Agent struct {
 	drops    *dropreason.Resolver
 	reader   atomic.Pointer[datapath.Reader]
 	reg      *registry
+	ev       *eventHandler
 	metrics  *metrics
 	format   intreport.Format
 	sweeper  *sweeper
 	reported *reportedPackets
 	recov    *recovery
 
-	ready    atomic.Bool
-	notReady atomic.Value // string: why not ready
-
-	ifacesChanged chan struct{} // wakes Kubernetes enrichment; buffer 1
+	ready   readiness
+	apiAddr string // where the API listens, once it does
 }
 
 // PinDir is where the agent pins its TCX links under the BPF filesystem.
@@ -66,12 +64,37 @@ func AttachConfig(cfg *config.Agent) (tc.Config, error) {
 	return tc.Config{Mode: mode, PinDir: PinDir(cfg.BPFFSDir), Priority: uint16(cfg.TCPriority), Handle: cfg.TCHandle}, nil
 }
 
-// Run starts the agent and blocks until ctx ends or a component fails to
-// start. On return, discovery and reading have stopped and queued reports
-// have been flushed; attachments stay (see the package doc).
+// Run starts the agent and blocks until ctx ends or one of its long-running
+// components fails: discovery, Kubernetes naming, the watchlist, the
+// sweeper, the perf reader, the exporter, the API server. It returns nil
+// once ctx has ended, an error when the agent could not start, and the
+// first failure, a *ComponentError naming the component, when one failed;
+// that cancels the others and the agent stops as it does when ctx ends
+// (not ready, last sweep, perf reader flushed, exporter drained). On
+// return, discovery and reading have stopped and queued reports have been
+// flushed; attachments stay (see the package doc).
 func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
-	a := &Agent{cfg: cfg, log: log, reg: newRegistry(), ifacesChanged: make(chan struct{}, 1)}
-	a.notReady.Store("starting")
+	return run(ctx, cfg, log, seams{})
+}
+
+// seams replace parts of the agent in tests; the zero value is what Run
+// uses.
+type seams struct {
+	// names, when set, stands in for the Kubernetes enricher, whatever
+	// cfg says.
+	names func() (namer, error)
+	// wrap wraps each component's function (supervisor.wrap).
+	wrap func(name string, run func() error) func() error
+	// running is called once every component runs and the API listens.
+	running func(*Agent)
+	// stopping is called once the agent has begun to stop, not ready any
+	// more, before anything has stopped.
+	stopping func(*Agent)
+}
+
+func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) error {
+	a := &Agent{cfg: cfg, log: log, reg: newRegistry()}
+	a.ready.notYet("starting")
 	a.sweeper = &sweeper{a: a, inner: make([]byte, 0, 14+int(cfg.SnapLen)), m: newSweepMetrics()}
 	a.reported = newReportedPackets(cfg.MaxPorts)
 	a.recov = newRecovery()
@@ -123,6 +146,8 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		a.openRecovery()
 		defer a.closeRecovery()
 	}
+	a.ev = &eventHandler{reg: a.reg, dp: a.dp, att: a.att, alloc: a.alloc, sweeper: a.sweeper, reported: a.reported,
+		metrics: a.metrics, log: log, ifacesChanged: make(chan struct{}, 1)}
 
 	if a.drops, err = dropreason.FromKernel(); err != nil {
 		log.Warn("kernel drop reasons unavailable; drops are reported with reason unknown", "err", err)
@@ -131,11 +156,16 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		log.Warn("this kernel's skb:kfree_skb has no drop reason; drops are reported with reason unknown")
 	}
 
+	// The first component to fail stops the agent: not ready from then on,
+	// saying which component failed and why.
+	sup := newSupervisor(ctx, func(ce *ComponentError) { a.ready.stop("stopping: " + ce.Error()) })
+	sup.wrap = s.wrap
+
 	// The report pipeline (perf reader → exporter) outlives ctx: when the
 	// agent stops, the last sweep's reports and what the kernel still has
 	// queued go out first (stopPipeline).
-	var pipe sync.WaitGroup
-	defer pipe.Wait()
+	pipeline := sup.group()
+	defer pipeline.Wait()
 	pipeCtx, stopExporter := context.WithCancel(context.Background())
 	defer stopExporter()
 
@@ -152,11 +182,7 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("exporter: %w", err)
 		}
-		pipe.Go(func() {
-			if err := a.exp.Run(pipeCtx); err != nil {
-				log.Error("exporter stopped", "err", err)
-			}
-		})
+		pipeline.Go("exporter", func() error { return a.exp.Run(pipeCtx) })
 		defer a.exp.Close()
 	}
 
@@ -167,16 +193,16 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 	a.reader.Store(rd)
 	readerDone := make(chan struct{})
 	var draining atomic.Bool
-	pipe.Go(func() {
+	pipeline.Go("perf reader", func() error {
 		defer close(readerDone)
-		a.readReports(rd, &draining)
+		return a.readReports(rd, &draining)
 	})
 	defer rd.Close() // unblocks readReports on an early return
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	components := sup.group()
+	defer components.Wait()
+	defer sup.stop()
+	ctx = sup.Context()
 
 	dropHook, err := a.dp.AttachDropHook()
 	if err != nil {
@@ -189,60 +215,82 @@ func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
 		if _, err := watchlist.Load(cfg.Watchlist); err != nil {
 			return fmt.Errorf("watchlist: %w", err)
 		}
-		wg.Go(func() {
-			err := watchlist.Watch(ctx, cfg.Watchlist, a.applyWatchlist, func(err error) {
+		components.Go("watchlist", func() error {
+			return watchlist.Watch(ctx, cfg.Watchlist, a.applyWatchlist, func(err error) {
 				log.Warn("watchlist", "err", err)
 			})
-			if err != nil {
-				log.Error("watchlist watcher stopped", "err", err)
-			}
 		})
 	}
 
-	if err := a.startDiscovery(ctx, &wg); err != nil {
+	if err := a.startDiscovery(ctx, components); err != nil {
 		return err
 	}
-	if kubernetesWanted(cfg.Kubernetes, cfg.Kubeconfig) {
-		malformed := func(pod k8s.PodRef, err error) {
-			log.Warn("malformed network-status annotation; the pod's interfaces stay monitored without network names",
-				"pod", pod.String(), "err", err)
-		}
-		e, err := k8s.New(k8s.Config{Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName, OnMalformed: malformed})
-		if err != nil {
-			return fmt.Errorf("kubernetes enrichment: %w", err)
-		}
-		wg.Go(func() {
-			if err := e.Run(ctx); err != nil {
-				log.Error("kubernetes enrichment stopped", "err", err)
-			}
-		})
-		wg.Go(func() { a.runEnrichment(ctx, e) })
-		log.Info("kubernetes enrichment on", "node", cfg.NodeName, "kubeconfig", cfg.Kubeconfig)
+	names, err := a.namer(s)
+	if err != nil {
+		return err
+	}
+	if names != nil {
+		components.Go("kubernetes", func() error { return names.Run(ctx) })
+		components.Go("kubernetes names", func() error { return a.ev.runNaming(ctx, names) })
 	}
 
 	// The API serves until the last reports are out: a collector may still
 	// ask for the topology to name them.
-	var apiWG sync.WaitGroup
-	defer apiWG.Wait()
-	srv, err := a.serveAPI(&apiWG)
+	server := sup.group()
+	defer server.Wait()
+	srv, err := a.serveAPI(server)
 	if err != nil {
 		return err
 	}
+	defer shutdownAPI(srv)
 	log.Info("nsint-agent running", "node", cfg.NodeName, "switchId", cfg.SwitchID, "switchIdFrom", cfg.SwitchIDSource,
 		"attachMode", a.att.Mode().String(), "format", format.String(), "collectors", cfg.Collectors,
 		"api", srv.Addr, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns, "flowTable", flowTableName(a.dp))
 
-	wg.Go(func() { a.sweeper.run(ctx, sweepPeriod(cfg.ReportInterval)) })
+	components.Go("sweeper", func() error {
+		a.sweeper.run(ctx, sweepPeriod(cfg.ReportInterval))
+		return nil
+	})
+	if s.running != nil {
+		s.running(a)
+	}
 
 	<-ctx.Done()
-	log.Info("stopping; attachments stay in place for the next start (nsint-agent cleanup removes them)")
-	cancel()
-	wg.Wait()
+	a.ready.stop("stopping")
+	if err := sup.Err(); err != nil {
+		log.Info("stopping after a component failed; attachments stay in place for the next start (nsint-agent cleanup removes them)")
+	} else {
+		log.Info("stopping; attachments stay in place for the next start (nsint-agent cleanup removes them)")
+	}
+	if s.stopping != nil {
+		s.stopping(a)
+	}
+	components.Wait()
 	a.stopPipeline(rd, &draining, readerDone, stopExporter)
-	shutdownCtx, done := context.WithTimeout(context.Background(), 2*time.Second)
-	defer done()
-	srv.Shutdown(shutdownCtx)
-	return nil
+	pipeline.Wait()
+	return sup.Err()
+}
+
+// namer returns what gives interfaces their Kubernetes names, nil when the
+// agent runs without Kubernetes.
+func (a *Agent) namer(s seams) (namer, error) {
+	if s.names != nil {
+		return s.names()
+	}
+	cfg := a.cfg
+	if !kubernetesWanted(cfg.Kubernetes, cfg.Kubeconfig) {
+		return nil, nil
+	}
+	malformed := func(pod k8s.PodRef, err error) {
+		a.log.Warn("malformed network-status annotation; the pod's interfaces stay monitored without network names",
+			"pod", pod.String(), "err", err)
+	}
+	e, err := k8s.New(k8s.Config{Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName, OnMalformed: malformed})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes enrichment: %w", err)
+	}
+	a.log.Info("kubernetes enrichment on", "node", cfg.NodeName, "kubeconfig", cfg.Kubeconfig)
+	return e, nil
 }
 
 // stopPipeline sends what the agent still holds before it exits: every
@@ -262,7 +310,7 @@ func (a *Agent) stopPipeline(rd *datapath.Reader, draining *atomic.Bool, readerD
 	stopExporter()
 }
 
-func (a *Agent) startDiscovery(ctx context.Context, wg *sync.WaitGroup) error {
+func (a *Agent) startDiscovery(ctx context.Context, g *group) error {
 	sel := a.cfg.Select
 	if len(sel) == 0 {
 		sel = DefaultSelect
@@ -281,13 +329,15 @@ func (a *Agent) startDiscovery(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	a.watch = w
 	events := make(chan ifacewatch.Event, 1024)
-	wg.Go(func() {
-		if err := w.Run(ctx, events); err != nil {
-			a.log.Error("interface discovery stopped", "err", err)
-		}
+	g.Go("discovery", func() error { return w.Run(ctx, events) })
+	g.Go("discovery events", func() error {
+		a.ev.run(events)
+		return nil
 	})
-	wg.Go(func() { a.dispatchEvents(ctx, events) })
-	wg.Go(func() { a.becomeReady(ctx) })
+	g.Go("readiness", func() error {
+		a.becomeReady(ctx)
+		return nil
+	})
 	return nil
 }
 
@@ -296,29 +346,21 @@ func (a *Agent) startDiscovery(ctx context.Context, wg *sync.WaitGroup) error {
 // vanished while the agent was not running and reporting what earlier
 // agents left in the kernel (their dispatchers are replaced by now).
 func (a *Agent) becomeReady(ctx context.Context) {
-	a.notReady.Store("initial discovery and attachment running")
+	a.ready.notYet("initial discovery and attachment running")
 	if err := a.waitInitialDiscovery(ctx); err != nil {
 		return
 	}
 	a.pruneStalePorts()
-	a.notReady.Store("reporting what earlier agents left in the kernel")
+	a.ready.notYet("reporting what earlier agents left in the kernel")
 	a.recoverEarlier()
-	a.ready.Store(true)
+	a.ready.setReady()
 	a.log.Info("initial discovery done", "namespaces", len(a.Namespaces()), "ports", a.alloc.InUse())
 }
 
 // pruneStalePorts releases port IDs held in the state file for interfaces
 // and namespaces that no longer exist.
 func (a *Agent) pruneStalePorts() {
-	a.reg.mu.RLock()
-	live := map[ports.Key]bool{}
-	for id, e := range a.reg.netns {
-		live[ports.Key{Netns: uint64(id)}] = true
-		for ifindex := range e.ifaces {
-			live[ports.Key{Netns: uint64(id), Ifindex: uint32(ifindex)}] = true
-		}
-	}
-	a.reg.mu.RUnlock()
+	live := a.reg.liveKeys()
 	var released []uint16
 	for _, as := range a.alloc.Assignments() {
 		if live[as.Key] {
@@ -343,7 +385,8 @@ func (a *Agent) applyWatchlist(rules []watchlist.Rule) error {
 	return nil
 }
 
-func (a *Agent) serveAPI(wg *sync.WaitGroup) (*http.Server, error) {
+// serveAPI starts serving the API under g; shutdownAPI stops it.
+func (a *Agent) serveAPI(g *group) (*http.Server, error) {
 	ln, err := net.Listen("tcp", a.cfg.APIAddr)
 	if err != nil {
 		return nil, fmt.Errorf("API listen on %s: %w", a.cfg.APIAddr, err)
@@ -353,12 +396,23 @@ func (a *Agent) serveAPI(wg *sync.WaitGroup) (*http.Server, error) {
 		Handler:           api.Handler(a, a.metrics.reg),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("API server stopped", "err", err)
+	a.apiAddr = srv.Addr
+	g.Go("api", func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve on %s: %w", srv.Addr, err)
 		}
+		return nil
 	})
 	return srv, nil
+}
+
+// shutdownAPI stops srv, giving requests in flight two seconds.
+func shutdownAPI(srv *http.Server) {
+	ctx, done := context.WithTimeout(context.Background(), 2*time.Second)
+	defer done()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
 }
 
 // Topology implements api.Source.
@@ -399,12 +453,7 @@ func (a *Agent) addCounters(ports []api.Port) {
 func (a *Agent) Namespaces() []api.Namespace { return a.reg.namespaces() }
 
 // Ready implements api.Source.
-func (a *Agent) Ready() (bool, string) {
-	if a.ready.Load() {
-		return true, ""
-	}
-	return false, a.notReady.Load().(string)
-}
+func (a *Agent) Ready() (bool, string) { return a.ready.get() }
 
 // flowTableName names the kernel flow table for the start-up log.
 func flowTableName(dp *datapath.Datapath) string {

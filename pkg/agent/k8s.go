@@ -23,65 +23,47 @@ func kubernetesWanted(mode, kubeconfig string) bool {
 	return kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""
 }
 
-// runEnrichment keeps the registry's Kubernetes names current: it re-matches
+// namer gives interfaces their Kubernetes names: a *k8s.Enricher, or a test's
+// stand-in.
+type namer interface {
+	// Run follows the API server until ctx ends.
+	Run(ctx context.Context) error
+	// Changes signals that pods or networks changed.
+	Changes() <-chan struct{}
+	// Match names the interfaces it can attribute, by index into ifaces.
+	Match(ifaces []k8s.Iface) map[int]k8s.Meta
+	// Stats are the enricher's counters, for the debug log.
+	Stats() k8s.Stats
+}
+
+// runNaming keeps the registry's Kubernetes names current: it re-matches
 // every interface when pods or networks change and when interfaces do. The
 // agent works the same without it; names arrive when the API server answers.
-func (a *Agent) runEnrichment(ctx context.Context, e *k8s.Enricher) {
+func (h *eventHandler) runNaming(ctx context.Context, n namer) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-e.Changes():
-		case <-a.ifacesChanged:
+			return nil
+		case <-n.Changes():
+		case <-h.ifacesChanged:
 		}
-		a.rematch(e)
+		h.rematch(n)
 	}
 }
 
-// rematch asks the enricher about every interface and stores the answers.
-func (a *Agent) rematch(e *k8s.Enricher) {
-	a.reg.mu.RLock()
-	var (
-		ids    []ifacewatch.IfaceID
-		ifaces []k8s.Iface
-	)
-	for _, ns := range a.reg.netns {
-		for _, p := range ns.ifaces {
-			i := p.iface
-			in := k8s.Iface{NetnsInode: uint64(ns.ns.ID), NetnsPath: ns.ns.Path, Name: i.Name, MAC: i.MAC,
-				PCIAddress: i.PCIAddress}
-			for _, pr := range i.Addrs {
-				in.IPs = append(in.IPs, pr.Addr())
-			}
-			ids = append(ids, i.ID)
-			ifaces = append(ifaces, in)
-		}
-	}
-	a.reg.mu.RUnlock()
-
-	matched := e.Match(ifaces)
-	if a.log.Enabled(context.Background(), slog.LevelDebug) {
-		a.log.Debug("kubernetes names matched", "interfaces", len(ifaces), "matched", len(matched), "stats", fmt.Sprintf("%+v", e.Stats()))
+// rematch asks n about every interface and stores the answers.
+func (h *eventHandler) rematch(n namer) {
+	ids, ifaces := h.reg.namingInput()
+	matched := n.Match(ifaces)
+	if h.log.Enabled(context.Background(), slog.LevelDebug) {
+		h.log.Debug("kubernetes names matched", "interfaces", len(ifaces), "matched", len(matched), "stats", fmt.Sprintf("%+v", n.Stats()))
 	}
 	next := make(map[ifacewatch.IfaceID]podMeta, len(matched))
 	for idx, m := range matched {
 		pod := &api.Pod{Namespace: m.Pod.Namespace, Name: m.Pod.Name, UID: m.Pod.UID}
 		next[ids[idx]] = podMeta{Pod: pod, Network: m.Network, Role: m.Role, NetworkType: m.NetworkType}
 	}
-
-	a.reg.mu.Lock()
-	defer a.reg.mu.Unlock()
-	for _, ns := range a.reg.netns {
-		for _, p := range ns.ifaces {
-			if m, ok := next[p.iface.ID]; ok && m.Pod != nil {
-				p.lastMeta, ns.lastPod = m, m.Pod
-			}
-		}
-	}
-	if !sameMeta(a.reg.meta, next) {
-		a.reg.meta = next
-		a.reg.changed()
-	}
+	h.reg.setNames(next)
 }
 
 func sameMeta(a, b map[ifacewatch.IfaceID]podMeta) bool {
@@ -98,10 +80,10 @@ func sameMeta(a, b map[ifacewatch.IfaceID]podMeta) bool {
 	return true
 }
 
-// notifyIfacesChanged wakes the enrichment loop without blocking.
-func (a *Agent) notifyIfacesChanged() {
+// notifyIfacesChanged wakes the naming loop without blocking.
+func (h *eventHandler) notifyIfacesChanged() {
 	select {
-	case a.ifacesChanged <- struct{}{}:
+	case h.ifacesChanged <- struct{}{}:
 	default:
 	}
 }

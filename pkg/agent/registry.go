@@ -1,16 +1,23 @@
 package agent
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/datapath"
+	"github.com/nsint/nsint/pkg/k8s"
+	"github.com/nsint/nsint/pkg/ports"
 )
 
 // registry is the agent's view of what it watches: namespaces, their
-// local-stack ports, and the ports of their interfaces. It answers the API.
+// local-stack ports, the ports of their interfaces and their Kubernetes
+// names. It answers the API. Its lock is taken here and nowhere else: every
+// method is safe for concurrent use, and those whose name ends in Locked
+// expect the caller (a method of this file) to hold it.
 type registry struct {
 	mu     sync.RWMutex
 	gen    uint64
@@ -71,15 +78,15 @@ func newRegistry() *registry {
 	}
 }
 
-// retire removes port p, keeping its API view — view when not nil, else
-// the current one — as gone. Callers hold r.mu and retire p before
-// forgetting its Kubernetes names.
-func (r *registry) retire(p *portEntry, view *api.Port) {
+// retireLocked removes port p, keeping its API view — view when not nil,
+// else the current one — as gone. Callers retire p before forgetting its
+// Kubernetes names.
+func (r *registry) retireLocked(p *portEntry, view *api.Port) {
 	var ap api.Port
 	if view != nil && view.ID == p.id {
 		ap = *view
 	} else {
-		ap = r.apiPort(p)
+		ap = r.apiPortLocked(p)
 	}
 	switch {
 	case ap.Pod != nil:
@@ -93,7 +100,7 @@ func (r *registry) retire(p *portEntry, view *api.Port) {
 	delete(r.byPort, p.id)
 }
 
-func (r *registry) changed() { r.gen++ }
+func (r *registry) changedLocked() { r.gen++ }
 
 // portLabels returns the labels of port id's metrics; ok is false when the
 // port is unknown.
@@ -109,7 +116,7 @@ func (r *registry) portLabels(id uint16) (name, netns string, meta podMeta, ok b
 		name = p.iface.Name
 		meta = r.meta[p.iface.ID]
 	} else {
-		meta.Pod = r.netnsPod(p.netns)
+		meta.Pod = r.netnsPodLocked(p.netns)
 	}
 	return name, netnsLabel(p.netns.ns), meta, true
 }
@@ -144,7 +151,7 @@ func (r *registry) topology(switchID uint32, node string) api.Topology {
 	}
 	t := api.Topology{SwitchID: switchID, Node: node, Generation: r.gen, Ports: make([]api.Port, 0, len(r.byPort))}
 	for _, p := range r.byPort {
-		t.Ports = append(t.Ports, r.apiPort(p))
+		t.Ports = append(t.Ports, r.apiPortLocked(p))
 	}
 	sort.Slice(t.Ports, func(i, j int) bool { return t.Ports[i].ID < t.Ports[j].ID })
 	for id, g := range r.gone {
@@ -160,11 +167,11 @@ func apiNetns(ns ifacewatch.Namespace) api.Netns {
 	return api.Netns{Inode: uint64(ns.ID), Name: ns.Name, Path: ns.Path, Host: ns.Host}
 }
 
-func (r *registry) apiPort(p *portEntry) api.Port {
+func (r *registry) apiPortLocked(p *portEntry) api.Port {
 	out := api.Port{ID: p.id, Netns: apiNetns(p.netns.ns), IPs: []string{}, AttachMode: p.attached}
 	if p.iface == nil {
 		out.Name, out.LocalStack = api.LocalStackName, true
-		out.Pod = r.netnsPod(p.netns)
+		out.Pod = r.netnsPodLocked(p.netns)
 		return out
 	}
 	i := p.iface
@@ -182,9 +189,9 @@ func (r *registry) apiPort(p *portEntry) api.Port {
 	return out
 }
 
-// netnsPod is the pod a namespace belongs to, when one of its interfaces has
-// been matched to one. Callers hold r.mu.
-func (r *registry) netnsPod(e *nsEntry) *api.Pod {
+// netnsPodLocked is the pod a namespace belongs to, when one of its
+// interfaces has been matched to one.
+func (r *registry) netnsPodLocked(e *nsEntry) *api.Pod {
 	for _, p := range e.ifaces {
 		if m, ok := r.meta[p.iface.ID]; ok && m.Pod != nil {
 			return m.Pod
@@ -199,7 +206,7 @@ func (r *registry) namespaces() []api.Namespace {
 	defer r.mu.RUnlock()
 	out := make([]api.Namespace, 0, len(r.netns))
 	for _, e := range r.netns {
-		n := api.Namespace{Netns: apiNetns(e.ns), Interfaces: len(e.ifaces), LocalPort: e.local, Pod: r.netnsPod(e)}
+		n := api.Namespace{Netns: apiNetns(e.ns), Interfaces: len(e.ifaces), LocalPort: e.local, Pod: r.netnsPodLocked(e)}
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Inode < out[j].Inode })
@@ -217,4 +224,246 @@ func (r *registry) attachedByMode() map[string]int {
 		}
 	}
 	return out
+}
+
+// addNetns records namespace ns and its local-stack port.
+func (r *registry) addNetns(ns ifacewatch.Namespace, local uint16) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := &nsEntry{ns: ns, local: local, ifaces: map[int]*portEntry{}}
+	r.netns[ns.ID] = e
+	r.byPort[local] = &portEntry{id: local, netns: e}
+	r.changedLocked()
+}
+
+// unlinkedNetns is what is left of a namespace the registry forgot.
+type unlinkedNetns struct {
+	local uint16
+	// localView is the local-stack port's API view while the namespace's
+	// interfaces still named its pod.
+	localView api.Port
+	ifaces    []*ifacewatch.Interface // not removed yet
+}
+
+// unlinkNetns forgets namespace id. Its ports stay known until retired: the
+// interfaces left (removeIface) and the local-stack port (retirePort).
+func (r *registry) unlinkNetns(id ifacewatch.NetnsID) (unlinkedNetns, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.netns[id]
+	if !ok {
+		return unlinkedNetns{}, false
+	}
+	delete(r.netns, id)
+	u := unlinkedNetns{local: e.local}
+	if p := r.byPort[e.local]; p != nil {
+		u.localView = r.apiPortLocked(p)
+	}
+	for _, p := range e.ifaces {
+		u.ifaces = append(u.ifaces, p.iface)
+	}
+	r.changedLocked()
+	return u, true
+}
+
+// retirePort removes port id, keeping view (when it is id's) or its current
+// view among the gone ports.
+func (r *registry) retirePort(id uint16, view *api.Port) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.byPort[id]; ok {
+		r.retireLocked(p, view)
+		r.changedLocked()
+	}
+}
+
+// updateIface replaces the attributes of interface iface of namespace ns
+// when it is known (a rename, an address or state change: same identity,
+// same port) and returns the earlier ones; nil when it is new.
+func (r *registry) updateIface(ns ifacewatch.NetnsID, iface *ifacewatch.Interface) (*ifacewatch.Interface, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.netns[ns]
+	if !ok {
+		return nil, fmt.Errorf("interface %s in unknown netns %d", iface.Name, ns)
+	}
+	p, ok := e.ifaces[iface.ID.Ifindex]
+	if !ok {
+		return nil, nil
+	}
+	old := p.iface
+	p.iface = iface
+	r.changedLocked()
+	return old, nil
+}
+
+// addIface records new interface iface of namespace ns with port id, not
+// attached yet, and returns its datapath configuration.
+func (r *registry) addIface(ns ifacewatch.NetnsID, id uint16, iface *ifacewatch.Interface) (datapath.PortInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.netns[ns]
+	if !ok {
+		return datapath.PortInfo{}, fmt.Errorf("interface %s in unknown netns %d", iface.Name, ns)
+	}
+	p := &portEntry{id: id, netns: e, iface: iface}
+	e.ifaces[iface.ID.Ifindex] = p
+	r.byPort[id] = p
+	r.changedLocked()
+	return r.portInfoLocked(e, iface), nil
+}
+
+// attachDone marks port id's first attach attempt over; mode is the attach
+// mode when both hooks are attached, "" when the attempt failed.
+func (r *registry) attachDone(id uint16, mode string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.byPort[id]; ok {
+		p.handled = true
+		p.attached = mode
+		r.changedLocked()
+	}
+}
+
+// portUpdate is a port's new datapath configuration.
+type portUpdate struct {
+	id   uint16
+	info datapath.PortInfo
+}
+
+// bridgeUpdates returns the datapath configuration of changed and, when it
+// is a bridge, of its members: what a bridge's MAC or membership change
+// affects.
+func (r *registry) bridgeUpdates(ns ifacewatch.NetnsID, changed ifacewatch.IfaceID) []portUpdate {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.netns[ns]
+	if !ok {
+		return nil
+	}
+	var out []portUpdate
+	for _, p := range e.ifaces {
+		if p.iface.ID == changed || p.iface.MasterIndex == changed.Ifindex {
+			out = append(out, portUpdate{p.id, r.portInfoLocked(e, p.iface)})
+		}
+	}
+	return out
+}
+
+// portInfoLocked describes iface to the datapath: its namespace's
+// local-stack port and, for a bridge member whose bridge is known, the
+// bridge's MAC.
+func (r *registry) portInfoLocked(e *nsEntry, iface *ifacewatch.Interface) datapath.PortInfo {
+	info := datapath.PortInfo{NetnsInode: uint64(e.ns.ID), Ifindex: uint32(iface.ID.Ifindex), LocalPort: e.local,
+		MAC: iface.MAC}
+	if iface.MasterIndex != 0 {
+		if m, ok := e.ifaces[iface.MasterIndex]; ok && m.iface.Kind == "bridge" && len(m.iface.MAC) == 6 {
+			info.BridgePort, info.BridgeMAC = true, m.iface.MAC
+		}
+	}
+	return info
+}
+
+// removeIface forgets interface iface of namespace ns and retires its port.
+// allocated is the port the allocator holds for it (found: whether it holds
+// one), by which the port is found once its namespace is unlinked. It
+// returns the port and its namespace's local-stack port.
+func (r *registry) removeIface(ns ifacewatch.NetnsID, iface ifacewatch.IfaceID, allocated uint16, found bool) (port, local uint16, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var p *portEntry
+	e, linked := r.netns[ns]
+	switch {
+	case linked:
+		p = e.ifaces[iface.Ifindex]
+	case found:
+		p = r.byPort[allocated]
+	}
+	if p == nil {
+		return 0, 0, false
+	}
+	if linked {
+		delete(e.ifaces, iface.Ifindex)
+	}
+	r.retireLocked(p, nil)
+	delete(r.meta, iface)
+	r.changedLocked()
+	return p.id, p.netns.local, true
+}
+
+// liveKeys are the allocator keys of every namespace and interface known.
+func (r *registry) liveKeys() map[ports.Key]bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	live := map[ports.Key]bool{}
+	for id, e := range r.netns {
+		live[ports.Key{Netns: uint64(id)}] = true
+		for ifindex := range e.ifaces {
+			live[ports.Key{Netns: uint64(id), Ifindex: uint32(ifindex)}] = true
+		}
+	}
+	return live
+}
+
+// handledAll reports whether every namespace and interface of snap has been
+// handled (attached, or its attach attempt failed).
+func (r *registry) handledAll(snap []ifacewatch.NamespaceState) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, ns := range snap {
+		e, ok := r.netns[ns.ID]
+		if !ok {
+			return false
+		}
+		for _, i := range ns.Interfaces {
+			p, ok := e.ifaces[i.ID.Ifindex]
+			if !ok || !p.handled {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// namingInput lists every interface as the Kubernetes matcher takes it,
+// with its identity at the same index.
+func (r *registry) namingInput() ([]ifacewatch.IfaceID, []k8s.Iface) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var (
+		ids    []ifacewatch.IfaceID
+		ifaces []k8s.Iface
+	)
+	for _, ns := range r.netns {
+		for _, p := range ns.ifaces {
+			i := p.iface
+			in := k8s.Iface{NetnsInode: uint64(ns.ns.ID), NetnsPath: ns.ns.Path, Name: i.Name, MAC: i.MAC,
+				PCIAddress: i.PCIAddress}
+			for _, pr := range i.Addrs {
+				in.IPs = append(in.IPs, pr.Addr())
+			}
+			ids = append(ids, i.ID)
+			ifaces = append(ifaces, in)
+		}
+	}
+	return ids, ifaces
+}
+
+// setNames replaces the Kubernetes names of the interfaces. Each interface
+// and namespace also keeps the last pod it was matched to, for its gone
+// port once Kubernetes forgets the pod.
+func (r *registry) setNames(next map[ifacewatch.IfaceID]podMeta) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ns := range r.netns {
+		for _, p := range ns.ifaces {
+			if m, ok := next[p.iface.ID]; ok && m.Pod != nil {
+				p.lastMeta, ns.lastPod = m, m.Pod
+			}
+		}
+	}
+	if !sameMeta(r.meta, next) {
+		r.meta = next
+		r.changedLocked()
+	}
 }

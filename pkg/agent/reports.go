@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"sync/atomic"
@@ -12,32 +13,44 @@ import (
 	"github.com/nsint/nsint/pkg/intreport"
 )
 
+// maxReadErrors is how many reads in a row may fail before the perf reader
+// counts as stopped: one failure is a bad record, a run of them a reader
+// that no longer works.
+const maxReadErrors = 100
+
 // readReports runs the one perf reader: each event becomes an INT report for
 // the exporter. It never blocks on the exporter (a full queue drops and
-// counts) and allocates nothing per event. It returns when rd is closed, or
-// when draining is set and a flush has read out what was pending.
-func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) {
+// counts) and allocates nothing per event. It returns nil when draining is
+// set and rd is closed or a flush has read out what was pending, and an
+// error when rd is closed before or reads keep failing.
+func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) error {
 	var (
-		ev  datapath.Event
-		rep intreport.Report
+		ev     datapath.Event
+		rep    intreport.Report
+		failed int
 	)
 	inner := make([]byte, 0, 14+int(a.cfg.SnapLen))
 	for {
 		err := rd.Read(&ev)
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
+		switch {
+		case err == nil:
+			failed = 0
+			a.export(&ev, &rep, inner)
+		case errors.Is(err, os.ErrClosed):
+			if draining.Load() {
+				return nil
 			}
-			if errors.Is(err, datapath.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
-				if draining.Load() {
-					return
-				}
-				continue
+			return fmt.Errorf("closed before the agent stopped: %w", err)
+		case errors.Is(err, datapath.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded):
+			if draining.Load() {
+				return nil
+			}
+		default:
+			if failed++; failed >= maxReadErrors {
+				return fmt.Errorf("%d reads in a row failed, the last: %w", failed, err)
 			}
 			a.log.Warn("read perf event", "err", err)
-			continue
 		}
-		a.export(&ev, &rep, inner)
 	}
 }
 

@@ -13,8 +13,10 @@ import (
 type Source interface {
 	Topology() Topology
 	Namespaces() []Namespace
-	// Ready reports whether the initial discovery and attachment are done,
-	// and if not, why.
+	// Ready reports whether the initial discovery and attachment are done
+	// and the agent is not stopping, and if not, why: what it still waits
+	// for, or that it is stopping (after a failure: which component failed
+	// and its error). /readyz answers 503 with that reason.
 	Ready() (bool, string)
 }
 
