@@ -4,8 +4,12 @@
 // sent by the exporter; the API (api) serves the resulting topology and
 // metrics.
 //
-// It is the one package besides cmd/ that logs. Its lifetime is Run's
-// context: when it ends, discovery stops, a last sweep takes every flow's
+// It is the one package besides cmd/ that logs. Its long-running parts
+// (discovery, Kubernetes naming, the watchlist, the sweeper, the perf reader,
+// the exporter, the API server) run under one supervisor: the first to fail
+// stops the agent, which Run then returns as a *ComponentError naming it. Its
+// lifetime is Run's context, or that first failure: when it ends, the agent
+// answers not ready, discovery stops, a last sweep takes every flow's
 // unreported counts, the perf ring and the export queue are drained, and
 // attachments stay in place (TCX links pinned, legacy filters left), still
 // counting into this start's pinned maps, so that the next agent replaces

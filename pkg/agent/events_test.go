@@ -47,19 +47,7 @@ func TestInterfaceLifecycle(t *testing.T) {
 
 	// Renamed: same identity, same port, new name.
 	ha := a.NetlinkHandle(t)
-	link, err := ha.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ha.LinkSetDown(link); err != nil {
-		t.Fatal(err)
-	}
-	if err := ha.LinkSetName(link, "net1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ha.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	rename(t, ha, "eth0", "net1")
 	topo = ta.waitTopology(t, "the renamed interface has its new name", func(topo api.Topology) bool {
 		return portNamed(topo.Ports, a.Inode, "net1") != nil && portNamed(topo.Ports, a.Inode, "eth0") == nil
 	})
@@ -70,7 +58,7 @@ func TestInterfaceLifecycle(t *testing.T) {
 	// Moved from b to a: another identity, so its port goes and a new one
 	// comes.
 	hb := b.NetlinkHandle(t)
-	link, err = hb.LinkByName("eth0")
+	link, err := hb.LinkByName("eth0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +122,24 @@ func TestInterfaceLifecycle(t *testing.T) {
 	}
 	if portNamed(topo.Ports, a.Inode, api.LocalStackName) == nil {
 		t.Errorf("namespace %s lost its local-stack port", a.Name)
+	}
+}
+
+// rename renames interface from to to through h (down, renamed, up).
+func rename(t *testing.T, h *netlink.Handle, from, to string) {
+	t.Helper()
+	link, err := h.LinkByName(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetName(link, to); err != nil {
+		t.Fatalf("rename %s to %s: %v", from, to, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -267,17 +273,7 @@ func TestKubernetesNamesArriveLate(t *testing.T) {
 
 	// A rename is matched again with no word from Kubernetes.
 	kube.set(pod.Inode, "net1", k8s.Meta{Pod: web, Network: "shop/sriov-a", Role: k8s.RoleSecondary, NetworkType: "sriov"}, false)
-	h := pod.NetlinkHandle(t)
-	link, err := h.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetDown(link); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetName(link, "net1"); err != nil {
-		t.Fatal(err)
-	}
+	rename(t, pod.NetlinkHandle(t), "eth0", "net1")
 	topo = ta.waitTopology(t, "the renamed interface has the names of net1", func(topo api.Topology) bool {
 		p := portByID(topo.Ports, eth0)
 		return p != nil && p.Name == "net1" && p.Network == "shop/sriov-a"
