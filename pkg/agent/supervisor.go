@@ -13,8 +13,10 @@ type ComponentError struct {
 	Err       error
 }
 
+// Error reads "<component>: <cause>".
 func (e *ComponentError) Error() string { return e.Component + ": " + e.Err.Error() }
 
+// Unwrap returns the cause.
 func (e *ComponentError) Unwrap() error { return e.Err }
 
 // supervisor runs the agent's long-running components. The first one that
