@@ -35,12 +35,21 @@ build: ## build the static binaries into bin/
 .PHONY: demo
 demo: ## node of namespaces + agent + collector + traffic, prints the view of net1 (root; DEMO_DURATION=s, default until Ctrl-C)
 	@command -v $(GO) >/dev/null || { echo "demo: Go not found: install Go 1.26 and put it on PATH (hack/install-deps.sh checks)"; exit 2; }
+	@hack/install-deps.sh demo
 	@$(MAKE) --no-print-directory build
 	$(GO) build -o $(BIN)/nsint-demo ./hack/demo
 	$(BIN)/nsint-demo --bin $(BIN)
 
+# What make test needs besides Go, each a no-op in well under a second once
+# installed: the Debian packages, and the Kubernetes components the API-server
+# tests and the local node run (built from the Go module proxy, cached).
+.PHONY: deps
+deps: ## install what building and testing need: Debian packages (apt, only when missing; root) and the Kubernetes components (cached)
+	@hack/install-deps.sh
+	@hack/kube-bins/build.sh --node >/dev/null
+
 .PHONY: test
-test: build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node
+test: deps build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory soak SOAK=short
