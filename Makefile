@@ -63,10 +63,14 @@ fuzz: ## run each fuzz target (about 10 s each; the full form: FUZZTIME=20000000
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(or $(FUZZTIME),400000x) -fuzzminimizetime 0 ./pkg/intreport/
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(or $(FUZZTIME),50000x) -fuzzminimizetime 0 ./pkg/collector/
 
+# staticcheck is pinned by the tool directive in go.mod (go get -tool), so it
+# needs nothing but the Go module proxy; exceptions are //lint:ignore lines
+# with their reason, next to the code.
 .PHONY: lint
-lint: ## gofmt, go vet and the C format check
+lint: ## gofmt, go vet, staticcheck and the C format check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	clang-format-14 --dry-run -Werror bpf/*.c bpf/headers/*.h
 
 .PHONY: bench-bpf
