@@ -35,12 +35,21 @@ build: ## build the static binaries into bin/
 .PHONY: demo
 demo: ## node of namespaces + agent + collector + traffic, prints the view of net1 (root; DEMO_DURATION=s, default until Ctrl-C)
 	@command -v $(GO) >/dev/null || { echo "demo: Go not found: install Go 1.26 and put it on PATH (hack/install-deps.sh checks)"; exit 2; }
+	@hack/install-deps.sh demo
 	@$(MAKE) --no-print-directory build
 	$(GO) build -o $(BIN)/nsint-demo ./hack/demo
 	$(BIN)/nsint-demo --bin $(BIN)
 
+# What make test needs besides Go, each a no-op in well under a second once
+# installed: the Debian packages, and the Kubernetes components the API-server
+# tests and the local node run (built from the Go module proxy, cached).
+.PHONY: deps
+deps: ## install what building and testing need: Debian packages (apt, only when missing; root) and the Kubernetes components (cached)
+	@hack/install-deps.sh
+	@hack/kube-bins/build.sh --node >/dev/null
+
 .PHONY: test
-test: build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node
+test: deps build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory soak SOAK=short
@@ -54,10 +63,14 @@ fuzz: ## run each fuzz target (about 10 s each; the full form: FUZZTIME=20000000
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(or $(FUZZTIME),400000x) -fuzzminimizetime 0 ./pkg/intreport/
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(or $(FUZZTIME),50000x) -fuzzminimizetime 0 ./pkg/collector/
 
+# staticcheck is pinned by the tool directive in go.mod (go get -tool), so it
+# needs nothing but the Go module proxy; exceptions are //lint:ignore lines
+# with their reason, next to the code.
 .PHONY: lint
-lint: ## gofmt, go vet and the C format check
+lint: ## gofmt, go vet, staticcheck and the C format check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	clang-format-14 --dry-run -Werror bpf/*.c bpf/headers/*.h
 
 .PHONY: bench-bpf

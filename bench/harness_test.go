@@ -324,23 +324,13 @@ type attachIndex struct {
 	mu  sync.Mutex
 	p   *agentProc
 	off int
-	m   map[ifaceKey]attachedEvent
 	// latest is the last attachment of each key: namespace inodes are
 	// reused, so a key can name a later pod's interface too.
 	latest map[ifaceKey]attachedEvent
 }
 
 func newAttachIndex(p *agentProc) *attachIndex {
-	return &attachIndex{p: p, m: map[ifaceKey]attachedEvent{}, latest: map[ifaceKey]attachedEvent{}}
-}
-
-// get returns the first attachment of k logged so far.
-func (x *attachIndex) get(k ifaceKey) (attachedEvent, bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.readLocked()
-	v, ok := x.m[k]
-	return v, ok
+	return &attachIndex{p: p, latest: map[ifaceKey]attachedEvent{}}
 }
 
 // since returns the latest attachment of k logged so far if it is not
@@ -361,9 +351,6 @@ func (x *attachIndex) readLocked() {
 	s, off := x.p.Log.LinesSince(x.off)
 	x.off = off
 	for _, a := range attachLines(s) {
-		if _, ok := x.m[a.key]; !ok {
-			x.m[a.key] = a.attachedEvent
-		}
 		x.latest[a.key] = a.attachedEvent
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/intreport"
@@ -73,12 +71,12 @@ func TestSoak(t *testing.T) {
 	}
 
 	// Another tool's programs, there before the agent starts.
-	cls, err := newForeignCounter("foreign_cls", ebpf.AttachNone)
+	cls, err := newForeignCounter("foreign_cls")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cls.Close)
-	tcx, err := newForeignCounter("foreign_tcx", ebpf.AttachTCXIngress)
+	tcx, err := newForeignCounter("foreign_tcx")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +264,7 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("outage %v: RSS %.1f → max %.1f MiB, %0.f send errors, reports resumed %v after", cfg.outage, rss0, maxRSS, errs, resume.Round(time.Millisecond))
 
-	c, x, err := hasForeign(steady[0].ns, "eth0", tcx.prog)
+	c, x, err := hasForeign(steady[0].ns, "eth0", tcx.c.Prog)
 	if err != nil || !c || !x {
 		t.Errorf("coexistence: foreign cls_bpf filter present %v, foreign TCX program present %v (%v)", c, x, err)
 	}

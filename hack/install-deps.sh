@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that building and testing nsint need. Idempotent;
-# runs apt only when something is missing.
+# Installs the Debian packages that building and testing nsint need. Idempotent:
+# one dpkg query (a few tens of milliseconds) when everything is there; apt runs
+# only when something is missing. make demo and make test run it themselves.
+#
+#   hack/install-deps.sh        everything: build, lint, tests, benchmarks (make test)
+#   hack/install-deps.sh demo   only what make demo runs besides Go (ip, nsenter, ping, sysctl)
 set -euo pipefail
 
+demo=(iproute2 iputils-ping util-linux procps) # the demo's namespaces and traffic
 packages=(
 	clang llvm libbpf-dev gcc-multilib # eBPF objects (bpf2go)
 	clang-format-14                    # C format check (make lint)
@@ -12,10 +17,19 @@ packages=(
 	chromium chromium-driver           # the collector page's browser test
 	make git ca-certificates
 )
+case "${1:-all}" in
+all) ;;
+demo) packages=("${demo[@]}") ;;
+*) echo "usage: $0 [all|demo]" >&2; exit 2 ;;
+esac
 
+# One query for all of them; a package dpkg has never heard of is simply not
+# listed (dpkg-query then exits 1, which says nothing more).
+installed=" $({ dpkg-query -W -f='${Package}:${Status}\n' "${packages[@]}" 2>/dev/null || true; } |
+	sed -n 's/:install ok installed$//p' | tr '\n' ' ') "
 missing=()
 for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	[[ $installed == *" $p "* ]] || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

@@ -22,7 +22,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nsint/nsint/internal/kubee2e"
 	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/collector/web"
 	"github.com/nsint/nsint/pkg/k8s/k8stest"
 )
 
@@ -31,8 +33,8 @@ import (
 func TestCluster(t *testing.T) {
 	e := clusterEnv(t)
 	run := fmt.Sprintf("%d", time.Now().Unix()%100000)
-	nsA := e.namespace(t, "nsint-e2e-a-"+run)
-	nsB := e.namespace(t, "nsint-e2e-b-"+run)
+	nsA := kubee2e.Namespace(t, e.kube, "nsint-e2e-a-"+run)
+	nsB := kubee2e.Namespace(t, e.kube, "nsint-e2e-b-"+run)
 
 	t.Run("AgentUnprivilegedWithDeployRights", func(t *testing.T) { testAgentRights(t, e) })
 	a := e.startPod(t, nsA, "pod-a", nil)
@@ -199,7 +201,7 @@ func testTraffic(t *testing.T, e *env, a, b pod) {
 	v6 := a.net1v6 != "" && b.net1v6 != ""
 	if v6 {
 		// Duplicate address detection may hold the addresses for a moment.
-		eventually(t, 20*time.Second, "ping6 over net1", func() error {
+		kubee2e.Eventually(t, 20*time.Second, "ping6 over net1", func() error {
 			out, err := e.exec(t, a, "ping6", "-c", "2", "-i", "0.2", "-W", "2", b.net1v6)
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
@@ -215,7 +217,7 @@ func testTraffic(t *testing.T, e *env, a, b pod) {
 	if v6 {
 		protos = append(protos, "icmpv6")
 	}
-	eventually(t, 30*time.Second, "flows of both pods' net1", func() error {
+	kubee2e.Eventually(t, 30*time.Second, "flows of both pods' net1", func() error {
 		rows, err := e.flows(url.Values{"iface": {"net1"}})
 		if err != nil {
 			return err
@@ -275,14 +277,11 @@ func testTraffic(t *testing.T, e *env, a, b pod) {
 // A datagram to a closed UDP port is dropped in the receiving pod; the
 // collector shows the drop and its reason at that pod's net1.
 func testDrop(t *testing.T, e *env, a, b pod) {
-	eventually(t, 30*time.Second, "a drop at "+b.String()+" net1", func() error {
+	kubee2e.Eventually(t, 30*time.Second, "a drop at "+b.String()+" net1", func() error {
 		_, _ = e.exec(t, a, "testbox", "send", "udp", b.net1v4, closedPort, "3")
-		var resp struct {
-			Flows           []flowRow         `json:"flows"`
-			DropReasonNames map[string]string `json:"dropReasonNames"`
-		}
+		var resp web.FlowsResponse
 		q := url.Values{"iface": {b.String() + ":net1"}, "drops": {"true"}}
-		if err := getJSON(e.collector+"/api/v1/flows?"+q.Encode(), &resp); err != nil {
+		if err := kubee2e.GetJSON(e.collector+"/api/v1/flows?"+q.Encode(), &resp); err != nil {
 			return err
 		}
 		for _, r := range resp.Flows {
@@ -307,7 +306,7 @@ func testPodLifecycle(t *testing.T, e *env, ns string, peer pod) {
 	created := time.Now()
 	c := e.startPod(t, ns, "pod-late", nil)
 	var ids []uint16
-	eventually(t, 15*time.Second, "ports of "+c.String()+" in the topology", func() error {
+	kubee2e.Eventually(t, 15*time.Second, "ports of "+c.String()+" in the topology", func() error {
 		ports := podPorts(e.topology(t), c)
 		names := map[string]bool{}
 		ids = ids[:0]
@@ -330,7 +329,7 @@ func testPodLifecycle(t *testing.T, e *env, ns string, peer pod) {
 				} `json:"pod"`
 			} `json:"ports"`
 		}
-		if err := getJSON(e.collector+"/api/v1/ports", &resp); err != nil {
+		if err := kubee2e.GetJSON(e.collector+"/api/v1/ports", &resp); err != nil {
 			return false, err
 		}
 		for _, p := range resp.Ports {
@@ -341,15 +340,17 @@ func testPodLifecycle(t *testing.T, e *env, ns string, peer pod) {
 		return false, nil
 	}
 	// Traffic over eth0 so that the collector learns the ports.
-	eventually(t, 45*time.Second, "pod-late in the collector's port list", func() error {
+	kubee2e.Eventually(t, 45*time.Second, "pod-late in the collector's port list", func() error {
 		_, _ = e.exec(t, c, "ping", "-c", "2", "-i", "0.2", "-W", "1", peer.eth0)
 		if ok, err := collectorHas(); err != nil || !ok {
 			return fmt.Errorf("not listed (err %v)", err)
 		}
 		return nil
 	})
-	e.deletePod(t, ns, "pod-late")
-	eventually(t, 30*time.Second, "ports of the deleted pod leave the topology", func() error {
+	if err := kubee2e.DeletePod(e.kube, ns, "pod-late", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	kubee2e.Eventually(t, 30*time.Second, "ports of the deleted pod leave the topology", func() error {
 		for _, p := range e.topology(t).Ports {
 			if slices.Contains(ids, p.ID) {
 				return fmt.Errorf("port %d (%s) still there", p.ID, p.Name)
@@ -357,7 +358,7 @@ func testPodLifecycle(t *testing.T, e *env, ns string, peer pod) {
 		}
 		return nil
 	})
-	eventually(t, 90*time.Second, "ports of the deleted pod leave the collector's port list", func() error {
+	kubee2e.Eventually(t, 90*time.Second, "ports of the deleted pod leave the collector's port list", func() error {
 		if ok, err := collectorHas(); err != nil || ok {
 			return fmt.Errorf("still listed (err %v)", err)
 		}
@@ -374,7 +375,7 @@ func testMalformed(t *testing.T, e *env, ns string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "net1 of the malformed pod monitored without names", func() error {
+	kubee2e.Eventually(t, 20*time.Second, "net1 of the malformed pod monitored without names", func() error {
 		topo := e.topology(t)
 		var netns uint64
 		for _, p := range topo.Ports {
@@ -398,7 +399,7 @@ func testMalformed(t *testing.T, e *env, ns string) {
 		}
 		return fmt.Errorf("no net1 port in the pod's namespace")
 	})
-	eventually(t, 20*time.Second, "the agent's warning", func() error {
+	kubee2e.Eventually(t, 20*time.Second, "the agent's warning", func() error {
 		pods := agentPods(t, e)
 		if len(pods) == 0 {
 			return fmt.Errorf("no agent pod")
@@ -427,7 +428,7 @@ func testAgentRestart(t *testing.T, e *env, a, b pod) {
 	if err := e.kube.CoreV1().Pods(agentNamespace).Delete(context.Background(), old[0].Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 120*time.Second, "a new agent pod ready", func() error {
+	kubee2e.Eventually(t, 120*time.Second, "a new agent pod ready", func() error {
 		pods := agentPods(t, e)
 		if len(pods) != 1 || pods[0].UID == old[0].UID {
 			return fmt.Errorf("%d agent pods, the old one still there", len(pods))
@@ -489,7 +490,7 @@ func testUninstall(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("kubectl delete -k deploy/overlays/local: %v\n%s", err, out)
 	}
-	eventually(t, 60*time.Second, "the agent pod gone", func() error {
+	kubee2e.Eventually(t, 60*time.Second, "the agent pod gone", func() error {
 		if n := len(agentPods(t, e)); n > 0 {
 			return fmt.Errorf("%d agent pods", n)
 		}

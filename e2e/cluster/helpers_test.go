@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,7 +22,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nsint/nsint/internal/kubee2e"
 	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/collector/flowtable"
 )
 
 const (
@@ -75,67 +75,16 @@ func clusterEnv(t *testing.T) *env {
 	return &env{kubeconfig: kc, collector: strings.TrimRight(coll, "/"), kube: kube, kubectl: kubectl}
 }
 
-// eventually retries f every half second until it returns nil or the timeout
-// passes, then fails with f's last error.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
-func getJSON(url string, into any) error {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(into)
-}
-
 func (e *env) topology(t *testing.T) api.Topology {
 	t.Helper()
 	var topo api.Topology
-	eventually(t, 30*time.Second, "agent topology", func() error { return getJSON(agentAPI+"/api/v1/topology", &topo) })
+	kubee2e.Eventually(t, 30*time.Second, "agent topology", func() error { return kubee2e.GetJSON(agentAPI+"/api/v1/topology", &topo) })
 	return topo
 }
 
-// flowRow is the part of a collector flow row the tests read.
-type flowRow struct {
-	Interface string `json:"interface"`
-	PortID    uint16 `json:"portId"`
-	Pod       *struct {
-		Namespace string `json:"namespace"`
-		Name      string `json:"name"`
-	} `json:"pod"`
-	Network     string            `json:"network"`
-	Proto       string            `json:"proto"`
-	Src         string            `json:"src"`
-	Dst         string            `json:"dst"`
-	DstPort     uint16            `json:"dstPort"`
-	Packets     uint64            `json:"packets"`
-	Drops       uint64            `json:"drops"`
-	DropReasons map[string]uint64 `json:"dropReasons"`
-}
-
-func (e *env) flows(query url.Values) ([]flowRow, error) {
-	var resp struct {
-		Flows []flowRow `json:"flows"`
-	}
-	err := getJSON(e.collector+"/api/v1/flows?"+query.Encode(), &resp)
-	return resp.Flows, err
+// flows returns the collector's flow rows that match query.
+func (e *env) flows(query url.Values) ([]flowtable.Row, error) {
+	return kubee2e.Flows(e.collector, query)
 }
 
 // pod is a testbox pod of a test.
@@ -146,22 +95,6 @@ type pod struct {
 }
 
 func (p pod) String() string { return p.namespace + "/" + p.name }
-
-func (e *env) namespace(t *testing.T, name string) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if _, err := e.kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = e.kube.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	eventually(t, 30*time.Second, "default ServiceAccount of "+name, func() error {
-		_, err := e.kube.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
-		return err
-	})
-	return name
-}
 
 // startPod creates a testbox pod with a Multus net1 (serving TCP and UDP echo)
 // and waits until it runs and Multus has written its network status.
@@ -185,9 +118,9 @@ func (e *env) startPod(t *testing.T, namespace, name string, annotations map[str
 	if _, err := e.kube.CoreV1().Pods(namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.deletePod(t, namespace, name) })
+	t.Cleanup(func() { _ = kubee2e.DeletePod(e.kube, namespace, name, time.Minute) }) // best effort: the namespace goes too
 	out := pod{namespace: namespace, name: name}
-	eventually(t, 90*time.Second, "pod "+out.String()+" running with a network status", func() error {
+	kubee2e.Eventually(t, 90*time.Second, "pod "+out.String()+" running with a network status", func() error {
 		live, err := e.kube.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -196,7 +129,7 @@ func (e *env) startPod(t *testing.T, namespace, name string, annotations map[str
 			return fmt.Errorf("phase %s", live.Status.Phase)
 		}
 		out.eth0 = live.Status.PodIP
-		statuses, err := networkStatus(live)
+		statuses, err := kubee2e.NetworkStatus(live)
 		if err != nil {
 			return err
 		}
@@ -218,32 +151,6 @@ func (e *env) startPod(t *testing.T, namespace, name string, annotations map[str
 		return nil
 	})
 	return out
-}
-
-func networkStatus(p *corev1.Pod) ([]nadv1.NetworkStatus, error) {
-	raw := p.Annotations[nadv1.NetworkStatusAnnot]
-	if raw == "" {
-		return nil, fmt.Errorf("no %s annotation yet", nadv1.NetworkStatusAnnot)
-	}
-	var statuses []nadv1.NetworkStatus
-	err := json.Unmarshal([]byte(raw), &statuses)
-	return statuses, err
-}
-
-func (e *env) deletePod(t *testing.T, namespace, name string) {
-	t.Helper()
-	zero := int64(0)
-	err := e.kube.CoreV1().Pods(namespace).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
-	if err != nil {
-		return
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := e.kube.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{}); err != nil {
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 // exec runs a command in the pod's container through kubectl (the API

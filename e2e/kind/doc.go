@@ -9,7 +9,7 @@
 // kubeconfig (hack/kind/e2e.sh sets it); otherwise it skips, saying so, so
 // that `go test ./...` on a machine without Docker stays green. It creates a
 // macvlan NetworkAttachmentDefinition over eth1 (static addresses from
-// 198.18.100.128/25) and two trafficbox pods on the two workers in a
+// 198.18.100.128/25) and two testbox pods on the two workers in a
 // namespace of its own, and reads the collector's API from the Docker host.
 //
 // The other tests need no cluster: they hold the pinned versions

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -20,19 +19,20 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nsint/nsint/internal/kubee2e"
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/topology"
 	"github.com/nsint/nsint/pkg/collector/web"
 )
 
 const (
-	kubeconfigEnv   = "NSINT_KIND_KUBECONFIG"
-	collectorEnv    = "NSINT_KIND_COLLECTOR" // optional: the collector's base URL
-	trafficboxImage = "nsint.local/trafficbox:dev"
-	trafficPort     = 7000
-	nadName         = "kind-net1"
-	networksAnnot   = "k8s.v1.cni.cncf.io/networks"
-	statusAnnot     = "k8s.v1.cni.cncf.io/network-status"
+	kubeconfigEnv = "NSINT_KIND_KUBECONFIG"
+	collectorEnv  = "NSINT_KIND_COLLECTOR" // optional: the collector's base URL
+	testboxImage  = "nsint.local/testbox:dev"
+	trafficPort   = 7000
+	nadName       = "kind-net1"
+	networksAnnot = "k8s.v1.cni.cncf.io/networks"
+	statusAnnot   = "k8s.v1.cni.cncf.io/network-status"
 )
 
 var nadResource = schema.GroupVersionResource{Group: "k8s.cni.cncf.io", Version: "v1", Resource: "network-attachment-definitions"}
@@ -74,7 +74,7 @@ func clusterFromEnv(t *testing.T) *cluster {
 func (c *cluster) collectorURL(t *testing.T) string {
 	t.Helper()
 	var u string
-	eventually(t, 2*time.Minute, "a running collector", func() error {
+	kubee2e.Eventually(t, 2*time.Minute, "a running collector", func() error {
 		pods, err := c.kube.CoreV1().Pods("nsint").List(context.Background(),
 			metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=nsint-collector"})
 		if err != nil {
@@ -111,20 +111,6 @@ func (c *cluster) workers(t *testing.T) []string {
 	return out
 }
 
-func (c *cluster) namespace(t *testing.T, name string) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if _, err := c.kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.kube.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	eventually(t, time.Minute, "default ServiceAccount of "+name, func() error {
-		_, err := c.kube.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
-		return err
-	})
-	return name
-}
-
 // createNAD creates the test's network: a bridge-mode macvlan over the
 // workers' second interface eth1, with the addresses the pods ask for
 // (static IPAM), so that the two nodes never hand out the same one.
@@ -143,7 +129,7 @@ func (c *cluster) createNAD(t *testing.T, namespace string) {
 	}
 }
 
-// pod is a running trafficbox pod of the test.
+// pod is a running testbox pod of the test.
 type pod struct {
 	namespace, name, node string
 	eth0, net1            string // addresses, without prefix length
@@ -151,7 +137,7 @@ type pod struct {
 
 func (p pod) String() string { return p.namespace + "/" + p.name }
 
-// startPod runs trafficbox on node with net1 at net1Addr (in the /24 of the
+// startPod runs testbox talk on node with net1 at net1Addr (in the /24 of the
 // NAD), sending to peers, and waits until it runs and Multus has written a
 // network status that has net1.
 func (c *cluster) startPod(t *testing.T, namespace, name, node, net1Addr string, peers []string) pod {
@@ -165,15 +151,15 @@ func (c *cluster) startPod(t *testing.T, namespace, name, node, net1Addr string,
 	grace, yes := int64(1), true
 	spec := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name,
-			Labels:      map[string]string{"app.kubernetes.io/name": "nsint-e2e-trafficbox"},
+			Labels:      map[string]string{"app.kubernetes.io/name": "nsint-e2e-testbox"},
 			Annotations: map[string]string{networksAnnot: string(networks)}},
 		Spec: corev1.PodSpec{
 			NodeSelector:                  map[string]string{"kubernetes.io/hostname": node},
 			TerminationGracePeriodSeconds: &grace,
 			AutomountServiceAccountToken:  new(bool),
 			Containers: []corev1.Container{{
-				Name: "trafficbox", Image: trafficboxImage, ImagePullPolicy: corev1.PullNever,
-				Args: append([]string{"-port", fmt.Sprint(trafficPort)}, peers...),
+				Name: "testbox", Image: testboxImage, ImagePullPolicy: corev1.PullNever,
+				Args: append([]string{"talk", "-port", fmt.Sprint(trafficPort)}, peers...),
 				SecurityContext: &corev1.SecurityContext{
 					RunAsNonRoot: &yes, AllowPrivilegeEscalation: new(bool),
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -185,7 +171,7 @@ func (c *cluster) startPod(t *testing.T, namespace, name, node, net1Addr string,
 		t.Fatal(err)
 	}
 	p := pod{namespace: namespace, name: name, node: node}
-	eventually(t, 3*time.Minute, "pod "+p.String()+" running with net1 in its network status", func() error {
+	kubee2e.Eventually(t, 3*time.Minute, "pod "+p.String()+" running with net1 in its network status", func() error {
 		live, err := c.kube.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -224,38 +210,14 @@ func waitingReasons(p *corev1.Pod) string {
 	return strings.Join(out, "; ")
 }
 
-func (c *cluster) deletePod(t *testing.T, p pod) {
-	t.Helper()
-	zero := int64(0)
-	if err := c.kube.CoreV1().Pods(p.namespace).Delete(context.Background(), p.name,
-		metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-		t.Fatalf("delete pod %s: %v", p, err)
-	}
-	eventually(t, 2*time.Minute, "pod "+p.String()+" gone", func() error {
-		_, err := c.kube.CoreV1().Pods(p.namespace).Get(context.Background(), p.name, metav1.GetOptions{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return nil
-	})
-}
-
-// flows is GET /api/v1/flows with query (and a limit high enough for all).
+// flows returns the collector's flow rows that match query.
 func (c *cluster) flows(query url.Values) ([]flowtable.Row, error) {
-	query.Set("limit", "100000")
-	var resp web.FlowsResponse
-	if err := getJSON(c.collector+"/api/v1/flows?"+query.Encode(), &resp); err != nil {
-		return nil, err
-	}
-	if resp.Matched > len(resp.Flows) {
-		return nil, fmt.Errorf("%d rows matched, %d returned", resp.Matched, len(resp.Flows))
-	}
-	return resp.Flows, nil
+	return kubee2e.Flows(c.collector, query)
 }
 
 func (c *cluster) ports() ([]*topology.Port, error) {
 	var resp web.PortsResponse
-	err := getJSON(c.collector+"/api/v1/ports", &resp)
+	err := kubee2e.GetJSON(c.collector+"/api/v1/ports", &resp)
 	return resp.Ports, err
 }
 
@@ -264,7 +226,7 @@ func (c *cluster) agents() string {
 	var resp struct {
 		Agents []topology.AgentStatus `json:"agents"`
 	}
-	if err := getJSON(c.collector+"/api/v1/agents", &resp); err != nil {
+	if err := kubee2e.GetJSON(c.collector+"/api/v1/agents", &resp); err != nil {
 		return err.Error()
 	}
 	var out []string
@@ -276,37 +238,4 @@ func (c *cluster) agents() string {
 		out = append(out, s)
 	}
 	return "agents: [" + strings.Join(out, "; ") + "]"
-}
-
-func getJSON(u string, into any) error {
-	client := http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(u)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", u, err)
-	}
-	return nil
-}
-
-// eventually calls f every second until it returns nil, and fails the test
-// with f's last error when timeout has passed.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(time.Second)
-	}
 }

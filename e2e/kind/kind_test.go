@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsint/nsint/internal/kubee2e"
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 )
 
@@ -25,7 +26,7 @@ const (
 func TestKindMultus(t *testing.T) {
 	c := clusterFromEnv(t)
 	workers := c.workers(t)
-	ns := c.namespace(t, fmt.Sprintf("nsint-e2e-kind-%d", time.Now().Unix()%100000))
+	ns := kubee2e.Namespace(t, c.kube, fmt.Sprintf("nsint-e2e-kind-%d", time.Now().Unix()%100000))
 	c.createNAD(t, ns)
 	b := c.startPod(t, ns, "pod-b", workers[1], net1B, nil)
 	a := c.startPod(t, ns, "pod-a", workers[0], net1A, []string{b.net1, b.eth0})
@@ -49,7 +50,7 @@ func endpoints(r *flowtable.Row, proto, x, y string) bool {
 func testNet1View(t *testing.T, c *cluster, a, b pod) {
 	network := a.namespace + "/" + nadName
 	eth0Addrs := map[string]bool{a.eth0: true, b.eth0: true}
-	eventually(t, 3*time.Minute, "iface=net1 with both pods' TCP and UDP flows", func() error {
+	kubee2e.Eventually(t, 3*time.Minute, "iface=net1 with both pods' TCP and UDP flows", func() error {
 		rows, err := c.flows(url.Values{"iface": {"net1"}})
 		if err != nil {
 			return err
@@ -107,7 +108,7 @@ func testPodNet1View(t *testing.T, c *cluster, a pod) {
 // The eth0 flows are in the collector (so the net1 view left them out, not
 // missed them).
 func testEth0View(t *testing.T, c *cluster, a, b pod) {
-	eventually(t, 2*time.Minute, "pod-a's TCP and UDP over eth0 in iface=eth0", func() error {
+	kubee2e.Eventually(t, 2*time.Minute, "pod-a's TCP and UDP over eth0 in iface=eth0", func() error {
 		rows, err := c.flows(url.Values{"iface": {"eth0"}})
 		if err != nil {
 			return err
@@ -141,7 +142,7 @@ func testEth0View(t *testing.T, c *cluster, a, b pod) {
 // namespace) from the collector's port list; pod-b's stay.
 func testPodDeletion(t *testing.T, c *cluster, a, b pod) {
 	var inodes map[uint64]bool
-	eventually(t, time.Minute, "pod-a's eth0 and net1 in the collector's ports", func() error {
+	kubee2e.Eventually(t, time.Minute, "pod-a's eth0 and net1 in the collector's ports", func() error {
 		ports, err := c.ports()
 		if err != nil {
 			return err
@@ -159,8 +160,10 @@ func testPodDeletion(t *testing.T, c *cluster, a, b pod) {
 		}
 		return nil
 	})
-	c.deletePod(t, a)
-	eventually(t, 3*time.Minute, "pod-a's ports gone from the collector, pod-b's kept", func() error {
+	if err := kubee2e.DeletePod(c.kube, a.namespace, a.name, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	kubee2e.Eventually(t, 3*time.Minute, "pod-a's ports gone from the collector, pod-b's kept", func() error {
 		ports, err := c.ports()
 		if err != nil {
 			return err

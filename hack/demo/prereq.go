@@ -20,9 +20,9 @@ func checkPrerequisites(o options) []string {
 			"boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (the stock kernels of Debian 11+, Ubuntu 20.10+, RHEL 8.2+ are)")
 	}
 	for _, t := range []struct{ tool, fix string }{
-		{"ip", "run hack/install-deps.sh (Debian package iproute2)"},
-		{"nsenter", "run hack/install-deps.sh (Debian package util-linux)"},
-		{"ping", "run hack/install-deps.sh (Debian package iputils-ping)"},
+		{"ip", "run hack/install-deps.sh demo (Debian package iproute2)"},
+		{"nsenter", "run hack/install-deps.sh demo (Debian package util-linux)"},
+		{"ping", "run hack/install-deps.sh demo (Debian package iputils-ping)"},
 		{"sysctl", "apt-get install procps"},
 	} {
 		if _, err := exec.LookPath(t.tool); err != nil {

@@ -15,6 +15,7 @@ import (
 
 // processes are the child processes the demo started; it stops exactly
 // these, by PID.
+// Not internal/agentproc (one agent per test, free port): an interactive command's children need process groups, a parent-death signal and fixed ports.
 type processes struct {
 	mu     sync.Mutex
 	list   []*process

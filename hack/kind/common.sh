@@ -16,7 +16,7 @@ NET1_NETWORK=${NSINT_KIND_NET1_NETWORK:-nsint-kind-net1}
 NET1_SUBNET=198.18.100.0/24
 NET1_DOCKER_RANGE=198.18.100.0/25
 NSINT_IMAGE=nsint.local/nsint:dev
-TRAFFICBOX_IMAGE=nsint.local/trafficbox:dev
+TESTBOX_IMAGE=nsint.local/testbox:dev # hack/testbox, as "talk"
 
 TOOLS_DIR=${NSINT_KIND_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/nsint/kind-tools/$KIND_VERSION-$KUBECTL_VERSION-$CNI_PLUGINS_VERSION}
 KIND="$TOOLS_DIR/kind"

@@ -3,7 +3,7 @@
 # and two workers of the pinned node image, each worker with a second
 # interface eth1 on a Docker network of its own (the macvlan master of the
 # test pods' net1), the macvlan and static CNI plugins, the nsint and
-# trafficbox images built and loaded, and deploy/overlays/kind applied (the
+# testbox images built and loaded, and deploy/overlays/kind applied (the
 # Multus thick plugin and nsint). Writes the kubeconfig to $KUBECONFIG_FILE.
 # A cluster or network of the same name from an earlier run is removed first.
 # hack/kind/down.sh removes everything again.
@@ -60,19 +60,19 @@ for n in "${nodes[@]}"; do
 	done
 done
 
-log "building $NSINT_IMAGE and $TRAFFICBOX_IMAGE"
+log "building $NSINT_IMAGE and $TESTBOX_IMAGE"
 docker build -t "$NSINT_IMAGE" "$REPO_ROOT"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -o "$tmp/trafficbox" ./hack/kind/trafficbox)
-docker build -t "$TRAFFICBOX_IMAGE" -f - "$tmp" <<'DOCKERFILE'
+(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -o "$tmp/testbox" ./hack/testbox)
+docker build -t "$TESTBOX_IMAGE" -f - "$tmp" <<'DOCKERFILE'
 FROM scratch
-COPY trafficbox /trafficbox
+COPY testbox /testbox
 USER 65532:65532
-ENTRYPOINT ["/trafficbox"]
+ENTRYPOINT ["/testbox"]
 DOCKERFILE
 docker pull --quiet "$MULTUS_IMAGE" >/dev/null
-for img in "$NSINT_IMAGE" "$TRAFFICBOX_IMAGE" "$MULTUS_IMAGE"; do
+for img in "$NSINT_IMAGE" "$TESTBOX_IMAGE" "$MULTUS_IMAGE"; do
 	"$KIND" load docker-image --name "$CLUSTER_NAME" "$img"
 done
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node Kubernetes cluster on this machine, without Docker: etcd,
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubelet (built by
-# hack/kube-bins/build-cluster.sh), Debian's containerd, runc and CNI plugins,
+# hack/kube-bins/build.sh --node), Debian's containerd, runc and CNI plugins,
 # the Multus thin plugin over a bridge network, and nsint deployed with
 # deploy/overlays/local. See /work/shared/LOCAL-CLUSTER.md for why each setting is
 # what it is.
@@ -286,7 +286,7 @@ EOF
 
 make_images() {
 	mkdir -p "$WORK/images" "$WORK/tools"
-	CGO_ENABLED=0 go build -C "$repo" -trimpath -o "$WORK/tools/" ./hack/local-cluster/mkimage ./hack/local-cluster/testbox
+	CGO_ENABLED=0 go build -C "$repo" -trimpath -o "$WORK/tools/" ./hack/local-cluster/mkimage ./hack/testbox
 	local mk="$WORK/tools/mkimage" box="$WORK/tools/testbox"
 	"$mk" -o "$WORK/images/pause.tar" -tag nsint.local/pause:dev -file "$box:/pause" -entrypoint /pause -entrypoint pause
 	"$mk" -o "$WORK/images/agent.tar" -tag nsint.local/agent:dev -file "$repo/bin/nsint-agent:/nsint-agent" \
@@ -315,7 +315,7 @@ up() {
 	UP_DONE=0
 	trap '[ "$UP_DONE" = 1 ] || log "cluster-up failed: logs in $WORK/logs; run make cluster-down (hack/local-cluster/cluster.sh down)"' EXIT
 	need_packages
-	BINS="$("$repo/hack/kube-bins/build-cluster.sh")"
+	BINS="$("$repo/hack/kube-bins/build.sh" --node)"
 	[ -x "$repo/bin/nsint-agent" ] && [ -x "$repo/bin/nsint-collector" ] || die "bin/nsint-agent missing: run make build"
 	take_snapshot
 	mkdir -p "$WORK/pids" "$WORK/logs"

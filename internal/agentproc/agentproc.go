@@ -3,6 +3,8 @@
 // loopback, with its log captured, waiting for /readyz, answering GETs of its
 // API, and signalled and waited for. It only ever signals the process it
 // started, by that process's PID.
+//
+// Not hack/demo's supervisor (interactive: process groups, parent-death signal, fixed ports): one agent per test, free port, whole log.
 package agentproc
 
 import (

@@ -1,28 +1,26 @@
 package tc
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"os"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/nsint/nsint/internal/countprog"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // counter is a SchedCLS program that counts the packets it sees in a
-// one-slot array map and returns a fixed verdict: newCounter's hand every
-// packet on (TC_ACT_UNSPEC / TCX_NEXT), as ours must.
+// one-slot array map and returns a fixed verdict (internal/countprog):
+// newCounter's hand every packet on (TC_ACT_UNSPEC / TCX_NEXT), as ours must.
 type counter struct {
 	prog *ebpf.Program
-	m    *ebpf.Map
+	c    *countprog.Counter
 	id   ebpf.ProgramID
 }
 
@@ -33,24 +31,19 @@ func newCounter(tb testing.TB, name string) *counter {
 
 // Verdicts of SchedCLS programs (TC_ACT_* and TCX_*).
 const (
-	actUnspec = -1 // TC_ACT_UNSPEC, TCX_NEXT: the next filter or program decides
-	actOK     = 0  // TC_ACT_OK, TCX_PASS: the packet goes on, and the chain ends here
+	actUnspec = countprog.Next // TC_ACT_UNSPEC, TCX_NEXT: the next filter or program decides
+	actOK     = countprog.OK   // TC_ACT_OK, TCX_PASS: the packet goes on, and the chain ends here
 )
 
 // newCounterVerdict is newCounter for a program that returns verdict.
 func newCounterVerdict(tb testing.TB, name string, verdict int32) *counter {
 	tb.Helper()
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		tb.Fatalf("create map: %v", err)
-	}
-	tb.Cleanup(func() { m.Close() })
-	prog, err := loadCounter(name, m, verdict)
+	c, err := countprog.Load(name, verdict)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { prog.Close() })
-	info, err := prog.Info()
+	tb.Cleanup(func() { c.Close() })
+	info, err := c.Prog.Info()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,40 +51,16 @@ func newCounterVerdict(tb testing.TB, name string, verdict int32) *counter {
 	if !ok {
 		tb.Fatal("program has no id")
 	}
-	return &counter{prog: prog, m: m, id: id}
-}
-
-func loadCounter(name string, m *ebpf.Map, verdict int32) (*ebpf.Program, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:    name,
-		Type:    ebpf.SchedCLS,
-		License: "GPL",
-		Instructions: asm.Instructions{
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word), // key = 0
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "out"),
-			asm.Mov.Imm(asm.R1, 1),
-			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, verdict).WithSymbol("out"),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", name, err)
-	}
-	return prog, nil
+	return &counter{prog: c.Prog, c: c, id: id}
 }
 
 func (c *counter) count(tb testing.TB) uint64 {
 	tb.Helper()
-	var v []byte
-	if err := c.m.Lookup(uint32(0), &v); err != nil {
-		tb.Fatalf("read counter: %v", err)
+	n, err := c.c.Count()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return binary.NativeEndian.Uint64(v)
+	return n
 }
 
 // requireTCX fails the test when the kernel lacks TCX, unless the run says
