@@ -1,7 +1,6 @@
 package ifacewatch
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -206,10 +205,3 @@ func nlattr(typ uint16, val []byte) []byte {
 }
 
 func nlaAlign(n int) int { return (n + unix.NLA_ALIGNTO - 1) &^ (unix.NLA_ALIGNTO - 1) }
-
-// isClosed reports whether err means the socket was closed under us.
-//
-//lint:ignore U1000 never called since it was written; removed with the pending ifacewatch changes, not here, to keep this edit off their lines
-func isClosed(err error) bool {
-	return errors.Is(err, os.ErrClosed)
-}
