@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsint/nsint/ifacewatch/selection"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -116,9 +117,9 @@ func TestSelectionFollowsRenames(t *testing.T) {
 	netnstest.RequireRoot(t)
 	dir := netnstest.Dir(t)
 	p := netnstest.Prefix(t)
-	var rules []Rule
+	var rules []selection.Rule
 	for _, s := range []string{"include name=net1", "include kind=loopback,netns=" + p + "-a", "exclude netns=" + p + "-x*"} {
-		r, err := ParseRule(s)
+		r, err := selection.Parse(s)
 		if err != nil {
 			t.Fatal(err)
 		}

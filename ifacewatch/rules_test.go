@@ -5,50 +5,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsint/nsint/ifacewatch/selection"
 	"github.com/nsint/nsint/internal/netnstest"
 )
 
-func TestParseRule(t *testing.T) {
-	good := map[string]Rule{
-		"include name=net1":                            {Name: "net1"},
-		"exclude netns=host":                           {Exclude: true, Netns: "host"},
-		" include name=net*, kind=macvlan,netns=cni-*": {Name: "net*", Kind: "macvlan", Netns: "cni-*"},
-	}
-	for s, want := range good {
-		got, err := ParseRule(s)
-		if err != nil {
-			t.Errorf("ParseRule(%q): %v", s, err)
-			continue
-		}
-		got.text = ""
-		if got != want {
-			t.Errorf("ParseRule(%q) = %+v, want %+v", s, got, want)
-		}
-	}
-	bad := []string{
-		"", "include", "select name=x", "include name", "include name=", "include color=red",
-		"include name=a,name=b", "exclude name=[",
-	}
-	for _, s := range bad {
-		_, err := ParseRule(s)
-		if err == nil {
-			t.Errorf("ParseRule(%q) accepted", s)
-			continue
-		}
-		if !errors.Is(err, ErrBadRule) || !strings.Contains(err.Error(), `"`+s+`"`) {
-			t.Errorf("ParseRule(%q) error %q does not wrap ErrBadRule and name the rule", s, err)
-		}
-	}
-	if _, err := New(Config{Rules: []Rule{{Exclude: true}}}); !errors.Is(err, ErrBadRule) {
+// A rule with no condition, built by hand, is refused.
+func TestNewRejectsBadRule(t *testing.T) {
+	if _, err := New(Config{Rules: []selection.Rule{{Exclude: true}}}); !errors.Is(err, selection.ErrBadRule) {
 		t.Errorf("New accepted a rule with no condition: %v", err)
 	}
 }
 
 func TestSelector(t *testing.T) {
-	mustRules := func(ss ...string) []Rule {
-		var out []Rule
+	mustRules := func(ss ...string) []selection.Rule {
+		var out []selection.Rule
 		for _, s := range ss {
-			r, err := ParseRule(s)
+			r, err := selection.Parse(s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +53,10 @@ func TestSelector(t *testing.T) {
 		{[]string{"exclude kind=loopback", "include name=*"}, pod, Interface{Name: "eth0", Kind: "veth"}, true},
 	}
 	for _, c := range cases {
-		s := newSelector(mustRules(c.rules...))
+		s, err := newSelector(mustRules(c.rules...))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := s.selected(c.ns, &c.iface); got != c.want {
 			t.Errorf("rules %q, netns %+v, iface %s/%s: selected %v, want %v", c.rules, c.ns, c.iface.Name, c.iface.Kind, got, c.want)
 		}
@@ -93,11 +68,11 @@ func TestSelector(t *testing.T) {
 func TestHostNamespace(t *testing.T) {
 	netnstest.RequireRoot(t)
 	p := netnstest.Prefix(t)
-	r, err := ParseRule("include netns=host,name=" + p + "*")
+	r, err := selection.Parse("include netns=host,name=" + p + "*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := startWatcher(t, Config{Dirs: []string{}, HostNetns: true, Rules: []Rule{r}}, nil)
+	h := startWatcher(t, Config{Dirs: []string{}, HostNetns: true, Rules: []selection.Rule{r}}, nil)
 	netnstest.Veth(t, nil, p+"h0", nil, p+"h1")
 	h.waitFor("both host veth ends", func(evs []Event) bool {
 		return len(evs) > 0 && has(evs, IfaceAdded, evs[0].Netns.ID, p+"h0") && has(evs, IfaceAdded, evs[0].Netns.ID, p+"h1")

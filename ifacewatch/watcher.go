@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nsint/nsint/ifacewatch/selection"
 )
 
 // DefaultNetnsDir is where ip netns, CRI-O and containerd (cni-*) bind
@@ -27,8 +29,9 @@ type Config struct {
 	Dirs []string
 	// HostNetns also watches the namespace the process runs in.
 	HostNetns bool
-	// Rules select the interfaces reported (see Rule); none selects all.
-	Rules []Rule
+	// Rules select the interfaces reported (see selection.Rule); none
+	// selects all.
+	Rules []selection.Rule
 	// MountWait bounds the wait for a new file to become an nsfs mount;
 	// 0 means DefaultMountWait.
 	MountWait time.Duration
@@ -73,7 +76,8 @@ type counters struct {
 
 // New validates cfg and returns a Watcher. It opens nothing.
 func New(cfg Config) (*Watcher, error) {
-	if err := validateRules(cfg.Rules); err != nil {
+	sel, err := newSelector(cfg.Rules)
+	if err != nil {
 		return nil, err
 	}
 	dirs := cfg.Dirs
@@ -82,7 +86,7 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	w := &Watcher{
 		host:      cfg.HostNetns,
-		sel:       newSelector(cfg.Rules),
+		sel:       sel,
 		mountWait: cfg.MountWait,
 		rcvBuf:    defaultRcvBuf,
 		disp:      newDispatcher(),

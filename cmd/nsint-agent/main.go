@@ -20,8 +20,6 @@ import (
 	"github.com/nsint/nsint/internal/flagconf"
 	"github.com/nsint/nsint/pkg/agent"
 	"github.com/nsint/nsint/pkg/config"
-	"github.com/nsint/nsint/pkg/datapath"
-	"github.com/nsint/nsint/pkg/tc"
 )
 
 func main() {
@@ -45,11 +43,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 
-	if cleanup {
-		return runCleanup(cfg, log)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if cleanup {
+		return runCleanup(ctx, cfg, log)
+	}
 	return exitStatus(log, agent.Run(ctx, cfg, log))
 }
 
@@ -75,24 +73,9 @@ func exitStatus(log *slog.Logger, err error) int {
 	}
 }
 
-func runCleanup(cfg *config.Agent, log *slog.Logger) int {
-	attachCfg, err := agent.AttachConfig(cfg)
-	if err != nil {
-		log.Error("cleanup", "err", err)
-		return 2
-	}
-	// The pinned datapath state first: tc.Cleanup then removes the pin
-	// directory once it is empty.
-	genDir := agent.GenerationDir(cfg.BPFFSDir)
-	generations, genErr := datapath.RemoveGenerations(genDir)
-	removed, err := tc.Cleanup(attachCfg, tc.CleanupScope{
-		StateDir:    cfg.StateDir,
-		NetnsDirs:   cfg.NetnsDirs,
-		IncludeHost: cfg.HostNetns,
-	})
-	removed += generations
-	err = errors.Join(genErr, err)
-	log.Info("cleanup done", "removed", removed, "generations", generations, "pinDir", attachCfg.PinDir,
+func runCleanup(ctx context.Context, cfg *config.Agent, log *slog.Logger) int {
+	done, err := agent.Cleanup(ctx, cfg)
+	log.Info("cleanup done", "removed", done.Total(), "generations", done.Generations, "pinDir", done.PinDir,
 		"stateDir", cfg.StateDir, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns)
 	if err != nil {
 		log.Error("cleanup incomplete", "err", err)

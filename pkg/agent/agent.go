@@ -24,10 +24,6 @@ import (
 	"github.com/nsint/nsint/pkg/watchlist"
 )
 
-// DefaultSelect is the interface selection used when none is configured:
-// every interface but loopback.
-var DefaultSelect = []string{"exclude kind=loopback"}
-
 // Agent is a running nsint-agent. It implements api.Source.
 type Agent struct {
 	cfg      *config.Agent
@@ -54,12 +50,19 @@ type Agent struct {
 // PinDir is where the agent pins its TCX links under the BPF filesystem.
 func PinDir(bpffs string) string { return filepath.Join(bpffs, "nsint") }
 
-// AttachConfig is the attachment configuration cfg implies; the cleanup
-// command uses it too, so both agree on what is ours.
-func AttachConfig(cfg *config.Agent) (tc.Config, error) {
-	mode, err := tc.ParseMode(cfg.AttachMode)
-	if err != nil {
-		return tc.Config{}, err
+// attachConfig is the attachment configuration cfg implies; Cleanup uses it
+// too, so both agree on what is ours.
+func attachConfig(cfg *config.Agent) (tc.Config, error) {
+	var mode tc.Mode
+	switch cfg.AttachMode {
+	case config.AttachAuto:
+		mode = tc.ModeAuto
+	case config.AttachTCX:
+		mode = tc.ModeTCX
+	case config.AttachLegacy:
+		mode = tc.ModeLegacy
+	default:
+		return tc.Config{}, fmt.Errorf("attach mode %q: unknown", cfg.AttachMode)
 	}
 	return tc.Config{Mode: mode, PinDir: PinDir(cfg.BPFFSDir), Priority: uint16(cfg.TCPriority), Handle: cfg.TCHandle}, nil
 }
@@ -106,7 +109,7 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 		return err
 	}
 	a.format = format
-	attachCfg, err := AttachConfig(cfg)
+	attachCfg, err := attachConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -149,9 +152,11 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 	a.ev = &eventHandler{reg: a.reg, dp: a.dp, att: a.att, alloc: a.alloc, sweeper: a.sweeper, reported: a.reported,
 		metrics: a.metrics, log: log, ifacesChanged: make(chan struct{}, 1)}
 
-	if a.drops, err = dropreason.FromKernel(); err != nil {
+	dropNames, err := datapath.DropReasonNames()
+	if err != nil {
 		log.Warn("kernel drop reasons unavailable; drops are reported with reason unknown", "err", err)
 	}
+	a.drops = dropreason.NewResolver(dropNames)
 	if !a.dp.DropReasonSupported() {
 		log.Warn("this kernel's skb:kfree_skb has no drop reason; drops are reported with reason unknown")
 	}
@@ -311,19 +316,7 @@ func (a *Agent) stopPipeline(rd *datapath.Reader, draining *atomic.Bool, readerD
 }
 
 func (a *Agent) startDiscovery(ctx context.Context, g *group) error {
-	sel := a.cfg.Select
-	if len(sel) == 0 {
-		sel = DefaultSelect
-	}
-	rules := make([]ifacewatch.Rule, 0, len(sel))
-	for _, s := range sel {
-		r, err := ifacewatch.ParseRule(s)
-		if err != nil {
-			return err // config validated the rules already
-		}
-		rules = append(rules, r)
-	}
-	w, err := ifacewatch.New(ifacewatch.Config{Dirs: a.cfg.NetnsDirs, HostNetns: a.cfg.HostNetns, Rules: rules})
+	w, err := ifacewatch.New(ifacewatch.Config{Dirs: a.cfg.NetnsDirs, HostNetns: a.cfg.HostNetns, Rules: a.cfg.Select})
 	if err != nil {
 		return fmt.Errorf("interface discovery: %w", err)
 	}

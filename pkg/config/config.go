@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nsint/nsint/ifacewatch"
+	"github.com/nsint/nsint/ifacewatch/selection"
 	"github.com/nsint/nsint/internal/flagconf"
-	"github.com/nsint/nsint/pkg/tc"
+	"github.com/nsint/nsint/pkg/tc/legacyfilter"
 )
 
 // EnvPrefix prefixes the environment variable of every agent flag.
@@ -28,34 +28,49 @@ const DefaultAPIPort = 4048
 // DefaultCollectorPort is the de-facto INT report port of the ecosystem.
 const DefaultCollectorPort = 32766
 
+// DefaultSelect is the interface selection when no --select rule is given:
+// every interface but loopback.
+const DefaultSelect = "exclude kind=loopback"
+
+// AttachMode is the --attach-mode value: how programs are attached to the TC
+// hooks.
+type AttachMode string
+
+// The attach modes.
+const (
+	AttachAuto   AttachMode = "auto" // TCX when the kernel has it, else legacy tc
+	AttachTCX    AttachMode = "tcx"  // TCX links only
+	AttachLegacy AttachMode = "tc"   // legacy clsact + cls_bpf only
+)
+
 // Agent is the validated configuration of nsint-agent.
 type Agent struct {
-	Collectors         []string      // host:port, each validated
-	ReportFormat       string        // "v0.5" or "v2.0"
-	SwitchID           uint32        // INT switch / node ID
-	SwitchIDSource     string        // how SwitchID was chosen, for the log
-	APIAddr            string        // host:port of the REST API
-	NetnsDirs          []string      // directories of namespace files
-	AttachMode         string        // auto, tcx or tc
-	TailCall           string        // direct or indirect: how dispatchers enter the shared program
-	Watchlist          string        // YAML file of watchlist rules ("" = report everything)
-	StateDir           string        // persistent state (port IDs)
-	BPFFSDir           string        // mount point of the BPF filesystem; pins go under BPFFSDir/nsint
-	NodeName           string        // this node's name
-	NodeIP             string        // this node's address, when known
-	LogLevel           slog.Level    // debug, info, warn, error
-	HostNetns          bool          // also watch the agent's own network namespace
-	ReportInterval     time.Duration // refresh interval of an active flow's reports
-	DropReportInterval time.Duration // minimum gap between drop reports of one flow
-	SnapLen            int           // bytes of each packet carried in a report
-	Select             []string      // interface selection rules (ifacewatch syntax)
-	TCPriority         int           // preferred priority of our legacy tc filters
-	TCHandle           uint32        // legacy tc filter handle of ours
-	MaxPorts           int           // port IDs available on the node
-	MaxFlows           int           // flow-state entries in the kernel
-	PerfBufferBytes    int           // perf ring size per CPU
-	Kubeconfig         string        // "" = in-cluster when in a pod, else no Kubernetes
-	Kubernetes         string        // auto, on or off
+	Collectors         []string         // host:port, each validated
+	ReportFormat       string           // "v0.5" or "v2.0"
+	SwitchID           uint32           // INT switch / node ID
+	SwitchIDSource     string           // how SwitchID was chosen, for the log
+	APIAddr            string           // host:port of the REST API
+	NetnsDirs          []string         // directories of namespace files
+	AttachMode         AttachMode       // auto, tcx or tc
+	TailCall           string           // direct or indirect: how dispatchers enter the shared program
+	Watchlist          string           // YAML file of watchlist rules ("" = report everything)
+	StateDir           string           // persistent state (port IDs)
+	BPFFSDir           string           // mount point of the BPF filesystem; pins go under BPFFSDir/nsint
+	NodeName           string           // this node's name
+	NodeIP             string           // this node's address, when known
+	LogLevel           slog.Level       // debug, info, warn, error
+	HostNetns          bool             // also watch the agent's own network namespace
+	ReportInterval     time.Duration    // refresh interval of an active flow's reports
+	DropReportInterval time.Duration    // minimum gap between drop reports of one flow
+	SnapLen            int              // bytes of each packet carried in a report
+	Select             []selection.Rule // interface selection (DefaultSelect when none is given)
+	TCPriority         int              // preferred priority of our legacy tc filters
+	TCHandle           uint32           // legacy tc filter handle of ours
+	MaxPorts           int              // port IDs available on the node
+	MaxFlows           int              // flow-state entries in the kernel
+	PerfBufferBytes    int              // perf ring size per CPU
+	Kubeconfig         string           // "" = in-cluster when in a pod, else no Kubernetes
+	Kubernetes         string           // auto, on or off
 }
 
 type rawAgent struct {
@@ -100,8 +115,8 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.dropInterval = fs.Duration("drop-report-interval", 100*time.Millisecond, "minimum gap between two drop reports of one flow")
 	r.snaplen = fs.Int("snaplen", 128, "bytes of each reported packet carried in the report (64..128)")
 	fs.Var(r.selects, "select", "interface selection rule (repeatable), e.g. 'include name=net*' or 'exclude kind=veth'")
-	r.tcPrio = fs.Int("tc-priority", int(tc.DefaultPriority), fmt.Sprintf("preferred priority of our legacy tc filters (1..%d); when it is taken or not ahead of every other filter, a free one that is", tc.MaxPriority))
-	r.tcHandle = fs.String("tc-handle", fmt.Sprintf("%#x", tc.DefaultHandle), "handle of our legacy tc filters")
+	r.tcPrio = fs.Int("tc-priority", int(legacyfilter.DefaultPriority), fmt.Sprintf("preferred priority of our legacy tc filters (1..%d); when it is taken or not ahead of every other filter, a free one that is", legacyfilter.MaxPriority))
+	r.tcHandle = fs.String("tc-handle", fmt.Sprintf("%#x", legacyfilter.DefaultHandle), "handle of our legacy tc filters")
 	r.maxPorts = fs.Int("max-ports", 4096, "port IDs available on this node (at most 65535)")
 	r.maxFlows = fs.Int("max-flows", 65536, "flow-state entries kept in the kernel")
 	r.perfBuffer = fs.Int("perf-buffer-size", 256*1024, "perf ring buffer bytes per CPU")
@@ -134,7 +149,7 @@ func (r *rawAgent) validate() (*Agent, error) {
 		ReportFormat:       *r.format,
 		APIAddr:            *r.apiAddr,
 		NetnsDirs:          r.netnsDirs.Values,
-		AttachMode:         *r.attachMode,
+		AttachMode:         AttachMode(*r.attachMode),
 		TailCall:           *r.tailCall,
 		Watchlist:          *r.watchlist,
 		StateDir:           *r.stateDir,
@@ -145,7 +160,6 @@ func (r *rawAgent) validate() (*Agent, error) {
 		ReportInterval:     *r.reportInterval,
 		DropReportInterval: *r.dropInterval,
 		SnapLen:            *r.snaplen,
-		Select:             r.selects.Values,
 		TCPriority:         *r.tcPrio,
 		MaxPorts:           *r.maxPorts,
 		MaxFlows:           *r.maxFlows,
@@ -173,9 +187,9 @@ func (r *rawAgent) validate() (*Agent, error) {
 		add(bad("report-format", a.ReportFormat, errors.New("want v0.5 or v2.0")))
 	}
 	switch a.AttachMode {
-	case "auto", "tcx", "tc":
+	case AttachAuto, AttachTCX, AttachLegacy:
 	default:
-		add(bad("attach-mode", a.AttachMode, errors.New("want auto, tcx or tc")))
+		add(bad("attach-mode", *r.attachMode, errors.New("want auto, tcx or tc")))
 	}
 	switch a.TailCall {
 	case "direct", "indirect":
@@ -190,10 +204,17 @@ func (r *rawAgent) validate() (*Agent, error) {
 	if _, _, err := net.SplitHostPort(a.APIAddr); err != nil {
 		add(bad("api-addr", a.APIAddr, err))
 	}
-	for _, r := range a.Select {
-		if _, err := ifacewatch.ParseRule(r); err != nil {
-			add(bad("select", r, err))
+	selects := r.selects.Values
+	if len(selects) == 0 {
+		selects = []string{DefaultSelect}
+	}
+	for _, s := range selects {
+		rule, err := selection.Parse(s)
+		if err != nil {
+			add(bad("select", s, err))
+			continue
 		}
+		a.Select = append(a.Select, rule)
 	}
 	for _, d := range a.NetnsDirs {
 		if d == "" {
@@ -232,9 +253,9 @@ func (r *rawAgent) validate() (*Agent, error) {
 	if a.SnapLen < 64 || a.SnapLen > 128 {
 		add(bad("snaplen", strconv.Itoa(a.SnapLen), errors.New("want 64..128 (reports carry at most 128 bytes of the packet)")))
 	}
-	if a.TCPriority < 1 || a.TCPriority > int(tc.MaxPriority) {
+	if a.TCPriority < 1 || a.TCPriority > int(legacyfilter.MaxPriority) {
 		add(bad("tc-priority", strconv.Itoa(a.TCPriority),
-			fmt.Errorf("want 1..%d (from %d up the kernel numbers filters added without a priority, which would run before ours)", tc.MaxPriority, tc.MaxPriority+1)))
+			fmt.Errorf("want 1..%d (from %d up the kernel numbers filters added without a priority, which would run before ours)", legacyfilter.MaxPriority, legacyfilter.MaxPriority+1)))
 	}
 	h, err := strconv.ParseUint(*r.tcHandle, 0, 32)
 	if err != nil || h == 0 {

@@ -88,3 +88,20 @@ func TestInvalidValuesNameFieldAndValue(t *testing.T) {
 		}
 	}
 }
+
+func TestSelectParsedWithDefault(t *testing.T) {
+	a, err := Parse([]string{"--node-name", "n"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Select) != 1 || a.Select[0].String() != DefaultSelect {
+		t.Errorf("default selection %v, want [%s]", a.Select, DefaultSelect)
+	}
+	a, err = Parse([]string{"--node-name", "n", "--select", "include name=net*", "--select", "exclude netns=host"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Select) != 2 || a.Select[0].Name != "net*" || !a.Select[1].Exclude || a.Select[1].Netns != "host" {
+		t.Errorf("selection %+v", a.Select)
+	}
+}

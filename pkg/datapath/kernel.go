@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -100,7 +101,9 @@ func dropReasonNames(kernel *btf.Spec) (map[uint32]string, error) {
 	}
 	names := make(map[uint32]string, len(enum.Values))
 	for _, v := range enum.Values {
-		names[uint32(v.Value)] = v.Name
+		if v.Value <= math.MaxUint32 {
+			names[uint32(v.Value)] = v.Name
+		}
 	}
 	return names, nil
 }

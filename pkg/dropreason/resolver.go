@@ -1,12 +1,5 @@
 package dropreason
 
-import (
-	"errors"
-	"fmt"
-
-	"github.com/cilium/ebpf/btf"
-)
-
 // EnumName is the name of the kernel's drop reason enum in BTF.
 const EnumName = "skb_drop_reason"
 
@@ -32,43 +25,19 @@ type Resolver struct {
 	byName map[string]uint32
 }
 
-// FromKernel resolves the running kernel's enum skb_drop_reason from its BTF.
-// A kernel whose BTF lacks the enum (before 5.17) gives an empty Resolver and
-// no error; a kernel without BTF gives an error.
-func FromKernel() (*Resolver, error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, fmt.Errorf("load kernel btf for enum %s: %w", EnumName, err)
-	}
-	return FromSpec(spec)
-}
-
-// FromSpec resolves enum skb_drop_reason from a BTF spec. A spec without the
-// enum gives an empty Resolver and no error.
-func FromSpec(spec *btf.Spec) (*Resolver, error) {
-	var enum *btf.Enum
-	err := spec.TypeByName(EnumName, &enum)
-	if errors.Is(err, btf.ErrNotFound) {
-		return &Resolver{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("find enum %s in btf: %w", EnumName, err)
-	}
-	return FromEnum(enum), nil
-}
-
-// FromEnum builds a Resolver from the values of an enum skb_drop_reason. The
-// enum's bookkeeping entries (SKB_DROP_REASON_MAX, SKB_DROP_REASON_SUBSYS_MASK)
-// are not reasons and are left out.
-func FromEnum(enum *btf.Enum) *Resolver {
-	r := &Resolver{byName: make(map[string]uint32, len(enum.Values))}
-	for _, v := range enum.Values {
-		if v.Name == Prefix+"MAX" || v.Name == Prefix+"SUBSYS_MASK" || v.Value > 0xFFFFFFFF {
+// NewResolver builds a Resolver from the values of one kernel's enum
+// skb_drop_reason, value to name ("SKB_DROP_REASON_NO_SOCKET"), as
+// datapath.DropReasonNames reads them from the kernel's BTF. The enum's
+// bookkeeping entries (SKB_DROP_REASON_MAX, SKB_DROP_REASON_SUBSYS_MASK) are
+// not reasons and are left out. An empty or nil map gives an empty Resolver.
+func NewResolver(names map[uint32]string) *Resolver {
+	r := &Resolver{byName: make(map[string]uint32, len(names))}
+	for value, name := range names {
+		if name == Prefix+"MAX" || name == Prefix+"SUBSYS_MASK" {
 			continue
 		}
-		value := uint32(v.Value)
-		e := entry{name: v.Name, code: CodeFor(v.Name), valid: true}
-		r.byName[v.Name] = value
+		e := entry{name: name, code: CodeFor(name), valid: true}
+		r.byName[name] = value
 		if value < denseLimit {
 			for uint32(len(r.dense)) <= value {
 				r.dense = append(r.dense, entry{})

@@ -1,7 +1,6 @@
 package dropreason
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"sort"
@@ -9,50 +8,23 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/nsint/nsint/pkg/datapath"
 )
 
-// handMadeSpec marshals a BTF blob holding an enum skb_drop_reason whose
-// values deliberately differ from any real kernel's.
-func handMadeSpec(t *testing.T, values []btf.EnumValue) *btf.Spec {
-	t.Helper()
-	b, err := btf.NewBuilder(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Add(&btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}); err != nil {
-		t.Fatal(err)
-	}
-	if values != nil {
-		if _, err := b.Add(&btf.Enum{Name: EnumName, Size: 4, Values: values}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	raw, err := b.Marshal(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := btf.LoadSpecFromReader(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return spec
-}
-
-func TestResolverFromHandMadeBTF(t *testing.T) {
-	spec := handMadeSpec(t, []btf.EnumValue{
-		{Name: "SKB_NOT_DROPPED_YET", Value: 0},
-		{Name: "SKB_DROP_REASON_NOT_SPECIFIED", Value: 7},
-		{Name: "SKB_DROP_REASON_NETFILTER_DROP", Value: 3},
-		{Name: "SKB_DROP_REASON_NO_SOCKET", Value: 42},
-		{Name: "SKB_DROP_REASON_BRAND_NEW", Value: 9},
-		{Name: "SKB_DROP_REASON_MAX", Value: 43},
-		{Name: "SKB_DROP_REASON_SUBSYS_MASK", Value: 0xFFFF0000},
-		{Name: "SKB_DROP_REASON_OVS_EXAMPLE", Value: 0x30001},
+// TestResolverFromHandMadeEnum resolves an enum whose values deliberately
+// differ from any real kernel's.
+func TestResolverFromHandMadeEnum(t *testing.T) {
+	r := NewResolver(map[uint32]string{
+		0:          "SKB_NOT_DROPPED_YET",
+		7:          "SKB_DROP_REASON_NOT_SPECIFIED",
+		3:          "SKB_DROP_REASON_NETFILTER_DROP",
+		42:         "SKB_DROP_REASON_NO_SOCKET",
+		9:          "SKB_DROP_REASON_BRAND_NEW",
+		43:         "SKB_DROP_REASON_MAX",
+		0xFFFF0000: "SKB_DROP_REASON_SUBSYS_MASK",
+		0x30001:    "SKB_DROP_REASON_OVS_EXAMPLE",
 	})
-	r, err := FromSpec(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		value uint32
 		name  string
@@ -89,11 +61,10 @@ func TestResolverFromHandMadeBTF(t *testing.T) {
 	}
 }
 
+// A kernel without the enum gives no names (datapath.DropReasonNames): the
+// Resolver is empty.
 func TestResolverWithoutEnumIsEmpty(t *testing.T) {
-	r, err := FromSpec(handMadeSpec(t, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := NewResolver(nil)
 	if r.Len() != 0 || r.Name(3) != UnknownName || r.INTCode(3) != CodeUnknown {
 		t.Errorf("empty resolver: len %d name %q code %d", r.Len(), r.Name(3), r.INTCode(3))
 	}
@@ -113,10 +84,6 @@ func TestTableAgainstKernel(t *testing.T) {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		t.Skipf("kernel has no BTF: %v", err)
 	}
-	r, err := FromKernel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +94,11 @@ func TestTableAgainstKernel(t *testing.T) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
+	names, err := datapath.DropReasonNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(names)
 	if r.Len() == 0 {
 		t.Fatalf("kernel has enum %s but the resolver is empty", EnumName)
 	}

@@ -8,21 +8,17 @@ import (
 	"sync/atomic"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/nsint/nsint/pkg/tc/legacyfilter"
 )
 
-// Defaults for Config.
-//
-// DefaultPriority puts our legacy filters ahead of every filter the kernel
-// numbers itself (0x8000 and up, see MaxPriority) and of the round numbers
-// tools choose (10, 50, 100, ...). It is not 1, the one tools that want to
-// run first take: another kind of filter, or another protocol, at the
-// priority of ours makes the kernel refuse that tool's add, so ours leaves 1
-// to them. When 2 is taken, or something runs before it, Place picks
-// another free priority ahead of everyone instead.
+// Defaults for Config (see package legacyfilter for the priority and the
+// handle). When DefaultPriority is taken, or something runs before it, Place
+// picks another free priority ahead of everyone instead.
 const (
-	DefaultPriority      uint16 = 2
-	DefaultHandle        uint32 = 0x1A55
-	DefaultMaxConcurrent        = 8
+	DefaultPriority      = legacyfilter.DefaultPriority
+	DefaultHandle        = legacyfilter.DefaultHandle
+	DefaultMaxConcurrent = 8
 )
 
 // ErrClosed is returned by calls on a closed Attacher.

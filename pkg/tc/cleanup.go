@@ -9,14 +9,11 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/link"
-	"github.com/nsint/nsint/pkg/ports"
 )
 
-// CleanupScope tells Cleanup where the agent kept state and which namespaces
-// it may have attached to: the same state dir and netns dirs as the agent.
+// CleanupScope tells Cleanup which namespaces the agent may have attached
+// to: the same netns dirs as the agent.
 type CleanupScope struct {
-	// StateDir holds the port allocator's state file ("" = leave it).
-	StateDir string
 	// NetnsDirs are searched for namespace files (/var/run/netns).
 	NetnsDirs []string
 	// NetnsPaths are further namespace files.
@@ -26,15 +23,14 @@ type CleanupScope struct {
 	IncludeHost bool
 }
 
-// Cleanup removes everything of ours on the node and nothing else, for
-// uninstall and for recovery after a crashed agent; no agent may be running.
-// What it removes is provably ours: every TCX link pinned under
-// <cfg.PinDir>/tcx (detached, then unpinned), every legacy filter whose kind,
-// name and handle are ours (at any priority) in each namespace of scope, and
-// the port allocator's state file. With IncludeHost false nothing in the host
-// namespace is touched, pinned or not. Qdiscs are never deleted. It goes on
-// past errors and returns how many objects it removed with every error
-// joined.
+// Cleanup removes every attachment of ours on the node and nothing else,
+// for uninstall and for recovery after a crashed agent; no agent may be
+// running. What it removes is provably ours: every TCX link pinned under
+// <cfg.PinDir>/tcx (detached, then unpinned) and every legacy filter whose
+// kind, name and handle are ours (at any priority) in each namespace of
+// scope. With IncludeHost false nothing in the host namespace is touched,
+// pinned or not. Qdiscs are never deleted. It goes on past errors and
+// returns how many objects it removed with every error joined.
 func Cleanup(cfg Config, scope CleanupScope) (removed int, err error) {
 	cfg = cfg.withDefaults()
 	own, err := openNetns("", 0)
@@ -53,11 +49,6 @@ func Cleanup(cfg Config, scope CleanupScope) (removed int, err error) {
 	n, err := cleanupFilters(cfg, scope, hostInode)
 	removed += n
 	errs = append(errs, err)
-	if scope.StateDir != "" {
-		n, err := ports.RemoveState(scope.StateDir)
-		removed += n
-		errs = append(errs, err)
-	}
 	return removed, errors.Join(errs...)
 }
 

@@ -6,29 +6,17 @@ import (
 	"testing"
 
 	"github.com/nsint/nsint/internal/netnstest"
-	"github.com/nsint/nsint/pkg/ports"
 )
 
-// TestCleanup leaves attachments of both modes and a port state file behind,
-// as a crashed agent would, and checks that Cleanup removes all of ours and
-// nothing of anyone else's.
+// TestCleanup leaves attachments of both modes behind, as a crashed agent
+// would, and checks that Cleanup removes all of ours and nothing of anyone
+// else's.
 func TestCleanup(t *testing.T) {
 	p := newPair(t)
 	requireTCX(t)
 	f := addForeign(t, p)
 	// As the agent has it: a directory of ours on the BPF filesystem.
-	pinDir, stateDir := filepath.Join(privateBPFFS(t), "nsint"), t.TempDir()
-	alloc, err := ports.Open(stateDir, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alloc.Acquire(ports.Key{Netns: p.a.Inode, Ifindex: uint32(p.ifA.Ifindex)}); err != nil {
-		t.Fatal(err)
-	}
-	foreignState := filepath.Join(stateDir, "other.json")
-	if err := os.WriteFile(foreignState, []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pinDir := filepath.Join(privateBPFFS(t), "nsint")
 	ours := newCounter(t, "nsint_cleanup")
 	tcx := newAttacher(t, Config{Mode: ModeTCX, PinDir: pinDir})
 	legacy := newAttacher(t, Config{Mode: ModeLegacy, PinDir: pinDir})
@@ -43,12 +31,12 @@ func TestCleanup(t *testing.T) {
 	}
 	dropWithoutDetach(ours)
 
-	removed, err := Cleanup(Config{PinDir: pinDir}, CleanupScope{StateDir: stateDir, NetnsDirs: []string{p.dir}})
+	removed, err := Cleanup(Config{PinDir: pinDir}, CleanupScope{NetnsDirs: []string{p.dir}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if removed != 5 {
-		t.Errorf("removed %d, want 5 (2 links, 2 filters, 1 state file)", removed)
+	if removed != 4 {
+		t.Errorf("removed %d, want 4 (2 links, 2 filters)", removed)
 	}
 	for _, dir := range []Direction{Ingress, Egress} {
 		assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, dir, nil, ours)
@@ -65,16 +53,8 @@ func TestCleanup(t *testing.T) {
 	if _, err := os.Stat(pinDir); !os.IsNotExist(err) {
 		t.Errorf("pin directory left (New created it): %v", err)
 	}
-	for _, f := range []string{ports.StateFile, ports.JournalFile} {
-		if _, err := os.Stat(filepath.Join(stateDir, f)); !os.IsNotExist(err) {
-			t.Errorf("state file %s left: %v", f, err)
-		}
-	}
-	if _, err := os.Stat(foreignState); err != nil {
-		t.Errorf("foreign state file removed: %v", err)
-	}
 	// A second run finds nothing.
-	if removed, err := Cleanup(Config{PinDir: pinDir}, CleanupScope{StateDir: stateDir, NetnsDirs: []string{p.dir}}); err != nil || removed != 0 {
+	if removed, err := Cleanup(Config{PinDir: pinDir}, CleanupScope{NetnsDirs: []string{p.dir}}); err != nil || removed != 0 {
 		t.Errorf("second cleanup: removed %d, %v", removed, err)
 	}
 }

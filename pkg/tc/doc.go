@@ -12,8 +12,8 @@
 //     "nsint-egress") and handle, at a priority chosen per hook;
 //   - the order on each hook: ours runs first, so that no one else's verdict
 //     can hide a packet from it (Place, Placement, legacyplan.go);
-//   - Cleanup, which removes every pin, filter and state file that is
-//     provably ours, and nothing else.
+//   - Cleanup, which removes every pin and filter that is provably ours,
+//     and nothing else.
 //
 // Ours goes first without displacing anyone: a new TCX link is attached at
 // the head; a legacy filter of ours takes a free priority ahead of every

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/nsint/nsint/pkg/tc/legacyfilter"
 )
 
 // Legacy filters run in the order of their priority, lowest first; each
@@ -18,10 +20,10 @@ import (
 // play no part in it. So ours stays below the range: it never makes an add
 // without a priority fail, and every such filter lands behind ours.
 const (
-	autoPrioMin uint16 = 0x8000
 	// MaxPriority is the highest Config.Priority: the one below the kernel's
 	// automatic range.
-	MaxPriority = autoPrioMin - 1
+	MaxPriority = legacyfilter.MaxPriority
+	autoPrioMin = MaxPriority + 1
 )
 
 // hook is what one legacy hook holds: our filters (any priority) and the
