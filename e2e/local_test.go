@@ -165,7 +165,7 @@ func testLocalNode(t *testing.T, format, mode string) {
 		t.Errorf("metrics lack a per-port series for %s net1", a.NS.Name)
 	}
 	shared := 0
-	if datapath.HaveCmpxchg() {
+	if datapath.HaveCmpxchg() == nil {
 		shared = 1
 	}
 	if want := fmt.Sprintf("\nnsint_flow_table_shared %d\n", shared); !strings.Contains(m, want) {

@@ -113,11 +113,14 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 	if err != nil {
 		return err
 	}
+	if attachCfg.Mode, err = tc.ResolveMode(attachCfg.Mode); err != nil {
+		return err
+	}
 	// TCX links are pinned there, and so is the datapath's state for the
 	// next start (recover.go): without it, only legacy tc can run.
 	mounted, bpffsErr := tc.MountBPFFS(cfg.BPFFSDir)
 	switch {
-	case bpffsErr != nil && attachCfg.Mode != tc.ModeLegacy && tc.HaveTCX() == nil:
+	case bpffsErr != nil && attachCfg.Mode == tc.ModeTCX:
 		return fmt.Errorf("BPF filesystem at %s: %w", cfg.BPFFSDir, bpffsErr)
 	case bpffsErr != nil:
 		a.recoveryOff("bpffs", fmt.Errorf("BPF filesystem at %s: %w", cfg.BPFFSDir, bpffsErr))

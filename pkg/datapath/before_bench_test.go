@@ -46,7 +46,8 @@ func loadBefore(tb testing.TB, cfg Config) *Datapath {
 	spec.Maps[bpf.NsintMapCpuState].MaxEntries = uint32(cpus)
 	spec.Maps[bpf.NsintMapTransit].MaxEntries = cfg.MaxFlows
 	spec.Maps[bpf.NsintMapDropFlows].MaxEntries = max(cfg.MaxFlows/4, 1024)
-	shared := sharedFlowTable(cfg)
+	shared, err := sharedFlowTable(cfg)
+	must2(tb, err)
 	if shared {
 		spec.Maps[bpf.NsintMapFlows].Type = ebpf.LRUHash
 	} else {
@@ -64,7 +65,7 @@ func loadBefore(tb testing.TB, cfg Config) *Datapath {
 	if shared {
 		kc.FlowsShared = 1
 	}
-	if !cfg.preciseClock && haveCoarseClock() {
+	if !cfg.preciseClock && haveCoarseClock() == nil {
 		kc.CoarseClock = 1
 	}
 	must2(tb, spec.Variables[bpf.NsintVarCfg].Set(kc))

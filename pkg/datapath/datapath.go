@@ -9,8 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/bpf"
@@ -80,24 +78,26 @@ func Load(cfg Config) (*Datapath, error) {
 	if err := allowMemlock(); err != nil {
 		return nil, err
 	}
-	cache := btf.NewCache()
-	kernel, err := cache.Kernel()
-	if err != nil {
-		return nil, fmt.Errorf("load kernel btf: %w", err)
-	}
-	kinfo, err := probeKfreeSkb(kernel)
+	drops, err := kernelDrops()
 	if err != nil {
 		return nil, err
 	}
-	shared := sharedFlowTable(cfg)
+	kinfo := drops.kfree
+	shared, err := sharedFlowTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	forEach, err := has(haveForEachMapElem)
+	if err != nil {
+		return nil, err
+	}
 	spec, err := newSpec(cfg, kinfo, shared)
 	if err != nil {
 		return nil, err
 	}
 	d := &Datapath{cfg: cfg, dropped: kinfo, sharedFlows: shared, countersFloor: map[uint16]Counters{},
-		scanInKernel: shared && haveForEachMapElem() && !cfg.userSpaceScan}
-	opts := &ebpf.CollectionOptions{Cache: cache}
-	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
+		scanInKernel: shared && forEach && !cfg.userSpaceScan}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load nsint programs: %+v", verr)
@@ -142,7 +142,11 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 	} else {
 		disarmCmpxchg(spec)
 	}
-	if !shared || !haveForEachMapElem() {
+	forEach, err := has(haveForEachMapElem)
+	if err != nil {
+		return nil, err
+	}
+	if !shared || !forEach {
 		// The in-kernel scan (nsint_sweep_scan) walks the shared table with
 		// bpf_for_each_map_elem: elsewhere a bare program stands in for it
 		// (kernels before 5.13 refuse the callback anywhere in a program),
@@ -167,7 +171,11 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 	if shared {
 		kc.FlowsShared = 1
 	}
-	if !cfg.preciseClock && haveCoarseClock() {
+	coarse, err := has(haveCoarseClock)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.preciseClock && coarse {
 		kc.CoarseClock = 1
 	}
 	if err := spec.Variables[bpf.NsintVarCfg].Set(kc); err != nil {
@@ -185,36 +193,11 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 // refresh one flow at once must not both take its counts, so the programs
 // claim a refresh with a compare-and-swap (BPF_CMPXCHG, 5.12+); kernels
 // without it get the per-CPU table, where no other CPU writes an entry.
-func sharedFlowTable(cfg Config) bool {
-	return !cfg.perCPUFlows && HaveCmpxchg()
-}
-
-// HaveCmpxchg probes for the BPF_CMPXCHG instruction (5.12+, with
-// BPF_XCHG): where it exists the flow table is shared
-// (Datapath.SharedFlowTable).
-func HaveCmpxchg() bool {
-	// asm.CmpXchg.Mem leaves the immediate 0 (a plain atomic add on the
-	// wire); the kernel reads the operation from it: BPF_CMPXCHG is
-	// 0xf0 | BPF_FETCH, as clang emits it.
-	cmpxchg := asm.CmpXchg.Mem(asm.RFP, asm.R1, asm.DWord, -8)
-	cmpxchg.Constant = 0xf1
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:    ebpf.SocketFilter,
-		License: "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 0),
-			asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord),
-			asm.Mov.Imm(asm.R1, 1),
-			cmpxchg,
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		return false
+func sharedFlowTable(cfg Config) (bool, error) {
+	if cfg.perCPUFlows {
+		return false, nil
 	}
-	prog.Close()
-	return true
+	return has(HaveCmpxchg)
 }
 
 // disarmCmpxchg replaces each compare-and-swap and exchange in the programs
@@ -229,17 +212,6 @@ func disarmCmpxchg(spec *ebpf.CollectionSpec) {
 			}
 		}
 	}
-}
-
-// haveForEachMapElem probes for bpf_for_each_map_elem (5.13+) in the
-// program type of the sweep.
-func haveForEachMapElem() bool {
-	return features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnForEachMapElem) == nil
-}
-
-// haveCoarseClock probes for bpf_ktime_get_coarse_ns (5.11+).
-func haveCoarseClock() bool {
-	return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnKtimeGetCoarseNs) == nil
 }
 
 // bootOffset measures once how far CLOCK_MONOTONIC (bpf_ktime_get_ns) is

@@ -1,10 +1,14 @@
 package datapath
 
 import (
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/nsint/nsint/bpf"
@@ -36,15 +40,41 @@ func TestDispatcherCost(t *testing.T) {
 
 func verifiedInsns(t *testing.T, p *ebpf.Program) uint32 {
 	t.Helper()
+	switch err := haveVerifiedInsns(); {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		t.Skipf("skipping: %v (the dispatcher's cost is measured where the kernel reports it)", err)
+	case err != nil:
+		t.Fatal(err)
+	}
 	info, err := p.Info()
 	must(t, err)
 	n, ok := info.VerifiedInstructions()
 	if !ok {
-		// bpf_prog_info.verified_insns (5.16+): 5.10 has no such field.
-		t.Skip("skipping: kernel without verified_insns in bpf_prog_info (the dispatcher's cost is measured where the kernel reports it)")
+		t.Fatalf("%v: no verified_insns in its bpf_prog_info, though the kernel has the field", p)
 	}
 	return n
 }
+
+// haveVerifiedInsns probes whether bpf_prog_info reports verified_insns
+// (5.16+; 5.10 has no such field) with a trivial program.
+var haveVerifiedInsns = sync.OnceValue(func() error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "nsint_probe", Type: ebpf.SocketFilter, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		return fmt.Errorf("verified_insns probe: load program: %w", err)
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		return fmt.Errorf("verified_insns probe: program info: %w", err)
+	}
+	if _, ok := info.VerifiedInstructions(); !ok {
+		return fmt.Errorf("kernel without verified_insns in bpf_prog_info (5.16+): %w", ebpf.ErrNotSupported)
+	}
+	return nil
+})
 
 // TestNoIdentity: the main program entered without a dispatcher (zero
 // identity in every CPU's state) passes the packet on and reports nothing.

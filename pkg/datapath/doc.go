@@ -6,7 +6,11 @@
 // instructions that stamp the port ID and direction into a per-CPU slot and
 // tail-call the shared program), the port configuration maps, the
 // watchlist, per-port counters, and the single perf reader that decodes
-// reports into Event values without allocating.
+// reports into Event values without allocating; and the kernel facts Load
+// decides with (probe.go, kernel.go): each feature probe runs once per
+// process and returns nil, an error wrapping ebpf.ErrNotSupported that names
+// the missing feature, or the error that kept it from telling (EPERM), which
+// Load returns instead of taking the feature for absent.
 //
 // It must not: attach TC programs (pkg/tc takes the *ebpf.Program that
 // Dispatcher returns), discover namespaces or interfaces, allocate port IDs,

@@ -244,8 +244,14 @@ var haveTestRunIngressIfindex = sync.OnceValue(func() error {
 func requireFlowTable(tb testing.TB, shared bool) {
 	tb.Helper()
 	netnstest.RequireRoot(tb)
-	if shared && !HaveCmpxchg() {
+	if !shared {
+		return
+	}
+	switch err := HaveCmpxchg(); {
+	case errors.Is(err, ebpf.ErrNotSupported):
 		tb.Skip("skipping: kernel without BPF_CMPXCHG (5.12+): it runs the per-CPU flow table, not the shared one")
+	case err != nil:
+		tb.Fatal(err)
 	}
 }
 

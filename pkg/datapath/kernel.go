@@ -3,7 +3,9 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"sync"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -65,29 +67,42 @@ func probeKfreeSkb(kernel *btf.Spec) (kfreeSkbInfo, error) {
 	return info, nil
 }
 
-// HaveDropReason reports whether the running kernel's skb:kfree_skb
-// tracepoint passes a drop reason (enum skb_drop_reason: 5.17+, and
-// distribution kernels that backported it), probed from kernel BTF like Load
-// does. Where it does not, drops are still reported, with DropReasonKnown
-// false (INT reason "unknown").
-func HaveDropReason() (bool, error) {
-	kernel, err := btf.LoadKernelSpec()
-	if err != nil {
-		return false, fmt.Errorf("load kernel btf: %w", err)
-	}
-	info, err := probeKfreeSkb(kernel)
-	return info.hasReason, err
+// kernelDropInfo is what kernel BTF says about drops.
+type kernelDropInfo struct {
+	kfree kfreeSkbInfo
+	// names is the enum skb_drop_reason, value to name (empty before 5.17).
+	names map[uint32]string
 }
 
-// DropReasonNames returns the running kernel's enum skb_drop_reason, value to
-// name ("SKB_DROP_REASON_NO_SOCKET"). Values differ between kernels: resolve
-// them here, never hard-code them. Empty on kernels without drop reasons.
-func DropReasonNames() (map[uint32]string, error) {
+// kernelDrops reads kernelDropInfo from kernel BTF once per process; Load,
+// HaveDropReason and the drop reason names share it. Nothing writes the
+// result after.
+var kernelDrops = sync.OnceValues(func() (kernelDropInfo, error) {
 	kernel, err := btf.LoadKernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("load kernel btf: %w", err)
+		return kernelDropInfo{}, fmt.Errorf("load kernel btf: %w", err)
 	}
-	return dropReasonNames(kernel)
+	kfree, err := probeKfreeSkb(kernel)
+	if err != nil {
+		return kernelDropInfo{}, err
+	}
+	names, err := dropReasonNames(kernel)
+	if err != nil {
+		return kernelDropInfo{}, err
+	}
+	return kernelDropInfo{kfree: kfree, names: names}, nil
+})
+
+// DropReasonNames returns the running kernel's enum skb_drop_reason, value to
+// name ("SKB_DROP_REASON_NO_SOCKET"), read from kernel BTF once per process
+// (the map returned is the caller's). Values differ between kernels: resolve
+// them here, never hard-code them. Empty on kernels without drop reasons.
+func DropReasonNames() (map[uint32]string, error) {
+	drops, err := kernelDrops()
+	if err != nil {
+		return nil, err
+	}
+	return maps.Clone(drops.names), nil
 }
 
 func dropReasonNames(kernel *btf.Spec) (map[uint32]string, error) {
@@ -110,11 +125,11 @@ func dropReasonNames(kernel *btf.Spec) (map[uint32]string, error) {
 
 // DropReasonByName resolves one kernel drop reason by its enum name.
 func DropReasonByName(name string) (uint32, error) {
-	names, err := DropReasonNames()
+	drops, err := kernelDrops()
 	if err != nil {
 		return 0, err
 	}
-	for v, n := range names {
+	for v, n := range drops.names {
 		if n == name {
 			return v, nil
 		}

@@ -114,27 +114,18 @@ type netnsLock struct {
 	refs int
 }
 
-// New returns an Attacher, resolving ModeAuto with HaveTCX. In TCX mode the
+// New returns an Attacher in the mode ResolveMode gives. In TCX mode the
 // pin directory is created and must be on a BPF filesystem.
 func New(cfg Config) (*Attacher, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Priority > MaxPriority {
 		return nil, fmt.Errorf("tc priority %d: above %d, in the kernel's automatic range", cfg.Priority, MaxPriority)
 	}
-	switch cfg.Mode {
-	case ModeAuto:
-		cfg.Mode = ModeLegacy
-		if HaveTCX() == nil {
-			cfg.Mode = ModeTCX
-		}
-	case ModeTCX:
-		if err := HaveTCX(); err != nil {
-			return nil, fmt.Errorf("attach mode tcx: %w", err)
-		}
-	case ModeLegacy:
-	default:
-		return nil, fmt.Errorf("attach mode %v: unknown", cfg.Mode)
+	mode, err := ResolveMode(cfg.Mode)
+	if err != nil {
+		return nil, err
 	}
+	cfg.Mode = mode
 	if cfg.Mode == ModeTCX {
 		if cfg.PinDir == "" {
 			return nil, errors.New("attach mode tcx: no pin directory")

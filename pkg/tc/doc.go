@@ -3,8 +3,8 @@
 // has them and legacy clsact + cls_bpf filters where it does not.
 //
 // It owns:
-//   - the choice of mode (HaveTCX, a cached feature probe; never a kernel
-//     version comparison);
+//   - the choice of mode (ResolveMode, after HaveTCX, a cached feature probe;
+//     never a kernel version comparison);
 //   - TCX links pinned under <PinDir>/tcx/<netns-inode>/<ifindex>_<direction>,
 //     so a restarted agent updates its own links in place (no gap in
 //     observation, no duplicates);

@@ -80,9 +80,36 @@ func (d Direction) tcxAttachType() ebpf.AttachType {
 	return ebpf.AttachTCXIngress
 }
 
-// HaveTCX reports whether the kernel supports TCX links: nil when it does,
-// an error wrapping ebpf.ErrNotSupported when it does not, another error when
-// the probe itself failed. The result is computed once per process.
+// ResolveMode returns the mode New attaches with on this kernel: ModeAuto
+// becomes ModeTCX where the kernel has TCX and ModeLegacy where it lacks it;
+// ModeTCX needs TCX; ModeLegacy stays. A TCX probe that could not tell (EPERM)
+// is an error, never taken for a kernel without TCX.
+func ResolveMode(m Mode) (Mode, error) {
+	switch m {
+	case ModeAuto:
+		err := HaveTCX()
+		switch {
+		case err == nil:
+			return ModeTCX, nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return ModeLegacy, nil
+		}
+		return 0, fmt.Errorf("attach mode auto: %w", err)
+	case ModeTCX:
+		if err := HaveTCX(); err != nil {
+			return 0, fmt.Errorf("attach mode tcx: %w", err)
+		}
+		return ModeTCX, nil
+	case ModeLegacy:
+		return ModeLegacy, nil
+	}
+	return 0, fmt.Errorf("attach mode %v: unknown", m)
+}
+
+// HaveTCX probes for TCX links (6.6+): nil when the kernel has them, an
+// error wrapping ebpf.ErrNotSupported that says so when it does not, another
+// error when the probe could not tell (EPERM). The result is computed once
+// per process.
 func HaveTCX() error { return haveTCX() }
 
 var haveTCX = sync.OnceValue(probeTCX)
@@ -115,7 +142,7 @@ func probeTCX() error {
 	case errors.Is(err, unix.ENODEV):
 		return nil
 	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("tcx: %w", err)
+		return fmt.Errorf("kernel without TCX links: %w", err)
 	}
 	return fmt.Errorf("tcx probe: %w", err)
 }
