@@ -110,9 +110,11 @@ func New(cfg Config) (*Enricher, error) {
 }
 
 // ownNetnsInode returns the inode of the process's network namespace: a
-// hostNetwork agent shares it with the host and every hostNetwork pod.
+// hostNetwork agent shares it with the host and every hostNetwork pod. The
+// calling thread's (thread-self): the main thread (/proc/self) may be running
+// a goroutine that switched namespace for a moment.
 func ownNetnsInode() uint64 {
-	fi, err := os.Stat("/proc/self/ns/net")
+	fi, err := os.Stat("/proc/thread-self/ns/net")
 	if err != nil {
 		return 0
 	}

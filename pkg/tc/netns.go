@@ -9,8 +9,12 @@ import (
 	"github.com/nsint/nsint/internal/netns"
 )
 
-// ownNetnsPath names the agent's own network namespace.
-const ownNetnsPath = "/proc/self/ns/net"
+// ownNetnsPath names the agent's own network namespace: the calling
+// thread's, which is the process's as long as the caller is not inside a
+// namespace switch (only locked threads leave it). /proc/self would name the
+// main thread's, and the main thread runs goroutines too: one of them may be
+// inside a switch at that moment.
+const ownNetnsPath = "/proc/thread-self/ns/net"
 
 // nsRef is an open network namespace, held only for the duration of one call.
 type nsRef struct {
