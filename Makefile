@@ -88,24 +88,47 @@ bench-before: ## build the agent of BENCH_BEFORE (the commit benchmarks compare 
 	cd $(BIN)/before-src && $(GO) build $(GOFLAGS_BUILD) -o ../before/ ./cmd/nsint-agent
 	rm -rf $(BIN)/before-src
 
+# One run of every benchmark: benchresults start stamps a new run file (commit,
+# "-dirty" when the tree is, kernel, CPU), each step adds its figures to it (a
+# key twice or a run of another commit fails), finish turns it into
+# bench/out/results.json, bench-doc rewrites the summary table of
+# docs/performance.md, and verdict prints figure, goal and PASS/FAIL for each
+# goal of bench/goals.json and fails when one fails.
+BENCH_RUN := bench/out/run.json
+BENCH_ENV := NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) NSINT_RESULTS=$(CURDIR)/$(BENCH_RUN)
+
 .PHONY: bench
-bench: build bench-before ## all benchmarks (root): bench-bpf, report pipeline, veth ratios (each against BENCH_BEFORE too), packets/report, drop latency, 1000 namespaces -> bench/out/results.json
+bench: build bench-before ## all benchmarks in one run (root) -> bench/out/results.json, then each goal's verdict (exit 1 when one fails)
 	@mkdir -p bench/out
+	$(GO) build -o $(BIN)/benchresults ./hack/benchresults
+	$(BIN)/benchresults start $(BENCH_RUN)
 	set -o pipefail; $(MAKE) --no-print-directory bench-bpf 2>&1 | tee bench/out/bench-bpf.txt
 	$(GO) test -c -o $(BIN)/nsint-bench.test ./bench/
-	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) NSINT_BENCH_BPF_OUTPUT=out/bench-bpf.txt \
+	cd bench && $(BENCH_ENV) NSINT_BENCH_BPF_OUTPUT=out/bench-bpf.txt \
 		../$(BIN)/nsint-bench.test -test.run '^TestBenchFoldBPF$$' -test.v
-	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) \
+	cd bench && $(BENCH_ENV) \
 		taskset -c 1 ../$(BIN)/nsint-bench.test -test.run '^TestBenchPipeline$$' -test.v
-	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) NSINT_BENCH_BEFORE_AGENT=$(CURDIR)/$(BIN)/before/nsint-agent \
+	cd bench && $(BENCH_ENV) NSINT_BENCH_BEFORE_AGENT=$(CURDIR)/$(BIN)/before/nsint-agent \
 		../$(BIN)/nsint-bench.test -test.run '^TestBench(Veth|Scale)$$' -test.v -test.timeout 60m
+	$(BIN)/benchresults finish $(BENCH_RUN) bench/out/results.json
+	$(BIN)/benchresults doc bench/out/results.json docs/performance.md
+	$(BIN)/benchresults verdict bench/out/results.json
+
+.PHONY: bench-verdict
+bench-verdict: ## each goal of bench/goals.json against bench/out/results.json: figure, goal, PASS/FAIL (exit 1 when one fails)
+	$(GO) run ./hack/benchresults verdict bench/out/results.json
+
+.PHONY: bench-doc
+bench-doc: ## rewrite the summary table of docs/performance.md from bench/out/results.json and bench/goals.json
+	$(GO) run ./hack/benchresults doc bench/out/results.json docs/performance.md
 
 # Soak form: short (CI, under 5 minutes: 100 pods, 3 restarts, 10 s outage) or full (500 pods, 10 restarts, 30 s).
 SOAK ?= full
 
 .PHONY: soak
-soak: build ## churn, kill -9 restarts, collector outage, coexistence under traffic (root; SOAK=short for CI, default full) -> bench/out/results.json
+soak: build ## churn, kill -9 restarts, collector outage, coexistence under traffic (root; SOAK=short for CI, default full) -> bench/out/soak.json
 	@mkdir -p bench/out
+	rm -f bench/out/soak.json
 	$(GO) test -c -o $(BIN)/nsint-bench.test ./bench/
 	cd bench && NSINT_SOAK=$(SOAK) NSINT_BENCH_BIN_DIR=../$(BIN) \
 		../$(BIN)/nsint-bench.test -test.run '^TestSoak$$' -test.v -test.timeout 30m

@@ -35,8 +35,8 @@ var bpfCase = map[string]string{
 //	                                                 metric units are these keys' tails)
 //
 // ns/packet is above the do-nothing baseline measured in the same run
-// (median of its rounds); *_spread is max - min over the rounds, _q1 and
-// _q3 the quartiles.
+// (median of its rounds); the benchmarks' spread (max - min over the
+// rounds) becomes the figure's range, their quartiles its q1 and q3.
 func TestBenchFoldBPF(t *testing.T) {
 	requireBench(t)
 	path := os.Getenv("NSINT_BENCH_BPF_OUTPUT")
@@ -52,7 +52,7 @@ func TestBenchFoldBPF(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	record(t, figures)
+	record(t, FiguresOfFlat(figures))
 }
 
 // foldBPF reads go test -bench output and returns the figures of

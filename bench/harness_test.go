@@ -71,6 +71,10 @@ type agentEnv struct {
 	extra                     []string
 	// agent is the nsint-agent binary: binDir's unless set.
 	agent string
+	// logLevel is the agent's --log-level: debug unless set (the attach
+	// latency figures read its debug lines; the throughput benchmarks run
+	// it at info, as users do).
+	logLevel string
 }
 
 func (e *agentEnv) agentBinary() string {
@@ -129,7 +133,11 @@ func (e *agentEnv) start(t *testing.T, collector string, extra ...string) *agent
 
 func (e *agentEnv) spawn(t *testing.T, collector string, extra ...string) *agentProc {
 	t.Helper()
-	args := append(e.scopeArgs(), "--collector", collector, "--node-name", "bench-node", "--log-level", "debug")
+	level := e.logLevel
+	if level == "" {
+		level = "debug"
+	}
+	args := append(e.scopeArgs(), "--collector", collector, "--node-name", "bench-node", "--log-level", level)
 	args = append(append(args, e.extra...), extra...)
 	proc, err := agentproc.Start(e.agentBinary(), args...)
 	if err != nil {
