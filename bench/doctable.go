@@ -23,13 +23,7 @@ func DocTable(r *Results, goals []Goal) string {
 	fmt.Fprintf(&b, "Figures of %s.\n\n", r.describe())
 	b.WriteString("| key | goal | figure: median (spread) | verdict | what |\n|---|---|---|---|---|\n")
 	for _, c := range checks {
-		fig, verdict := "not measured", "**FAIL**"
-		if c.Present {
-			fig = c.Figure.String(c.Unit)
-		}
-		if c.Pass {
-			verdict = "pass"
-		}
+		fig, verdict := c.cells("not measured", "pass", "**FAIL**")
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", c.Key, c.Goal.String(), fig, verdict,
 			strings.ReplaceAll(c.What, "|", `\|`))
 	}

@@ -84,6 +84,19 @@ func Verdict(r *Results, goals []Goal) []Check {
 	return out
 }
 
+// cells are the check's figure (or missing when absent) and its verdict
+// (pass or fail), in the words of the caller.
+func (c Check) cells(missing, pass, fail string) (figure, verdict string) {
+	figure, verdict = missing, fail
+	if c.Present {
+		figure = c.Figure.String(c.Unit)
+	}
+	if c.Pass {
+		verdict = pass
+	}
+	return figure, verdict
+}
+
 // Failed counts the checks that did not pass.
 func Failed(checks []Check) int {
 	n := 0
@@ -102,13 +115,7 @@ func WriteVerdict(w io.Writer, r *Results, checks []Check) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tmedian (spread)\tgoal\tverdict")
 	for _, c := range checks {
-		fig, verdict := "missing", "FAIL"
-		if c.Present {
-			fig = c.Figure.String(c.Unit)
-		}
-		if c.Pass {
-			verdict = "PASS"
-		}
+		fig, verdict := c.cells("missing", "PASS", "FAIL")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Key, fig, c.Goal.String(), verdict)
 	}
 	if err := tw.Flush(); err != nil {

@@ -55,8 +55,6 @@ func loadAvg1() float64 {
 	return v
 }
 
-func median(v []float64) float64 { return Median(v) }
-
 // percentile is the nearest-rank p-th percentile (0 < p <= 100).
 func percentile(v []float64, p float64) float64 { return Percentile(v, p) }
 
