@@ -30,7 +30,7 @@ var soakForms = map[string]soakConfig{
 // TestSoak runs the agent under traffic through pod churn, kill -9 restarts
 // and a collector outage, with another tool's cls_bpf filter and TCX program
 // on a pod interface throughout. Every check fails the run when it does not
-// hold; the figures go into results.json as soak_*.
+// hold; the figures go into out/soak.json (a run file of their own) as soak_*.
 func TestSoak(t *testing.T) {
 	form := os.Getenv("NSINT_SOAK")
 	cfg, ok := soakForms[form]
