@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/collector/otlpexport"
 	"github.com/nsint/nsint/pkg/collector/topology"
 )
 
@@ -24,7 +25,8 @@ type Collector struct {
 	sock     socketCounters
 	metrics  *metrics
 	handler  http.Handler
-	resolved chan struct{} // topology changed: replay pending reports
+	resolved chan struct{}        // topology changed: replay pending reports
+	otlp     *otlpexport.Exporter // nil: no OTLP export
 }
 
 // New validates cfg and builds a collector; nothing runs until Run or Serve.
@@ -52,6 +54,11 @@ func New(cfg Config) (*Collector, error) {
 		return nil, &ConfigError{"agents", fmt.Sprint(cfg.Agents), err.Error()}
 	}
 	c.resolver = r
+	if cfg.OTLP.Enabled() {
+		if c.otlp, err = otlpexport.New(cfg.OTLP, c.table); err != nil {
+			return nil, err
+		}
+	}
 	c.metrics = newMetrics(c)
 	c.handler = c.newHandler()
 	return c, nil
@@ -88,7 +95,23 @@ func (c *Collector) Run(ctx context.Context) error {
 
 // Serve receives reports on conns and serves HTTP on ln (nil: no HTTP) until
 // ctx ends. It takes ownership of conns and ln and closes them on return.
+// With an OTLP endpoint it exports the rows' increments meanwhile, and once
+// the rest has stopped, a last time.
 func (c *Collector) Serve(ctx context.Context, conns []*net.UDPConn, ln net.Listener) error {
+	if c.otlp != nil {
+		// Its own context, ended after every report received was applied,
+		// so that the last export has them.
+		expCtx, stopExport := context.WithCancel(context.Background())
+		exported := make(chan struct{})
+		go func() {
+			defer close(exported)
+			c.otlp.Run(expCtx)
+		}()
+		defer func() {
+			stopExport()
+			<-exported
+		}()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -1,11 +1,13 @@
 package collector
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"time"
 
+	"github.com/nsint/nsint/pkg/collector/otlpexport"
 	"github.com/nsint/nsint/pkg/collector/topology"
 )
 
@@ -23,15 +25,16 @@ const (
 
 // Config configures a Collector.
 type Config struct {
-	Listen          string        // UDP address for reports
-	APIAddr         string        // HTTP address for the views
-	AgentAPIPort    int           // agents' API port when asked at a report's source address
-	Agents          []string      // static agent URLs; empty: ask each report's source
-	MaxFlows        int           // flow table rows
-	MaxPending      int           // reports waiting for their ports to resolve
-	MaxSources      int           // (source, hw_id) sequences tracked
-	TopologyRefresh time.Duration // how often agents are asked again
-	ReadBuffer      int           // UDP socket receive buffer, bytes
+	Listen          string            // UDP address for reports
+	APIAddr         string            // HTTP address for the views
+	AgentAPIPort    int               // agents' API port when asked at a report's source address
+	Agents          []string          // static agent URLs; empty: ask each report's source
+	MaxFlows        int               // flow table rows
+	MaxPending      int               // reports waiting for their ports to resolve
+	MaxSources      int               // (source, hw_id) sequences tracked
+	TopologyRefresh time.Duration     // how often agents are asked again
+	ReadBuffer      int               // UDP socket receive buffer, bytes
+	OTLP            otlpexport.Config // export of the rows' increments as OTLP log records (off without an endpoint)
 }
 
 // DefaultConfig returns the defaults.
@@ -40,6 +43,7 @@ func DefaultConfig() Config {
 		Listen: DefaultListen, APIAddr: DefaultAPIAddr, AgentAPIPort: DefaultAgentAPIPort,
 		MaxFlows: DefaultMaxFlows, MaxPending: DefaultMaxPending, MaxSources: DefaultMaxSources,
 		TopologyRefresh: DefaultTopologyRefresh, ReadBuffer: DefaultReadBuffer,
+		OTLP: otlpexport.DefaultConfig(),
 	}
 }
 
@@ -83,6 +87,13 @@ func (c *Config) Validate() error {
 	}
 	if c.ReadBuffer < 0 {
 		return &ConfigError{"read-buffer", strconv.Itoa(c.ReadBuffer), "want 0 (system default) or more bytes"}
+	}
+	if err := c.OTLP.Validate(); err != nil {
+		var fe *otlpexport.FieldError
+		if errors.As(err, &fe) {
+			return &ConfigError{fe.Field, fe.Value, fe.Why}
+		}
+		return err
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ func (cfg *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&cfg.MaxSources, "max-sources", cfg.MaxSources, "report sequences (source address, hw_id) tracked for loss")
 	fs.DurationVar(&cfg.TopologyRefresh, "topology-refresh", cfg.TopologyRefresh, "how often agents' topologies are fetched again")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", cfg.ReadBuffer, "UDP receive buffer in bytes (0: system default)")
+	cfg.OTLP.RegisterFlags(fs)
 }
 
 // ListFlag is a repeatable flag whose values may also be comma-separated.

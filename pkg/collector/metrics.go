@@ -27,6 +27,10 @@ type metrics struct {
 	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow, empty *prometheus.Desc
 
 	agentReports, agentLost, agentInfo *prometheus.Desc
+
+	// OTLP export, described only when it is on.
+	otlpRecords, otlpExported, otlpDropped, otlpDroppedPackets, otlpDroppedBytes, otlpDroppedDrops *prometheus.Desc
+	otlpRequests, otlpFailed, otlpQueued, otlpQueueSize, otlpPendingRows                           *prometheus.Desc
 }
 
 // ifaceLabels name one port of one node: the port ID keeps series of
@@ -67,6 +71,17 @@ func newMetrics(c *Collector) *metrics {
 	m.agentReports = d("agent_reports_total", "Sequenced reports received per agent (source address).", "agent")
 	m.agentLost = d("agent_lost_reports_total", "Reports missing from sequence-number gaps per agent (source address): their counts are missing from every total.", "agent")
 	m.agentInfo = d("agent_info", "Always 1: the node and switch ID of each agent (source address); node is empty while its topology is unknown.", "agent", "node", "switch_id")
+	m.otlpRecords = d("otlp_records_total", "Flow records made for OTLP export (one per row that changed in an interval, holding its increments).")
+	m.otlpExported = d("otlp_records_exported_total", "Flow records the OTLP endpoint accepted.")
+	m.otlpDropped = d("otlp_records_dropped_total", "Flow records (row increments) given up, by reason: export_failed (retried for --otlp-max-retry-time), queue_full, shutdown (flush out of time), evicted (row evicted before export).", "reason")
+	m.otlpDroppedPackets = d("otlp_dropped_packets_total", "Packets the dropped flow records held.")
+	m.otlpDroppedBytes = d("otlp_dropped_bytes_total", "Bytes the dropped flow records held.")
+	m.otlpDroppedDrops = d("otlp_dropped_drops_total", "Drops (packets the stack discarded) the dropped flow records held.")
+	m.otlpRequests = d("otlp_requests_total", "OTLP export requests (attempts) made.")
+	m.otlpFailed = d("otlp_requests_failed_total", "OTLP export requests that failed (each is retried with backoff).")
+	m.otlpQueued = d("otlp_queue_records", "Flow records waiting for export.")
+	m.otlpQueueSize = d("otlp_queue_capacity_records", "Flow records the export queue holds at most (--otlp-queue-size).")
+	m.otlpPendingRows = d("otlp_pending_rows", "Rows changed since their last export and not yet made into records.")
 	m.registry.MustRegister(m, m.latency)
 	return m
 }
@@ -84,6 +99,13 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow, m.empty,
 		m.agentReports, m.agentLost, m.agentInfo} {
 		ch <- d
+	}
+	if m.c.otlp != nil {
+		for _, d := range []*prometheus.Desc{m.otlpRecords, m.otlpExported, m.otlpDropped, m.otlpDroppedPackets,
+			m.otlpDroppedBytes, m.otlpDroppedDrops, m.otlpRequests, m.otlpFailed, m.otlpQueued, m.otlpQueueSize,
+			m.otlpPendingRows} {
+			ch <- d
+		}
 	}
 }
 
@@ -132,6 +154,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.agentReports, a.Reports, a.Source)
 		counter(m.agentLost, a.LostReports, a.Source)
 		gauge(m.agentInfo, 1, a.Source, a.Node, strconv.FormatUint(uint64(a.SwitchID), 10))
+	}
+	if o := s.OTLP; o != nil {
+		counter(m.otlpRecords, o.Records)
+		counter(m.otlpExported, o.Exported)
+		for reason, n := range o.Dropped {
+			counter(m.otlpDropped, n, reason)
+		}
+		counter(m.otlpDroppedPackets, o.DroppedPackets)
+		counter(m.otlpDroppedBytes, o.DroppedBytes)
+		counter(m.otlpDroppedDrops, o.DroppedDrops)
+		counter(m.otlpRequests, o.Requests)
+		counter(m.otlpFailed, o.FailedRequests)
+		gauge(m.otlpQueued, float64(o.Queued))
+		gauge(m.otlpQueueSize, float64(o.QueueSize))
+		gauge(m.otlpPendingRows, float64(o.PendingRows))
 	}
 }
 

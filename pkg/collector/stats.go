@@ -2,6 +2,7 @@ package collector
 
 import (
 	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/collector/otlpexport"
 	"github.com/nsint/nsint/pkg/collector/topology"
 )
 
@@ -26,6 +27,7 @@ type Stats struct {
 	PendingResolved  uint64            `json:"pendingResolved"`
 	Table            flowtable.Stats   `json:"table"`
 	Topology         topology.Stats    `json:"topology"`
+	OTLP             *otlpexport.Stats `json:"otlp,omitempty"` // nil without an OTLP endpoint
 }
 
 // Stats returns a snapshot of every counter.
@@ -49,5 +51,9 @@ func (c *Collector) Stats() Stats {
 	}
 	s.LostReports, s.SequenceOverflow, s.Sources = c.seq.stats()
 	s.Pending, s.PendingOverflow, s.PendingResolved = c.pending.stats()
+	if c.otlp != nil {
+		o := c.otlp.Stats()
+		s.OTLP = &o
+	}
 	return s
 }

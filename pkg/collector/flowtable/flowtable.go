@@ -83,7 +83,8 @@ type entry struct {
 	first int64
 	last  int64
 	counters
-	prev, next *entry // LRU list, most recent at head.next
+	exp        exported // counters when last taken by TakeDeltas
+	prev, next *entry   // LRU list, most recent at head.next
 }
 
 // counters are shared by flows and per-interface totals.
@@ -132,6 +133,13 @@ type Table struct {
 	lru       entry // sentinel
 	evictions uint64
 	ifaces    map[ifaceKey]*ifaceTotals
+
+	// Delta tracking (delta.go): rows changed since last taken, the kept
+	// increments of evicted ones, and what could not be kept.
+	changed     int
+	keepEvicted int
+	evicted     []Delta
+	lost        DeltaStats
 }
 
 // ifaceKey packs switch ID, port ID and direction.
@@ -202,6 +210,9 @@ func (t *Table) addLocked(o *Observation, p *topology.Port, dir Direction) {
 	} else {
 		e.unlink()
 	}
+	if !e.dirty() {
+		t.changed++
+	}
 	e.port = p
 	e.last = o.TimeNs
 	e.counters.add(o)
@@ -223,13 +234,15 @@ func (t *Table) addLocked(o *Observation, p *topology.Port, dir Direction) {
 func (t *Table) newEntry() *entry {
 	if len(t.flows) >= t.capacity {
 		old := t.lru.prev
+		t.evictingLocked(old)
 		old.unlink()
 		delete(t.flows, old.key)
 		t.evictions++
-		reasons := old.dropReasons
+		reasons, expReasons := old.dropReasons, old.exp.dropReasons
 		clear(reasons)
+		clear(expReasons)
 		*old = entry{}
-		old.dropReasons = reasons
+		old.dropReasons, old.exp.dropReasons = reasons, expReasons
 		return old
 	}
 	return &entry{}
