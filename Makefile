@@ -41,12 +41,14 @@ demo: ## node of namespaces + agent + collector + traffic, prints the view of ne
 	$(BIN)/nsint-demo --bin $(BIN)
 
 # What make test needs besides Go, each a no-op in well under a second once
-# installed: the Debian packages, and the Kubernetes components the API-server
-# tests and the local node run (built from the Go module proxy, cached).
+# installed: the Debian packages, the Kubernetes components the API-server
+# tests and the local node run, and the OpenTelemetry Collector the OTLP
+# export test sends to (both built from the Go module proxy, cached).
 .PHONY: deps
-deps: ## install what building and testing need: Debian packages (apt, only when missing; root) and the Kubernetes components (cached)
+deps: ## install what building and testing need: Debian packages (apt, only when missing; root), the Kubernetes components and the OpenTelemetry Collector (cached)
 	@hack/install-deps.sh
 	@hack/kube-bins/build.sh --node >/dev/null
+	@hack/otelcol/build.sh >/dev/null
 
 .PHONY: test
 test: deps build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node

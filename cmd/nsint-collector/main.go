@@ -114,10 +114,18 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 	}
 	log.Info("collector starting", "listen", cfg.Listen, "api", cfg.APIAddr, "agents", cfg.Agents,
 		"agentApiPort", cfg.AgentAPIPort, "maxFlows", cfg.MaxFlows)
+	if cfg.OTLP.Enabled() {
+		log.Info("exporting flow records over OTLP", "endpoint", cfg.OTLP.Endpoint, "interval", cfg.OTLP.Interval,
+			"queueSize", cfg.OTLP.QueueSize, "maxRetryTime", cfg.OTLP.MaxRetryTime)
+	}
 	err = c.Run(ctx)
 	s := c.Stats()
 	log.Info("collector stopped", "datagrams", s.Datagrams, "reports", s.Reports, "errors", s.Errors,
 		"lost", s.LostReports, "socketDrops", s.SocketDrops, "evictions", s.Table.Evictions)
+	if o := s.OTLP; o != nil {
+		log.Info("otlp export stopped", "records", o.Records, "exported", o.Exported, "dropped", o.Dropped,
+			"droppedPackets", o.DroppedPackets, "failedRequests", o.FailedRequests, "lastError", o.LastError)
+	}
 	return err
 }
 

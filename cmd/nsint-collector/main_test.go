@@ -72,6 +72,15 @@ func TestInvalidConfigurationExitsWithStatus2(t *testing.T) {
 		{"flows --port x", nil, []string{"port", "x"}},
 		{"deepinsight-topology", nil, []string{"agents"}},
 		{"serve extra", nil, []string{"extra"}},
+		{"--otlp-endpoint nonsense", nil, []string{"otlp-endpoint", `"nonsense"`}},
+		{"--otlp-endpoint ftp://h:4318", nil, []string{"otlp-endpoint", "ftp://h:4318", "http or https"}},
+		{"--otlp-endpoint h:99999", nil, []string{"otlp-endpoint", "h:99999"}},
+		{"--otlp-endpoint https://h:4318 --otlp-insecure", nil, []string{"otlp-insecure", "https://h:4318"}},
+		{"--otlp-interval 10ms", nil, []string{"otlp-interval", `"10ms"`}},
+		{"--otlp-interval soon", nil, []string{"otlp-interval", "soon"}},
+		{"", []string{"NSINT_COLLECTOR_OTLP_QUEUE_SIZE=0"}, []string{"otlp-queue-size", `"0"`}},
+		{"--otlp-queue-size 5 --otlp-batch-size 10", nil, []string{"otlp-batch-size", `"10"`}},
+		{"--otlp-max-retry-time -1s", nil, []string{"otlp-max-retry-time", `"-1s"`}},
 	} {
 		code, out := runMain(t, tc.args, tc.env...)
 		if code != 2 {

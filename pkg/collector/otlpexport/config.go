@@ -50,7 +50,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Insecure, "otlp-insecure", c.Insecure, "plain HTTP to a host:port --otlp-endpoint (default TLS)")
 	fs.DurationVar(&c.Timeout, "otlp-timeout", c.Timeout, "time allowed for one export request, and for the last flush at shutdown")
 	fs.DurationVar(&c.MaxRetryTime, "otlp-max-retry-time", c.MaxRetryTime, "how long a failing batch is retried (backoff 0.5s doubling to 30s) before it is dropped and counted")
-	fs.IntVar(&c.QueueSize, "otlp-queue-size", c.QueueSize, "records queued for export at most (rows keep adding up in the table while it is full)")
+	fs.IntVar(&c.QueueSize, "otlp-queue-size", c.QueueSize, "records waiting for export at most, the batch being sent included (rows keep adding up in the table while it is full)")
 	fs.IntVar(&c.BatchSize, "otlp-batch-size", c.BatchSize, "records per export request at most")
 }
 

@@ -196,6 +196,7 @@ func (e *Exporter) take() {
 		e.logger.Emit(context.Background(), rec)
 	})
 	e.n.records.Add(uint64(n))
+	e.q.signal()
 }
 
 // send exports batches until the queue is closed and empty or ctx ends.
@@ -206,6 +207,7 @@ func (e *Exporter) send(ctx context.Context) {
 			return
 		}
 		e.sendBatch(ctx, batch)
+		e.q.done(len(batch))
 	}
 }
 

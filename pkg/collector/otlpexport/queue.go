@@ -8,16 +8,17 @@ import (
 )
 
 // queue is the SDK Processor that holds emitted records until the sender
-// takes them: at most size records; OnEmit refuses (and counts) one more.
-// The exporter only emits as many records as room says, so a refusal means
-// another caller emitted through the provider.
+// has sent them: at most size records, the batch being sent included; OnEmit
+// refuses (and counts) one more. The exporter only emits as many records as
+// room says, so a refusal means another caller emitted through the provider.
 type queue struct {
-	mu      sync.Mutex
-	size    int
-	recs    []sdklog.Record
-	closed  bool
-	wake    chan struct{} // a record arrived, or the queue closed
-	refused func(*sdklog.Record)
+	mu       sync.Mutex
+	size     int
+	recs     []sdklog.Record
+	inFlight int // records handed out by next and not yet done
+	closed   bool
+	wake     chan struct{} // a record arrived, or the queue closed
+	refused  func(*sdklog.Record)
 }
 
 var _ sdklog.Processor = (*queue)(nil)
@@ -32,14 +33,15 @@ func (q *queue) Enabled(context.Context, sdklog.EnabledParameters) bool { return
 // OnEmit implements sdklog.Processor: it queues a copy of r.
 func (q *queue) OnEmit(_ context.Context, r *sdklog.Record) error {
 	q.mu.Lock()
-	if q.closed || len(q.recs) >= q.size {
+	if q.closed || len(q.recs)+q.inFlight >= q.size {
 		q.mu.Unlock()
 		q.refused(r)
 		return nil
 	}
 	q.recs = append(q.recs, r.Clone())
 	q.mu.Unlock()
-	q.signal()
+	// No signal here: the exporter signals once it has emitted a whole
+	// round, so that the sender finds full batches.
 	return nil
 }
 
@@ -61,7 +63,7 @@ func (q *queue) signal() {
 func (q *queue) room() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.size - len(q.recs)
+	return q.size - len(q.recs) - q.inFlight
 }
 
 // len is how many records are queued.
@@ -81,11 +83,13 @@ func (q *queue) close() {
 }
 
 // next waits for records and returns up to max of them, oldest first; nil
-// once the queue is closed and empty, or when ctx ends.
+// once the queue is closed and empty, or when ctx ends. They count against
+// the queue's size until done.
 func (q *queue) next(ctx context.Context, max int) []sdklog.Record {
 	for {
 		q.mu.Lock()
 		if n := min(len(q.recs), max); n > 0 {
+			q.inFlight += n
 			batch := make([]sdklog.Record, n)
 			copy(batch, q.recs)
 			// Shift rather than reslice, so the backing array never grows
@@ -107,6 +111,13 @@ func (q *queue) next(ctx context.Context, max int) []sdklog.Record {
 		case <-q.wake:
 		}
 	}
+}
+
+// done says that n records handed out by next were sent or given up.
+func (q *queue) done(n int) {
+	q.mu.Lock()
+	q.inFlight -= n
+	q.mu.Unlock()
 }
 
 // drain removes and returns every queued record.
