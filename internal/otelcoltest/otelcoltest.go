@@ -37,24 +37,16 @@ func Binary(tb testing.TB) string {
 	return bin
 }
 
-// repoRoot is the directory whose go.mod declares github.com/nsint/nsint.
+// repoRoot is the directory of the main module's go.mod (the go command
+// finds it from the test's working directory, the package's directory).
 func repoRoot(tb testing.TB) string {
 	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		tb.Fatalf("go env GOMOD: %q, %v: run the tests inside the repository", gomod, err)
 	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.HasPrefix(string(data), "module github.com/nsint/nsint\n") {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("repository root (go.mod of github.com/nsint/nsint) not found above the working directory")
-		}
-		dir = parent
-	}
+	return filepath.Dir(gomod)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

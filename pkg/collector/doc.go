@@ -1,7 +1,8 @@
 // Package collector is nsint's INT collector: it receives Telemetry Reports
 // (v0.5 and v2.0) over UDP, resolves their port IDs to interfaces through the
 // agents' topology APIs, aggregates them into a bounded flow table and serves
-// the views (REST, web page, Prometheus metrics).
+// the views (REST, web page, Prometheus metrics) and, with an OTLP endpoint,
+// exports the rows' increments as OpenTelemetry log records (otlpexport).
 //
 // It owns the wiring and the ingest path: reading datagrams in batches
 // (recvmmsg, with the kernel's SO_RXQ_OVFL drop counter), decoding with
