@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/nsint/nsint/pkg/datapath"
@@ -61,6 +62,9 @@ var (
 	descReported = prometheus.NewDesc("nsint_port_reported_packets_total",
 		"Packets of the flow reports this agent made that name the port (ingress: as ingress port; egress: as egress port). packets - flowless - reported, once an interface is quiet for the report interval and a second, is what no report carries: flow-table evictions, perf ring losses, forwarded packets whose egress port is not observed.",
 		portLabels, nil)
+	descDropReasons = prometheus.NewDesc("nsint_port_reported_drops_total",
+		"Drops of a port by kernel drop reason (enum skb_drop_reason name without SKB_DROP_REASON_, or unknown): the drops this agent's drop reports carry, by observation port and direction. Only drops by the datapath's rule; summed over reason it equals nsint_port_drops_total once the port's drops are reported (at most the drop report interval and one sweep after the last). A series appears with the first drop of its reason.",
+		append(slices.Clone(portLabels), "reason"), nil)
 	descDropWhy = prometheus.NewDesc("nsint_drop_reason_supported",
 		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
 		nil, nil)
@@ -82,7 +86,7 @@ type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
-		descSent, descSendErr, descPkts, descBytes, descDrops, descFlowless, descReported, descDropWhy, descFlowTable, descNotFirst, descMoved, descDatapath} {
+		descSent, descSendErr, descPkts, descBytes, descDrops, descFlowless, descReported, descDropReasons, descDropWhy, descFlowTable, descNotFirst, descMoved, descDatapath} {
 		ch <- d
 	}
 }
@@ -147,6 +151,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		a.log.Warn("read port counters", "err", err)
 		return
 	}
+	drops := a.reported.dropsByPort()
 	for i, id := range ids {
 		name, netns, meta, ok := a.reg.portLabels(id)
 		if !ok {
@@ -173,6 +178,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(d.c.Drops), lv...)
 			ch <- prometheus.MustNewConstMetric(descFlowless, prometheus.CounterValue, float64(d.c.Flowless), lv...)
 			ch <- prometheus.MustNewConstMetric(descReported, prometheus.CounterValue, float64(d.reported), lv...)
+		}
+		for _, rc := range drops[id] {
+			lv := []string{a.cfg.NodeName, port, name, netns, rc.dir.String(), pod, podNS, meta.Network, rc.reason}
+			ch <- prometheus.MustNewConstMetric(descDropReasons, prometheus.CounterValue, float64(rc.drops), lv...)
 		}
 	}
 }

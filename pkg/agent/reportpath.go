@@ -12,8 +12,8 @@ import (
 
 // ReportPath is the agent's per-event report step on its own: what
 // readReports does with each event it reads from the perf ring (the report
-// made from it, nsint_reports_total and the per-port reported packets
-// counted, the report queued on the exporter), without the rest of an
+// made from it, nsint_reports_total and the per-port reported packets and
+// drops by reason counted, the report queued on the exporter), without the rest of an
 // agent. It is the seam the report-pipeline benchmark (bench/) drives, so
 // that it measures the agent's code rather than a copy. Like readReports,
 // one goroutine calls Export at a time.

@@ -65,8 +65,11 @@ func (a *Agent) export(ev *datapath.Event, rep *intreport.Report, inner []byte) 
 	}
 	a.toReport(ev, rep, inner)
 	a.metrics.reports.WithLabelValues(rep.Kind.String()).Inc()
-	if ev.Type == datapath.FlowEvent {
+	switch ev.Type {
+	case datapath.FlowEvent:
 		a.reported.add(ev.InPort, ev.OutPort, ev.Packets)
+	case datapath.DropEvent:
+		a.reported.addDrops(ev.Port, ev.Direction, a.dropReasonLabel(ev), ev.Packets)
 	}
 	if a.exp != nil {
 		a.exp.Enqueue(rep)
@@ -116,8 +119,11 @@ func (a *Agent) toReport(ev *datapath.Event, rep *intreport.Report, inner []byte
 // reports the agent made that name the port (as a collector counts them:
 // ingress for the report's ingress port, egress for its egress port). Next
 // to the kernel's per-port counters it shows packets no report carries.
+// It also counts the drops of the drop reports by port, direction and
+// kernel reason (reportedDrops).
 type reportedPackets struct {
 	ports [][2]atomic.Uint64 // by port ID: ingress, egress
+	drops reportedDrops
 }
 
 func newReportedPackets(maxPorts int) *reportedPackets {
@@ -140,12 +146,13 @@ func (r *reportedPackets) get(port uint16) (ingress, egress uint64) {
 	return r.ports[port][0].Load(), r.ports[port][1].Load()
 }
 
-// reset starts port's counts again: the port was released.
+// reset starts port's counts, drops included, again: the port was released.
 func (r *reportedPackets) reset(port uint16) {
 	if int(port) < len(r.ports) {
 		r.ports[port][0].Store(0)
 		r.ports[port][1].Store(0)
 	}
+	r.drops.reset(port)
 }
 
 // withEthernet prepends an Ethernet header with zero addresses to an L3
