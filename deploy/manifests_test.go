@@ -4,11 +4,13 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -146,10 +148,74 @@ func TestManifestsFollowTheRules(t *testing.T) {
 			var dep appsv1.Deployment
 			find(t, objs, "Deployment", "nsint-collector", &dep)
 
+			checkScrapeAnnotations(t, &ds)
 			if dir == "overlays/openshift" {
 				checkSCC(t, objs, &ds)
+				checkPodMonitor(t, objs, &ds)
 			}
 		})
+	}
+}
+
+// checkScrapeAnnotations holds the agent pods' Prometheus annotations to the
+// API's port and path.
+func checkScrapeAnnotations(t *testing.T, ds *appsv1.DaemonSet) {
+	t.Helper()
+	ann := ds.Spec.Template.Annotations
+	c := ds.Spec.Template.Spec.Containers[0]
+	if len(c.Ports) != 1 || c.Ports[0].Name != "api" {
+		t.Fatalf("agent: want one container port named api, got %+v", c.Ports)
+	}
+	want := map[string]string{
+		"prometheus.io/scrape": "true",
+		"prometheus.io/port":   strconv.Itoa(int(c.Ports[0].ContainerPort)),
+		"prometheus.io/path":   "/metrics",
+	}
+	for k, v := range want {
+		if ann[k] != v {
+			t.Errorf("agent pod annotation %s = %q, want %q", k, ann[k], v)
+		}
+	}
+}
+
+// checkPodMonitor holds the PodMonitor to the agent pods: it selects them,
+// scrapes the API port by name, and keeps the per-port series' pod label.
+func checkPodMonitor(t *testing.T, objs []*unstructured.Unstructured, ds *appsv1.DaemonSet) {
+	t.Helper()
+	var pm struct {
+		Spec struct {
+			Selector            metav1.LabelSelector `json:"selector"`
+			PodMetricsEndpoints []struct {
+				Port        string `json:"port"`
+				Path        string `json:"path"`
+				Relabelings []struct {
+					Action string `json:"action"`
+					Regex  string `json:"regex"`
+				} `json:"relabelings"`
+			} `json:"podMetricsEndpoints"`
+		} `json:"spec"`
+	}
+	find(t, objs, "PodMonitor", "nsint-agent", &pm)
+	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.Empty() || !sel.Matches(labels.Set(ds.Spec.Template.Labels)) {
+		t.Errorf("PodMonitor selector %v does not select the agent pods %v", sel, ds.Spec.Template.Labels)
+	}
+	if len(pm.Spec.PodMetricsEndpoints) != 1 {
+		t.Fatalf("PodMonitor: want one endpoint, got %+v", pm.Spec.PodMetricsEndpoints)
+	}
+	ep := pm.Spec.PodMetricsEndpoints[0]
+	if ep.Port != ds.Spec.Template.Spec.Containers[0].Ports[0].Name || ep.Path != "/metrics" {
+		t.Errorf("PodMonitor endpoint %+v, want the agent's port %q and /metrics", ep, ds.Spec.Template.Spec.Containers[0].Ports[0].Name)
+	}
+	dropsPod := false
+	for _, r := range ep.Relabelings {
+		dropsPod = dropsPod || (r.Action == "labeldrop" && r.Regex == "pod")
+	}
+	if !dropsPod {
+		t.Error("PodMonitor keeps the target's pod label: the per-port series' pod would become exported_pod")
 	}
 }
 
