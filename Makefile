@@ -152,7 +152,7 @@ cluster-down: ## remove everything cluster-up created, checked against its snaps
 	hack/local-cluster/cluster.sh down
 
 .PHONY: e2e-cluster
-e2e-cluster: build ## cluster-up, the e2e/cluster tests against it, cluster-down on every exit path (root)
+e2e-cluster: build ## cluster-up and a Prometheus scraping the agents, the e2e/cluster tests against them, both down on every exit path (root)
 	hack/local-cluster/e2e.sh
 
 .PHONY: e2e-kind

@@ -5,22 +5,26 @@
 #
 #   hack/install-deps.sh        everything: build, lint, tests, benchmarks (make test)
 #   hack/install-deps.sh demo   only what make demo runs besides Go (ip, nsenter, ping, sysctl)
+#   hack/install-deps.sh prometheus   only Debian's prometheus (make e2e-cluster runs the binary itself)
 set -euo pipefail
 
 demo=(iproute2 iputils-ping util-linux procps) # the demo's namespaces and traffic
+prometheus=(prometheus jq)                     # e2e-cluster scrapes the agents (hack/local-cluster/prometheus.sh)
 packages=(
 	clang llvm libbpf-dev gcc-multilib # eBPF objects (bpf2go)
 	clang-format-14                    # C format check (make lint)
 	iproute2 iputils-ping netcat-openbsd iptables ethtool util-linux procps # test namespaces and traffic
 	busybox-static tcpdump             # raw-socket ping (the VM initramfs uses the same busybox), a tap in the drop tests
 	iperf3 bpftool                     # benchmarks and debugging
+	prometheus jq                      # the cluster suite's Prometheus (the binary only: its service stays off) and its pod list
 	chromium chromium-driver           # the collector page's browser test
 	make git ca-certificates
 )
 case "${1:-all}" in
 all) ;;
 demo) packages=("${demo[@]}") ;;
-*) echo "usage: $0 [all|demo]" >&2; exit 2 ;;
+prometheus) packages=("${prometheus[@]}") ;;
+*) echo "usage: $0 [all|demo|prometheus]" >&2; exit 2 ;;
 esac
 
 # One query for all of them; a package dpkg has never heard of is simply not
@@ -37,6 +41,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		exit 1
 	fi
 	echo "installing: ${missing[*]}"
+	# The tests run the prometheus binary themselves. Debian's package would
+	# start its service (listening on every address); on a systemd host it is
+	# masked before the install, so it never starts.
+	if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+		systemctl mask prometheus.service >/dev/null
+	fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -28,8 +28,9 @@ import (
 	"github.com/nsint/nsint/pkg/k8s/k8stest"
 )
 
-// TestCluster runs in order: the checks that only read, the traffic, the
-// pod life cycle, the agent's restart, and last the uninstall.
+// TestCluster runs in order: the checks that only read, the traffic, what
+// the suite's Prometheus scraped of it, the pod life cycle, the agent's
+// restart, and last the uninstall.
 func TestCluster(t *testing.T) {
 	e := clusterEnv(t)
 	run := fmt.Sprintf("%d", time.Now().Unix()%100000)
@@ -41,6 +42,7 @@ func TestCluster(t *testing.T) {
 	b := e.startPod(t, nsB, "pod-b", nil)
 	t.Run("TrafficAndViews", func(t *testing.T) { testTraffic(t, e, a, b) })
 	t.Run("DropWithReason", func(t *testing.T) { testDrop(t, e, a, b) })
+	t.Run("Prometheus", func(t *testing.T) { testPrometheus(t, e, a, b) })
 	t.Run("NewPodAndDeletedPod", func(t *testing.T) { testPodLifecycle(t, e, nsA, b) })
 	t.Run("MalformedNetworkStatus", func(t *testing.T) { testMalformed(t, e, nsB) })
 	t.Run("AgentRestartKeepsPortIDs", func(t *testing.T) { testAgentRestart(t, e, a, b) })

@@ -7,6 +7,8 @@
 // cluster-up prints) are set, so that `go test ./...` without a cluster stays
 // green. They create pods in namespaces of their own (nsint-e2e-*), send traffic
 // only between those pods (198.18.0.0/15 and fd00::/8), read the live objects,
-// the agent's topology API, the collector's API and, from the host, the pods'
-// network namespaces. The last test uninstalls nsint.
+// the agent's topology API, the collector's API, the PromQL answers of the
+// Prometheus that make e2e-cluster starts to scrape the agents (PROMETHEUS:
+// its base URL, hack/local-cluster/prometheus.sh) and, from the host, the
+// pods' network namespaces. The last test uninstalls nsint.
 package cluster

@@ -45,6 +45,9 @@ type env struct {
 	collector  string
 	kube       kubernetes.Interface
 	kubectl    string
+	// prometheus is the base URL of the suite's Prometheus (PROMETHEUS,
+	// which make e2e-cluster sets).
+	prometheus string
 }
 
 func clusterEnv(t *testing.T) *env {
@@ -72,7 +75,8 @@ func clusterEnv(t *testing.T) *env {
 		}
 		kubectl = filepath.Join(strings.TrimSpace(string(bins)), "kubectl")
 	}
-	return &env{kubeconfig: kc, collector: strings.TrimRight(coll, "/"), kube: kube, kubectl: kubectl}
+	return &env{kubeconfig: kc, collector: strings.TrimRight(coll, "/"), kube: kube, kubectl: kubectl,
+		prometheus: strings.TrimRight(os.Getenv("PROMETHEUS"), "/")}
 }
 
 func (e *env) topology(t *testing.T) api.Topology {

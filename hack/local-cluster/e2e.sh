@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# make e2e-cluster: cluster up, the e2e/cluster tests against it, cluster down
-# on every exit path (success, failure, Ctrl-C). Root only.
+# make e2e-cluster: cluster up, a Prometheus of its own that scrapes the agents
+# (prometheus.sh), the e2e/cluster tests against both, then Prometheus stopped
+# and its directory removed and the cluster down, on every exit path (success,
+# failure, Ctrl-C). Root only.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 export PATH=/usr/local/go/bin:$PATH
 
+prom_dir=""
 down() {
 	local rc=$?
+	"$here/prometheus.sh" stop "$prom_dir" || rc=1
 	"$here/cluster.sh" down || rc=1
 	exit $rc
 }
@@ -21,6 +25,12 @@ KUBECONFIG="$(sed -n 's/^KUBECONFIG=//p' <<<"$lines")"
 COLLECTOR="$(sed -n 's/^COLLECTOR=//p' <<<"$lines")"
 KUBECTL="$(cat /var/lib/nsint-cluster/bins)/kubectl"
 export KUBECTL
+# Made before the start, so that a start that fails half-way is cleaned up too.
+prom_dir="$(mktemp -d /tmp/nsint-e2e-prometheus.XXXXXX)"
+export PROMETHEUS
+PROMETHEUS="$("$here/prometheus.sh" start "$prom_dir" "$KUBECONFIG" | sed -n 's/^PROMETHEUS=//p')"
+[ -n "$PROMETHEUS" ] || exit 1
+echo "PROMETHEUS=$PROMETHEUS"
 # kubectl's discovery cache in the cluster's directory, which cluster down removes.
 export KUBECACHEDIR=/var/lib/nsint-cluster/kubectl-cache
 cd "$repo"
