@@ -78,8 +78,7 @@ static __always_inline void tc_observe(struct __sk_buff *skb,
 		return;
 	}
 	bytes = segs > 1 ? wire_bytes(skb, segs, meta.hdr_len) : skb->len;
-	key.port = port;
-	key.dir = dir;
+	put_pair(&key.port, port, dir); /* and the pad */
 	cache = &cs->flow[dir & 1];
 	/*
 	 * A hit counts the packet for its port too (flow_cache_flush): the

@@ -559,6 +559,7 @@ static __always_inline int flow_cache_hit(struct flow_cache *c,
 	__u64 tick;
 	int i;
 
+	/* key was written in whole words just before (put_pair) */
 	if (!c->valid)
 		return 0;
 #pragma unroll

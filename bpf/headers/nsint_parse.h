@@ -81,6 +81,22 @@ static __always_inline int icmp_is_echo(__u8 proto, __u8 type)
 	return type == 128 || type == 129;
 }
 
+/*
+ * Store lo and hi, two adjacent 16-bit fields (or a byte pair and the zero
+ * pad after it) at p, as one 32-bit store. The last-flow slot compares the
+ * key in 32-bit words right after the parse wrote it on the stack
+ * (flow_cache_hit): a load that spans several narrower stores still in
+ * flight cannot take its value from them and waits until they retire, a
+ * stall of its own on every packet; a load that matches one store gets its
+ * value forwarded.
+ */
+static __always_inline void put_pair(void *p, __u16 lo, __u16 hi)
+{
+	__u32 w = lo | (__u32)hi << 16;
+
+	__builtin_memcpy(p, &w, sizeof(w));
+}
+
 /* Fill ports from the L4 header (h already bounds-checked by the caller). */
 static __always_inline void l4_ports(const struct nsint_l4_head *h,
 				     struct tuple *t)
@@ -89,16 +105,23 @@ static __always_inline void l4_ports(const struct nsint_l4_head *h,
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
-		t->sport = bpf_ntohs(h->sport);
-		t->dport = bpf_ntohs(h->dport);
+		put_pair(&t->sport, bpf_ntohs(h->sport), bpf_ntohs(h->dport));
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
-		t->sport = (__u16)h->type << 8 | h->code;
-		if (icmp_is_echo(t->proto, h->type))
-			t->dport = bpf_ntohs(h->echo_id);
+		put_pair(&t->sport, (__u16)h->type << 8 | h->code,
+			 icmp_is_echo(t->proto, h->type) ?
+				 bpf_ntohs(h->echo_id) :
+				 0);
 		break;
 	}
+}
+
+/* family and proto, and the zero pad after them (put_pair). */
+static __always_inline void put_family_proto(struct tuple *t, __u8 family,
+					     __u8 proto)
+{
+	put_pair(&t->family, family | (__u16)proto << 8, 0);
 }
 
 #define NSINT_TCP_FIN 0x01
@@ -163,8 +186,7 @@ static __always_inline int parse_ipv4(void *base, void *pos, void *end,
 	if (pos > end)
 		return -1;
 
-	t->family = 4;
-	t->proto = ip->protocol;
+	put_family_proto(t, 4, ip->protocol);
 	t->saddr[0] = ip->saddr;
 	t->daddr[0] = ip->daddr;
 	if (bpf_ntohs(ip->frag_off) & 0x1fff) {
@@ -186,7 +208,6 @@ static __always_inline int parse_ipv6(void *base, void *pos, void *end,
 		return -1;
 	if (ip6->version != 6)
 		return -1;
-	t->family = 6;
 	__builtin_memcpy(t->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(t->daddr, &ip6->daddr, 16);
 	next = ip6->nexthdr;
@@ -206,7 +227,7 @@ static __always_inline int parse_ipv6(void *base, void *pos, void *end,
 			next = eh->nexthdr;
 			pos += 8;
 			if (bpf_ntohs(eh->frag_off) & 0xfff8) {
-				t->proto = next;
+				put_family_proto(t, 6, next);
 				m->flags |= NSINT_EVF_NONFIRST_FRAG;
 				return 0;
 			}
@@ -224,7 +245,7 @@ static __always_inline int parse_ipv6(void *base, void *pos, void *end,
 		return -1; /* more extension headers than we walk */
 	if (pos > end)
 		return -1;
-	t->proto = next;
+	put_family_proto(t, 6, next);
 	return parse_l4(base, pos, end, t, m);
 }
 
