@@ -177,12 +177,15 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 	pipeCtx, stopExporter := context.WithCancel(context.Background())
 	defer stopExporter()
 
-	if len(cfg.Collectors) == 0 {
+	if len(cfg.Collectors) == 0 && cfg.CollectorReplicas == "" {
 		log.Warn("no --collector: reports are counted but not sent")
 	} else {
 		a.exp, err = exporter.New(exporter.Config{
-			Collectors: cfg.Collectors,
-			Format:     format,
+			Collectors:     cfg.Collectors,
+			Replicas:       cfg.CollectorReplicas,
+			ReplicaKey:     cfg.NodeName,
+			ReplicaRefresh: cfg.CollectorRefresh,
+			Format:         format,
 			OnSendError: func(collector string, err error) {
 				log.Warn("send reports", "collector", collector, "err", err)
 			},
@@ -252,7 +255,7 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 	}
 	defer shutdownAPI(srv)
 	log.Info("nsint-agent running", "node", cfg.NodeName, "switchId", cfg.SwitchID, "switchIdFrom", cfg.SwitchIDSource,
-		"attachMode", a.att.Mode().String(), "format", format.String(), "collectors", cfg.Collectors,
+		"attachMode", a.att.Mode().String(), "format", format.String(), "collectors", cfg.Collectors, "collectorReplicas", cfg.CollectorReplicas,
 		"api", srv.Addr, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns, "flowTable", flowTableName(a.dp))
 
 	components.Go("sweeper", func() error {

@@ -16,3 +16,18 @@ func (c *Collector) Agents() []web.AgentReports {
 	}
 	return out
 }
+
+// Served returns every agent (source address and switch ID) the collector
+// received reports from, ordered by address and switch ID, with its node when
+// its topology is known: with sharded collector replicas, the agents this
+// replica serves (and those that moved away, by their last report time).
+func (c *Collector) Served() []web.ServedAgent {
+	seen := c.seq.served()
+	out := make([]web.ServedAgent, len(seen))
+	for i, a := range seen {
+		node, _ := c.resolver.Node(a.SwitchID)
+		out[i] = web.ServedAgent{Source: a.Source.String(), SwitchID: a.SwitchID, Node: node, Reports: a.Reports,
+			FirstReport: a.First.UTC(), LastReport: a.Last.UTC()}
+	}
+	return out
+}

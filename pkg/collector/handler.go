@@ -12,6 +12,7 @@ func (c *Collector) newHandler() http.Handler {
 		Resolver: c.resolver,
 		Stats:    func() any { return c.Stats() },
 		Agents:   c.Agents,
+		Served:   c.Served,
 		Metrics:  c.metrics.handler(),
 	})
 }

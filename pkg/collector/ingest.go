@@ -96,7 +96,7 @@ func (in *Ingester) Ingest(source netip.Addr, payload []byte, nowNs int64) {
 		return
 	}
 	first := &d.Reports[0]
-	c.seq.observe(seqKey{source: source, hwID: first.HwID, v20: d.Format == intreport.V20}, first.Seq, first.SwitchID)
+	c.seq.observe(seqKey{source: source, switchID: first.SwitchID, hwID: first.HwID, v20: d.Format == intreport.V20}, first.Seq, first.SwitchID)
 	for i := range d.Reports {
 		in.one(source, d.Format, &d.Reports[i], nowNs)
 	}

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -8,12 +9,31 @@ import (
 	"time"
 )
 
-// seqKey identifies one report sequence: the reporting address, its hw_id
-// and the format (v0.5 and v2.0 number independently, with different widths).
+// seqKey identifies one report sequence: the reporting address, its switch
+// ID, its hw_id and the format (v0.5 and v2.0 number independently, with
+// different widths). The switch ID keeps apart agents that reach the
+// collector from one address (behind NAT, or simulated on one host).
 type seqKey struct {
-	source netip.Addr
-	hwID   uint8
-	v20    bool
+	source   netip.Addr
+	switchID uint32
+	hwID     uint8
+	v20      bool
+}
+
+// agentKey is one agent as a collector replica serves it: the address its
+// reports come from and its switch ID.
+type agentKey struct {
+	source   netip.Addr
+	switchID uint32
+}
+
+// agentSeen is what a collector received from one agent (agentKey).
+type agentSeen struct {
+	Source   netip.Addr
+	SwitchID uint32
+	Reports  uint64 // sequence numbers received (one per datagram)
+	First    time.Time
+	Last     time.Time
 }
 
 const (
@@ -81,6 +101,7 @@ type seqState struct {
 	gaps      uint64
 	gapsSince time.Time
 	source    *sourceCounts
+	agent     *agentSeen
 }
 
 // sequences counts lost reports from gaps in each source's sequence numbers,
@@ -93,6 +114,7 @@ type sequences struct {
 	mu       sync.Mutex
 	seqs     map[seqKey]*seqState
 	sources  map[netip.Addr]*sourceCounts
+	agents   map[agentKey]*agentSeen
 	max      int
 	lost     uint64
 	overflow uint64 // reports whose sequence was not tracked because the map was full
@@ -100,7 +122,8 @@ type sequences struct {
 }
 
 func newSequences(max int) *sequences {
-	return &sequences{seqs: make(map[seqKey]*seqState), sources: make(map[netip.Addr]*sourceCounts), max: max, now: time.Now}
+	return &sequences{seqs: make(map[seqKey]*seqState), sources: make(map[netip.Addr]*sourceCounts),
+		agents: make(map[agentKey]*agentSeen), max: max, now: time.Now}
 }
 
 // observe records seq for k from a report of switchID and returns how many
@@ -120,14 +143,18 @@ func (s *sequences) observe(k seqKey, seq, switchID uint32) uint64 {
 			s.overflow++
 			return 0
 		}
-		st = &seqState{source: s.sourceLocked(k.source)}
+		st = &seqState{source: s.sourceLocked(k.source), agent: s.agentLocked(k, now)}
 		s.seqs[k] = st
 		st.source.Reports++
+		st.agent.Reports++
+		st.agent.Last = now
 		st.advance(seq, width, switchID)
 		return 0
 	}
 	kind, n := step(seq, st.next, width)
 	st.source.Reports++
+	st.agent.Reports++
+	st.agent.Last = now
 	var lost uint64
 	switch kind {
 	case stepLate:
@@ -210,6 +237,34 @@ func (s *sequences) sourceLocked(a netip.Addr) *sourceCounts {
 		s.sources[a] = sc
 	}
 	return sc
+}
+
+func (s *sequences) agentLocked(k seqKey, now time.Time) *agentSeen {
+	ak := agentKey{source: k.source, switchID: k.switchID}
+	a := s.agents[ak]
+	if a == nil {
+		a = &agentSeen{Source: k.source, SwitchID: k.switchID, First: now}
+		s.agents[ak] = a
+	}
+	return a
+}
+
+// served returns every agent (source address and switch ID) reports came
+// from, ordered by address and switch ID.
+func (s *sequences) served() []agentSeen {
+	s.mu.Lock()
+	out := make([]agentSeen, 0, len(s.agents))
+	for _, a := range s.agents {
+		out = append(out, *a)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b agentSeen) int {
+		if c := a.Source.Compare(b.Source); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.SwitchID, b.SwitchID)
+	})
+	return out
 }
 
 func (s *sequences) stats() (lost, overflow uint64, tracked int) {

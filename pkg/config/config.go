@@ -46,6 +46,8 @@ const (
 // Agent is the validated configuration of nsint-agent.
 type Agent struct {
 	Collectors         []string         // host:port, each validated
+	CollectorReplicas  string           // host:port of a name with one address per collector replica ("" = none)
+	CollectorRefresh   time.Duration    // how often CollectorReplicas is resolved again
 	ReportFormat       string           // "v0.5" or "v2.0"
 	SwitchID           uint32           // INT switch / node ID
 	SwitchIDSource     string           // how SwitchID was chosen, for the log
@@ -86,6 +88,8 @@ type rawAgent struct {
 	maxPorts, maxFlows, perfBuffer *int
 	kubeconfig, kubernetes         *string
 	tailCall                       *string
+	replicas                       *string
+	replicaRefresh                 *time.Duration
 }
 
 // FlagSet declares every agent flag on a new flag set. The returned function
@@ -98,6 +102,8 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 		selects:    flagconf.NewStringList(),
 	}
 	fs.Var(r.collectors, "collector", "INT collector `host:port` to send reports to (repeatable; port defaults to 32766)")
+	r.replicas = fs.String("collector-replicas", "", "collector run as several replicas: `host:port` of a name with one address per replica (a headless Service); this node's reports go to one of them, chosen by rendezvous hashing of the node name (port defaults to 32766)")
+	r.replicaRefresh = fs.Duration("collector-refresh", 30*time.Second, "how often --collector-replicas is resolved again (a replica added or gone moves only the nodes that must move)")
 	r.format = fs.String("report-format", "v2.0", "INT Telemetry Report format: v2.0, or v0.5 for DeepInsight and SD-Fabric")
 	r.switchID = fs.String("switch-id", "", "INT switch/node ID: a uint32 or an IPv4 address (default: derived from --node-ip, else the node name)")
 	r.apiAddr = fs.String("api-addr", fmt.Sprintf(":%d", DefaultAPIPort), "listen address of the REST API (topology, metrics, health)")
@@ -180,6 +186,17 @@ func (r *rawAgent) validate() (*Agent, error) {
 			continue
 		}
 		a.Collectors = append(a.Collectors, hp)
+	}
+	if *r.replicas != "" {
+		hp, err := CollectorAddr(*r.replicas)
+		if err != nil {
+			add(bad("collector-replicas", *r.replicas, err))
+		}
+		a.CollectorReplicas = hp
+	}
+	a.CollectorRefresh = *r.replicaRefresh
+	if a.CollectorRefresh < time.Second || a.CollectorRefresh > time.Hour {
+		add(bad("collector-refresh", a.CollectorRefresh.String(), errors.New("want 1s..1h")))
 	}
 	switch a.ReportFormat {
 	case "v0.5", "v2.0":

@@ -29,26 +29,32 @@ func resolveCollector(collector string) (*net.UDPAddr, unix.Sockaddr, error) {
 	if addr.Port == 0 || addr.IP == nil || addr.IP.IsUnspecified() {
 		return nil, nil, fmt.Errorf("collector %q: need a host and a non-zero port", collector)
 	}
-	if ip4 := addr.IP.To4(); ip4 != nil {
-		sa := &unix.SockaddrInet4{Port: addr.Port}
-		copy(sa.Addr[:], ip4)
-		return addr, sa, nil
-	}
-	sa := &unix.SockaddrInet6{Port: addr.Port}
-	copy(sa.Addr[:], addr.IP.To16())
-	if addr.Zone != "" {
+	sa := sockaddrOf(addr)
+	if sa6, ok := sa.(*unix.SockaddrInet6); ok && addr.Zone != "" {
 		ifi, err := net.InterfaceByName(addr.Zone)
 		if err != nil {
 			idx, perr := strconv.Atoi(addr.Zone)
 			if perr != nil {
 				return nil, nil, fmt.Errorf("collector %q: zone %q: %w", collector, addr.Zone, err)
 			}
-			sa.ZoneId = uint32(idx)
+			sa6.ZoneId = uint32(idx)
 		} else {
-			sa.ZoneId = uint32(ifi.Index)
+			sa6.ZoneId = uint32(ifi.Index)
 		}
 	}
 	return addr, sa, nil
+}
+
+// sockaddrOf is addr as the socket calls take it (without its zone).
+func sockaddrOf(addr *net.UDPAddr) unix.Sockaddr {
+	if ip4 := addr.IP.To4(); ip4 != nil {
+		sa := &unix.SockaddrInet4{Port: addr.Port}
+		copy(sa.Addr[:], ip4)
+		return sa
+	}
+	sa := &unix.SockaddrInet6{Port: addr.Port}
+	copy(sa.Addr[:], addr.IP.To16())
+	return sa
 }
 
 // hasPort reports whether a collector address names a port.

@@ -1,9 +1,12 @@
 package exporter
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +27,7 @@ const writableWaitMs = 10
 type SendError struct {
 	Collector string // as configured
 	Count     uint64 // errors since the previous OnSendError call for this collector, this one included
-	Err       error  // a unix.Errno such as ECONNREFUSED or ENETUNREACH
+	Err       error  // a unix.Errno such as ECONNREFUSED or ENETUNREACH, or why a replicated collector has no replica
 }
 
 func (e *SendError) Error() string {
@@ -40,6 +43,14 @@ type collector struct {
 	addr *net.UDPAddr
 	sa   unix.Sockaddr
 	fd   int
+
+	// rep is set for a replicated collector, whose address is the replica
+	// chosen for this agent and follows rep's choice (current: the one the
+	// socket is connected to; invalid before the first).
+	rep     *replicas
+	current netip.AddrPort
+	address atomic.Pointer[string] // addr as a string, for Stats
+	moves   atomic.Uint64
 
 	connected   bool
 	lastConnect time.Time
@@ -61,20 +72,67 @@ func openCollector(name string) (*collector, error) {
 	if err != nil {
 		return nil, err
 	}
+	c := &collector{name: name, fd: -1}
+	if err := c.open(addr, sa); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// openReplicated makes the collector of a replicated name. Its first
+// resolution happens here; a name without addresses yet (replicas not ready)
+// is not an error: reports are dropped, and counted, until it has some.
+func openReplicated(ctx context.Context, rep *replicas) *collector {
+	c := &collector{name: rep.host + ":" + strconv.Itoa(int(rep.port)), fd: -1, rep: rep, gso: true}
+	c.address.Store(new(string))
+	_ = rep.resolve(ctx) // kept in rep.lastErr
+	return c
+}
+
+// open opens a socket for addr and connects it; a missing route is not an
+// error (the socket is connected again later).
+func (c *collector) open(addr *net.UDPAddr, sa unix.Sockaddr) error {
 	family := unix.AF_INET6
 	if _, ok := sa.(*unix.SockaddrInet4); ok {
 		family = unix.AF_INET
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, fmt.Errorf("socket for collector %s: %w", name, err)
+		return fmt.Errorf("socket for collector %s: %w", c.name, err)
 	}
-	c := &collector{name: name, addr: addr, sa: sa, fd: fd, gso: true}
+	c.addr, c.sa, c.fd, c.gso = addr, sa, fd, true
+	str := addr.String()
+	c.address.Store(&str)
 	if err := c.connect(time.Now()); err != nil && !isRouteError(err) {
-		unix.Close(fd)
-		return nil, fmt.Errorf("connect to collector %s: %w", name, err)
+		c.close()
+		return fmt.Errorf("connect to collector %s: %w", c.name, err)
 	}
-	return c, nil
+	return nil
+}
+
+// follow points a replicated collector's socket at the replica chosen now,
+// and returns false while none is known. A move opens a new socket and starts
+// the sequence numbers again from 0: the new replica sees an agent that
+// (re)started, and when the agent later moves back, the old replica sees a
+// restart (a resynchronisation) instead of a gap it would count as lost.
+func (c *collector) follow() error {
+	want := c.rep.chosen.Load()
+	if want == nil {
+		return c.rep.err()
+	}
+	if *want == c.current && c.fd >= 0 {
+		return nil
+	}
+	if c.current.IsValid() {
+		c.moves.Add(1)
+	}
+	if err := c.close(); err != nil {
+		return fmt.Errorf("close socket of collector %s: %w", c.name, err)
+	}
+	c.current = *want
+	c.seq = [hwIDMask + 1]uint32{}
+	addr := net.UDPAddrFromAddrPort(*want)
+	return c.open(addr, sockaddrOf(addr))
 }
 
 // connect (re)connects the socket so the kernel reports ICMP errors for it and
@@ -117,6 +175,13 @@ func (c *collector) close() error {
 // send numbers the batch's reports for this collector (slots, in order) and
 // hands them to the kernel as msgs, where msgs[i] carries counts[i] reports.
 func (c *collector) send(e *Exporter, msgs []unix.Mmsghdr, counts []int, slots []*slot) {
+	if c.rep != nil {
+		if err := c.follow(); err != nil {
+			c.failErr(e, err, time.Now())
+			c.dropped.Add(uint64(len(slots)))
+			return
+		}
+	}
 	// Every report gets its number, sent or not, so that a gap at the
 	// collector means a lost report.
 	for _, s := range slots {
@@ -212,21 +277,26 @@ func (c *collector) transmit(e *Exporter, msgs []unix.Mmsghdr, counts []int) int
 // fail counts one error and tells the caller about it at most once per
 // Config.ErrorInterval.
 func (c *collector) fail(e *Exporter, errno unix.Errno, now time.Time) {
-	c.errs.Add(1)
 	c.lastErrno.Store(uintptr(errno))
+	c.failErr(e, errno, now)
+}
+
+// failErr is fail for any error.
+func (c *collector) failErr(e *Exporter, err error, now time.Time) {
+	c.errs.Add(1)
 	c.pendingErrs++
 	if e.onSendError == nil || (!c.lastNotice.IsZero() && now.Sub(c.lastNotice) < e.errorInterval) {
 		return
 	}
 	count := c.pendingErrs
 	c.pendingErrs, c.lastNotice = 0, now
-	e.onSendError(c.name, &SendError{Collector: c.name, Count: count, Err: errno})
+	e.onSendError(c.name, &SendError{Collector: c.name, Count: count, Err: err})
 }
 
 func (c *collector) stats() CollectorStats {
 	st := CollectorStats{
 		Collector: c.name,
-		Address:   c.addr.String(),
+		Address:   *c.address.Load(),
 		Sent:      c.sent.Load(),
 		Errors:    c.errs.Load(),
 		Dropped:   c.dropped.Load(),
@@ -234,6 +304,13 @@ func (c *collector) stats() CollectorStats {
 	}
 	if errno := unix.Errno(c.lastErrno.Load()); errno != 0 {
 		st.LastError = errno
+	}
+	if c.rep != nil {
+		st.Replicas = int(c.rep.members.Load())
+		st.Moves = c.moves.Load()
+		if c.rep.chosen.Load() == nil {
+			st.LastError = c.rep.err()
+		}
 	}
 	return st
 }

@@ -17,6 +17,16 @@
 //     a collector without a route at start is not an error, its socket is
 //     connected later (every Config.RetryInterval while there is something to
 //     send), and the reports meant for it meanwhile are counted as dropped.
+//   - Config.Replicas is the exception: a name with one address per
+//     collector replica (a headless Service), resolved in New and every
+//     Config.ReplicaRefresh while Run runs (a goroutine Run owns). Each agent
+//     sends to the one replica rendezvous hashing of its node name picks
+//     (package replica), so a replica added takes about 1/N of the nodes
+//     and a replica gone from the name hands its nodes to the others, and no
+//     other node moves. A move opens a new socket and numbers from 0 again:
+//     collectors see a restart, never a gap counted as loss. A failed lookup
+//     keeps the replica chosen; a replica that is dead but still in the name
+//     loses its reports (counted) until the name drops it.
 //   - Enqueue never blocks: it encodes the report into a free slot (sequence
 //     number 0) or returns false and counts a queue drop. It may be called from
 //     several goroutines, but one producer is the intended use.

@@ -47,8 +47,27 @@ var ErrClosed = errors.New("exporter closed")
 // Config configures an Exporter. Zero values take the defaults above.
 type Config struct {
 	// Collectors are "host:port", "[ipv6]:port", or a host alone for
-	// DefaultPort. Host names are resolved once, in New.
+	// DefaultPort. Host names are resolved once, in New. Every report goes
+	// to each of them.
 	Collectors []string
+	// Replicas, if set, is the "host:port" of one collector run as several
+	// replicas: a name with one A/AAAA record per replica (a Kubernetes
+	// headless Service). Every report also goes to exactly one replica, the
+	// one rendezvous hashing of ReplicaKey chooses among the addresses (see
+	// package replica). The name is resolved in New (no address yet is not
+	// an error: reports are dropped and counted until there is one) and every
+	// ReplicaRefresh while Run runs; a failed lookup keeps the replica
+	// chosen before. Moving to another replica starts its sequence numbers
+	// again from 0.
+	Replicas string
+	// ReplicaKey is what the replica is chosen by: the node name, so that
+	// each node's reports stay on one replica.
+	ReplicaKey string
+	// ReplicaRefresh is how often Replicas is resolved again (default 30s).
+	ReplicaRefresh time.Duration
+	// Resolver looks Replicas up (default net.DefaultResolver); tests give
+	// their own.
+	Resolver Resolver
 	// Format is the report version sent to every collector.
 	Format intreport.Format
 	// QueueLen is the number of reports the queue holds (default 4096).
@@ -83,14 +102,18 @@ type Stats struct {
 // CollectorStats are the counters of one collector.
 type CollectorStats struct {
 	Collector string // as configured
-	Address   string // as resolved in New
+	Address   string // as resolved in New; for Config.Replicas the replica chosen now ("" while none)
 	Sent      uint64 // reports (datagrams) the kernel accepted
 	Errors    uint64 // errors the kernel returned (a refused datagram retried and sent counts here and in Sent)
 	Dropped   uint64 // reports this collector never got because of an error or a missing route
 	// Segmented is true while reports go out with UDP segmentation offload
 	// (one system call cuts many datagrams); false once the route refused it.
 	Segmented bool
-	LastError error // the latest errno, nil if none ever
+	LastError error // the latest errno, nil if none ever; for Config.Replicas without a replica, why
+	// Replicas is, for Config.Replicas, the number of addresses its latest
+	// resolution gave; Moves counts the moves from one replica to another.
+	Replicas int
+	Moves    uint64
 }
 
 // Exporter queues encoded reports and sends them to every collector.
@@ -127,7 +150,7 @@ type Exporter struct {
 // queue. A collector without a route now is accepted and retried while
 // running; an address that does not parse or resolve is an error naming it.
 func New(cfg Config) (*Exporter, error) {
-	if len(cfg.Collectors) == 0 {
+	if len(cfg.Collectors) == 0 && cfg.Replicas == "" {
 		return nil, ErrNoCollector
 	}
 	if !validFormat(cfg.Format) {
@@ -161,6 +184,14 @@ func New(cfg Config) (*Exporter, error) {
 			return nil, fmt.Errorf("collector %q: same address %s as %q", name, key, first)
 		}
 		seen[key] = name
+	}
+	if cfg.Replicas != "" {
+		rep, err := newReplicas(cfg.Replicas, cfg.ReplicaKey, orDefault(cfg.ReplicaRefresh, DefaultReplicaRefresh), cfg.Resolver)
+		if err != nil {
+			e.closeCollectors()
+			return nil, err
+		}
+		e.collectors = append(e.collectors, openReplicated(context.Background(), rep))
 	}
 
 	e.q = newRing(queueLen)
@@ -214,8 +245,16 @@ func (e *Exporter) Run(ctx context.Context) error {
 	e.running, e.cancel, e.done = true, cancel, make(chan struct{})
 	e.mu.Unlock()
 
+	// Replicated collectors follow their name's addresses while Run runs.
+	var followers sync.WaitGroup
+	for _, c := range e.collectors {
+		if c.rep != nil {
+			followers.Go(func() { c.rep.run(ctx) })
+		}
+	}
 	defer func() {
 		cancel()
+		followers.Wait()
 		e.mu.Lock()
 		e.running = false
 		close(e.done)

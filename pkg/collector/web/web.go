@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/topology"
@@ -22,6 +23,7 @@ type Sources struct {
 	Resolver *topology.Resolver
 	Stats    func() any            // served at /api/v1/stats
 	Agents   func() []AgentReports // reports received and lost per agent; nil: none
+	Served   func() []ServedAgent  // agents (source, switch ID) reports came from; nil: none
 	Metrics  http.Handler          // served at /metrics; nil: 404
 }
 
@@ -32,6 +34,24 @@ type FlowsResponse struct {
 	Matched int `json:"matched"`
 	// DropReasonNames names the INT drop reason codes used in Flows.
 	DropReasonNames map[string]string `json:"dropReasonNames"`
+	// Agents are the agents whose reports this collector received (those
+	// of the node the filter names, when it names one): with sharded
+	// collector replicas, the share of this replica, whose flows are all
+	// that Flows can hold. Never null.
+	Agents []ServedAgent `json:"agents"`
+}
+
+// ServedAgent is one agent a collector received reports from: its source
+// address and switch ID, and when its first and latest reports came. An
+// agent that moved to another replica stays listed with its last report
+// time.
+type ServedAgent struct {
+	Source      string    `json:"source"`
+	SwitchID    uint32    `json:"switchId"`
+	Node        string    `json:"node"`    // from its topology; "" while unknown
+	Reports     uint64    `json:"reports"` // datagrams received from it
+	FirstReport time.Time `json:"firstReport"`
+	LastReport  time.Time `json:"lastReport"`
 }
 
 // SummaryResponse is the body of GET /api/v1/summary.
@@ -91,7 +111,7 @@ func New(src Sources) http.Handler {
 			return
 		}
 		rows, matched := src.Table.Query(f)
-		resp := FlowsResponse{Flows: rows, Matched: matched, DropReasonNames: map[string]string{}}
+		resp := FlowsResponse{Flows: rows, Matched: matched, DropReasonNames: map[string]string{}, Agents: served(src.Served, f.Node)}
 		for i := range rows {
 			nameReasons(resp.DropReasonNames, rows[i].DropReasons)
 		}
@@ -134,6 +154,20 @@ func New(src Sources) http.Handler {
 // agents returns the agents of node ("": all), never nil.
 func agents(list func() []AgentReports, node string) []AgentReports {
 	out := []AgentReports{}
+	if list == nil {
+		return out
+	}
+	for _, a := range list() {
+		if node == "" || a.Node == node {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// served returns the served agents of node ("": all), never nil.
+func served(list func() []ServedAgent, node string) []ServedAgent {
+	out := []ServedAgent{}
 	if list == nil {
 		return out
 	}
