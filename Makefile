@@ -112,9 +112,24 @@ bench: build bench-before ## all benchmarks in one run (root) -> bench/out/resul
 		taskset -c 1 ../$(BIN)/nsint-bench.test -test.run '^TestBenchPipeline$$' -test.v
 	cd bench && $(BENCH_ENV) NSINT_BENCH_BEFORE_AGENT=$(CURDIR)/$(BIN)/before/nsint-agent \
 		../$(BIN)/nsint-bench.test -test.run '^TestBench(Veth|Scale)$$' -test.v -test.timeout 60m
+	cd bench && $(BENCH_ENV) ../$(BIN)/nsint-bench.test -test.run '^TestBenchCollectors$$' -test.v -test.timeout 30m
 	$(BIN)/benchresults finish $(BENCH_RUN) bench/out/results.json
 	$(BIN)/benchresults doc bench/out/results.json docs/performance.md
 	$(BIN)/benchresults verdict bench/out/results.json
+
+# The collector load test alone, in a run file of its own (results.json is
+# written only by make bench): BENCH_COLLECTORS_ENV gives its short form, e.g.
+# NSINT_BENCH_ROUNDS=3 NSINT_BENCH_COLLECTOR_SECONDS=5.
+BENCH_COLLECTORS_RUN := bench/out/collectors-run.json
+.PHONY: bench-collectors
+bench-collectors: build ## collector load test: simulated nodes against one and two replicas (root) -> bench/out/collectors.json
+	@mkdir -p bench/out
+	$(GO) build -o $(BIN)/benchresults ./hack/benchresults
+	$(BIN)/benchresults start $(BENCH_COLLECTORS_RUN)
+	$(GO) test -c -o $(BIN)/nsint-bench.test ./bench/
+	cd bench && NSINT_BENCH=1 NSINT_BENCH_BIN_DIR=../$(BIN) NSINT_RESULTS=$(CURDIR)/$(BENCH_COLLECTORS_RUN) $(BENCH_COLLECTORS_ENV) \
+		../$(BIN)/nsint-bench.test -test.run '^TestBenchCollectors$$' -test.v -test.timeout 30m
+	$(BIN)/benchresults finish $(BENCH_COLLECTORS_RUN) bench/out/collectors.json
 
 .PHONY: bench-verdict
 bench-verdict: ## each goal of bench/goals.json against bench/out/results.json: figure, goal, PASS/FAIL (exit 1 when one fails)

@@ -35,6 +35,17 @@
 //	NSINT_BENCH_DROP_REPEAT_SECONDS  seconds of repeated drops of one flow (3)
 //	NSINT_BENCH_SCALE_NS             namespaces of the attach benchmark (1000)
 //	NSINT_BENCH_SCALE_RATE           its paced rate, namespaces per second (100)
+//	NSINT_BENCH_COLLECTOR_NODES      simulated nodes of the collector load test (100)
+//	NSINT_BENCH_COLLECTOR_FLOWS      active flows per interface of a simulated node (2)
+//	NSINT_BENCH_COLLECTOR_SECONDS    seconds of load per round (10)
+//
+// The collector load test (TestBenchCollectors, also `make
+// bench-collectors` into a run file of its own, bench/out/collectors.json)
+// runs the real nsint-collector against simulated nodes: 200 pods with two
+// interfaces each, every flow reported once per report interval, encoded
+// and sent by pkg/exporter as the agent does, each node choosing its replica
+// by the agent's rendezvous hashing; one replica, then two. It needs no
+// root privilege but runs only with NSINT_BENCH=1.
 //
 // The suite must not touch anything it did not create: namespaces and
 // interfaces carry a unique prefix and live in the suite's own directories,

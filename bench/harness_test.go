@@ -364,8 +364,11 @@ func (x *attachIndex) readLocked() {
 }
 
 // cpuSeconds is the user + system CPU time the agent has used.
-func (p *agentProc) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID()))
+func (p *agentProc) cpuSeconds() (float64, error) { return cpuSecondsOf(p.PID()) }
+
+// cpuSecondsOf is the user + system CPU time process pid has used.
+func cpuSecondsOf(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -376,7 +379,7 @@ func (p *agentProc) cpuSeconds() (float64, error) {
 	ut, err1 := strconv.ParseFloat(f[11], 64)
 	st, err2 := strconv.ParseFloat(f[12], 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat", p.PID())
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
 }

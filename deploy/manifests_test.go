@@ -2,7 +2,10 @@ package deploy
 
 import (
 	"context"
+	"io"
+	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,10 +20,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"sigs.k8s.io/yaml"
+
+	"github.com/nsint/nsint/pkg/config"
 	"github.com/nsint/nsint/pkg/k8s/k8stest"
 )
 
-var overlays = []string{"base", "overlays/kind", "overlays/openshift"}
+var overlays = []string{"base", "overlays/kind", "overlays/openshift", "overlays/sharded"}
 
 // agentCapabilities are the capabilities the DaemonSet adds, and the only ones.
 var agentCapabilities = []string{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN"}
@@ -149,6 +155,9 @@ func TestManifestsFollowTheRules(t *testing.T) {
 			find(t, objs, "Deployment", "nsint-collector", &dep)
 
 			checkScrapeAnnotations(t, &ds)
+			if dir == "overlays/sharded" {
+				checkSharded(t, objs, &dep)
+			}
 			if dir == "overlays/openshift" {
 				checkSCC(t, objs, &ds)
 				checkPodMonitor(t, objs, &ds)
@@ -298,5 +307,69 @@ func createNamespace(ctx context.Context, t *testing.T, env *k8stest.Env, name s
 	}
 	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
+	}
+}
+
+// checkSharded holds the sharded-collectors component to its design: several
+// collector replicas, a headless Service of only the ready ones whose ports
+// and selector reach them, and agents configured (validly) to choose one
+// replica through that name, with the rest of their configuration as in the
+// base.
+func checkSharded(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+	t.Helper()
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 {
+		t.Errorf("collector replicas %v, want at least 2", dep.Spec.Replicas)
+	}
+	var svc corev1.Service
+	find(t, objs, "Service", "nsint-collector-replicas", &svc)
+	if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.PublishNotReadyAddresses {
+		t.Errorf("replicas Service: clusterIP %q publishNotReadyAddresses %v, want headless and ready replicas only",
+			svc.Spec.ClusterIP, svc.Spec.PublishNotReadyAddresses)
+	}
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(dep.Spec.Template.Labels)) || len(svc.Spec.Selector) == 0 {
+		t.Errorf("replicas Service selector %v does not select the collector pods %v", svc.Spec.Selector, dep.Spec.Template.Labels)
+	}
+	var udp bool
+	for _, p := range svc.Spec.Ports {
+		udp = udp || (p.Protocol == corev1.ProtocolUDP && p.Port == 32766 && p.TargetPort.String() == "reports")
+	}
+	if !udp {
+		t.Errorf("replicas Service lacks UDP 32766 to the reports port: %+v", svc.Spec.Ports)
+	}
+
+	var cm, baseCM corev1.ConfigMap
+	find(t, objs, "ConfigMap", "nsint-agent", &cm)
+	find(t, render(t, "base"), "ConfigMap", "nsint-agent", &baseCM)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(file, []byte(cm.Data["agent.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]string{"--config", file, "--node-name", "node-a"}, nil, io.Discard)
+	if err != nil {
+		t.Fatalf("sharded agent.yaml: %v", err)
+	}
+	if cfg.CollectorReplicas != "nsint-collector-replicas.nsint.svc:32766" || len(cfg.Collectors) != 0 {
+		t.Errorf("agent collectors %v, replicas %q: want only the replicas' Service", cfg.Collectors, cfg.CollectorReplicas)
+	}
+	// The component repeats the base's agent.yaml: apart from the
+	// collector keys, the two must not drift.
+	var sharded, base map[string]any
+	if err := yaml.Unmarshal([]byte(cm.Data["agent.yaml"]), &sharded); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(baseCM.Data["agent.yaml"]), &base); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []map[string]any{sharded, base} {
+		delete(m, "collector")
+		delete(m, "collector-replicas")
+		delete(m, "collector-refresh")
+	}
+	if !reflect.DeepEqual(sharded, base) {
+		t.Errorf("sharded agent.yaml drifted from the base's:\n%v\nbase:\n%v", sharded, base)
+	}
+	if cm.Data["watchlist.yaml"] != baseCM.Data["watchlist.yaml"] {
+		t.Error("the sharded overlay lost the base's watchlist.yaml")
 	}
 }
