@@ -322,6 +322,9 @@ func checkSharded(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 	}
 	var svc corev1.Service
 	find(t, objs, "Service", "nsint-collector-replicas", &svc)
+	if svc.Namespace != dep.Namespace {
+		t.Errorf("replicas Service in namespace %q, the collector in %q", svc.Namespace, dep.Namespace)
+	}
 	if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.PublishNotReadyAddresses {
 		t.Errorf("replicas Service: clusterIP %q publishNotReadyAddresses %v, want headless and ready replicas only",
 			svc.Spec.ClusterIP, svc.Spec.PublishNotReadyAddresses)
