@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsint/nsint/internal/otelcoltest"
 	"github.com/nsint/nsint/pkg/collector"
 	"github.com/nsint/nsint/pkg/exporter"
 	"github.com/nsint/nsint/pkg/intreport"
@@ -198,7 +199,7 @@ func startReplicas(t *testing.T, bin string, topo []string, n int) ([]*replicaPr
 		port := freeUDPPort(t, hosts)
 		var procs []*replicaProc
 		for _, h := range hosts {
-			api := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeTCPPort(t)))
+			api := net.JoinHostPort("127.0.0.1", strconv.Itoa(otelcoltest.FreePort(t)))
 			cmd := exec.Command(bin, "--listen", net.JoinHostPort(h, strconv.Itoa(int(port))), "--api-addr", api,
 				"--agents", strings.Join(topo, ","))
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -313,16 +314,6 @@ func freeUDPPort(t *testing.T, hosts []string) uint16 {
 	}
 	t.Fatal("no UDP port free on every replica address")
 	return 0
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // replicaName resolves the replicas' name to their addresses, as cluster

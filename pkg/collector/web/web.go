@@ -111,7 +111,7 @@ func New(src Sources) http.Handler {
 			return
 		}
 		rows, matched := src.Table.Query(f)
-		resp := FlowsResponse{Flows: rows, Matched: matched, DropReasonNames: map[string]string{}, Agents: served(src.Served, f.Node)}
+		resp := FlowsResponse{Flows: rows, Matched: matched, DropReasonNames: map[string]string{}, Agents: ofNode(src.Served, f.Node, func(a *ServedAgent) string { return a.Node })}
 		for i := range rows {
 			nameReasons(resp.DropReasonNames, rows[i].DropReasons)
 		}
@@ -124,7 +124,7 @@ func New(src Sources) http.Handler {
 			return
 		}
 		s := src.Table.Summary(f)
-		resp := SummaryResponse{Interfaces: s, DropReasonNames: map[string]string{}, Agents: agents(src.Agents, f.Node)}
+		resp := SummaryResponse{Interfaces: s, DropReasonNames: map[string]string{}, Agents: ofNode(src.Agents, f.Node, func(a *AgentReports) string { return a.Node })}
 		for i := range s {
 			nameReasons(resp.DropReasonNames, s[i].Ingress.DropReasons)
 			nameReasons(resp.DropReasonNames, s[i].Egress.DropReasons)
@@ -151,28 +151,15 @@ func New(src Sources) http.Handler {
 	return mux
 }
 
-// agents returns the agents of node ("": all), never nil.
-func agents(list func() []AgentReports, node string) []AgentReports {
-	out := []AgentReports{}
+// ofNode returns the entries of list whose node (nodeOf) is node ("": all),
+// never nil.
+func ofNode[T any](list func() []T, node string, nodeOf func(*T) string) []T {
+	out := []T{}
 	if list == nil {
 		return out
 	}
 	for _, a := range list() {
-		if node == "" || a.Node == node {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// served returns the served agents of node ("": all), never nil.
-func served(list func() []ServedAgent, node string) []ServedAgent {
-	out := []ServedAgent{}
-	if list == nil {
-		return out
-	}
-	for _, a := range list() {
-		if node == "" || a.Node == node {
+		if node == "" || nodeOf(&a) == node {
 			out = append(out, a)
 		}
 	}
