@@ -31,7 +31,7 @@ type Config struct {
 	Agents          []string          // static agent URLs; empty: ask each report's source
 	MaxFlows        int               // flow table rows
 	MaxPending      int               // reports waiting for their ports to resolve
-	MaxSources      int               // (source, hw_id) sequences tracked
+	MaxSources      int               // (source, switch ID, hw_id) sequences tracked
 	TopologyRefresh time.Duration     // how often agents are asked again
 	ReadBuffer      int               // UDP socket receive buffer, bytes
 	OTLP            otlpexport.Config // export of the rows' increments as OTLP log records (off without an endpoint)

@@ -6,8 +6,10 @@
 //
 // It owns the wiring and the ingest path: reading datagrams in batches
 // (recvmmsg, with the kernel's SO_RXQ_OVFL drop counter), decoding with
-// pkg/intreport, sequence-gap accounting per (source address, hw_id, format)
-// and per agent (source address; restarts are not losses), and the bounded
+// pkg/intreport, sequence-gap accounting per (source address, switch ID,
+// hw_id, format) and per agent (source address; restarts are not losses),
+// the list of agents (source, switch ID) it received from — with sharded
+// replicas, the nodes this replica serves — and the bounded
 // queue of reports whose ports are not known yet (replayed after each
 // topology change). Parsing inner packets, the flow table, topology
 // resolution and the HTTP views live in the sub-packages.

@@ -18,7 +18,7 @@ func (cfg *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*ListFlag)(&cfg.Agents), "agents", "static agent API URLs (comma-separated or repeated); matched by switchId")
 	fs.IntVar(&cfg.MaxFlows, "max-flows", cfg.MaxFlows, "flow table rows (least recently seen evicted)")
 	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "reports kept while their ports are unknown")
-	fs.IntVar(&cfg.MaxSources, "max-sources", cfg.MaxSources, "report sequences (source address, hw_id) tracked for loss")
+	fs.IntVar(&cfg.MaxSources, "max-sources", cfg.MaxSources, "report sequences (source address, switch ID, hw_id) tracked for loss")
 	fs.DurationVar(&cfg.TopologyRefresh, "topology-refresh", cfg.TopologyRefresh, "how often agents' topologies are fetched again")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", cfg.ReadBuffer, "UDP receive buffer in bytes (0: system default)")
 	cfg.OTLP.RegisterFlags(fs)
