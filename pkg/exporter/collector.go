@@ -83,7 +83,7 @@ func openCollector(name string) (*collector, error) {
 // resolution happens here; a name without addresses yet (replicas not ready)
 // is not an error: reports are dropped, and counted, until it has some.
 func openReplicated(ctx context.Context, rep *replicas) *collector {
-	c := &collector{name: rep.host + ":" + strconv.Itoa(int(rep.port)), fd: -1, rep: rep, gso: true}
+	c := &collector{name: net.JoinHostPort(rep.host, strconv.Itoa(int(rep.port))), fd: -1, rep: rep, gso: true}
 	c.address.Store(new(string))
 	_ = rep.resolve(ctx) // kept in rep.lastErr
 	return c
