@@ -23,6 +23,21 @@ func TestDefaults(t *testing.T) {
 	if a.SwitchIDSource != "hash of node name n1" {
 		t.Fatalf("switch id source %q", a.SwitchIDSource)
 	}
+	if a.CollectorReplicas != "" || a.CollectorRefresh != 30*time.Second || len(a.Collectors) != 0 {
+		t.Fatalf("collector defaults: %v, replicas %q every %v; want none, every 30s", a.Collectors, a.CollectorReplicas, a.CollectorRefresh)
+	}
+}
+
+// A replicated collector's name gets the default port, like --collector.
+func TestCollectorReplicas(t *testing.T) {
+	a, err := Parse([]string{"--node-name", "n1", "--collector-replicas", "nsint-collector-replicas.nsint.svc",
+		"--collector-refresh", "10s"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.CollectorReplicas != "nsint-collector-replicas.nsint.svc:32766" || a.CollectorRefresh != 10*time.Second {
+		t.Fatalf("replicas %q every %v", a.CollectorReplicas, a.CollectorRefresh)
+	}
 }
 
 func TestEnvAndFile(t *testing.T) {
@@ -65,6 +80,8 @@ func TestInvalidValuesNameFieldAndValue(t *testing.T) {
 		{[]string{"--tail-call", "patched"}, "tail-call", "patched"},
 		{[]string{"--switch-id", "fd00::1"}, "switch-id", "fd00::1"},
 		{[]string{"--collector", "host:99999"}, "collector", "host:99999"},
+		{[]string{"--collector-replicas", "collectors.nsint.svc:0"}, "collector-replicas", "collectors.nsint.svc:0"},
+		{[]string{"--collector-refresh", "100ms"}, "collector-refresh", "100ms"},
 		{[]string{"--snaplen", "9000"}, "snaplen", "9000"},
 		{[]string{"--log-level", "loud"}, "log-level", "loud"},
 		{[]string{"--max-ports", "70000"}, "max-ports", "70000"},
