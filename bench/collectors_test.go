@@ -20,6 +20,7 @@ import (
 	"github.com/nsint/nsint/pkg/collector"
 	"github.com/nsint/nsint/pkg/exporter"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Simulated node shape: pods per node, interfaces per pod (eth0 and a Multus
@@ -397,7 +398,7 @@ func generate(exps []*exporter.Exporter, perNode int, d time.Duration) {
 	copy(frame, []byte{0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0,
 		198, 18, 0, 1, 198, 18, 0, 2, 0x9c, 0x40, 0x01, 0xbb, 0, 30})
 	next := make([]int, len(exps))
-	r := intreport.Report{Kind: intreport.Flow, Direction: intreport.DirectionIngress, Tracked: true,
+	r := intreport.Report{Kind: intreport.Flow, Direction: netif.Ingress, Tracked: true,
 		HopLatency: 2000, Inner: frame}
 	tick := time.NewTicker(step)
 	defer tick.Stop()

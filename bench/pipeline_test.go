@@ -22,6 +22,7 @@ import (
 	"github.com/nsint/nsint/pkg/datapath"
 	"github.com/nsint/nsint/pkg/exporter"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestBenchPipeline measures the agent's user-space report path on one core:
@@ -54,13 +55,13 @@ func TestBenchPipeline(t *testing.T) {
 	}
 	defer d.Close()
 	ns := netnstest.New(t, netnstest.Dir(t), netnstest.Prefix(t))
-	if err := d.SetPort(1, datapath.PortInfo{NetnsInode: ns.Inode, LocalStack: true}); err != nil {
+	if err := d.SetPort(1, datapath.PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode)}, LocalStack: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.SetPort(2, datapath.PortInfo{NetnsInode: ns.Inode, Ifindex: 2, LocalPort: 1}); err != nil {
+	if err := d.SetPort(2, datapath.PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: 2}, LocalPort: 1}); err != nil {
 		t.Fatal(err)
 	}
-	disp, err := d.Dispatcher(2, datapath.Ingress)
+	disp, err := d.Dispatcher(2, netif.Ingress)
 	if err != nil {
 		t.Fatal(err)
 	}

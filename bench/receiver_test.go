@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsint/nsint/pkg/collector/flowkey"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // report is what the suite keeps of one received INT report.
@@ -41,7 +42,7 @@ type receiver struct {
 // only by their port).
 type flowAt struct {
 	port  uint16
-	dir   uint8
+	dir   netif.Direction
 	dst   netip.Addr
 	dport uint16
 }

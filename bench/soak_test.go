@@ -13,7 +13,7 @@ import (
 
 	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/netnstest"
-	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // soakConfig sizes the soak: NSINT_SOAK=short (CI, < 5 min) or full.
@@ -202,10 +202,10 @@ func TestSoak(t *testing.T) {
 		}
 		ids := map[ifaceKey]uint16{}
 		for _, port := range now.Ports {
-			ids[ifaceKey{port.Netns.Inode, port.Name}] = port.ID
+			ids[ifaceKey{uint64(port.Netns.Inode), port.Name}] = port.ID
 		}
 		for _, port := range before.Ports {
-			if got, ok := ids[ifaceKey{port.Netns.Inode, port.Name}]; !ok || got != port.ID {
+			if got, ok := ids[ifaceKey{uint64(port.Netns.Inode), port.Name}]; !ok || got != port.ID {
 				portChanges++
 				t.Errorf("restart %d: port %s in netns %d was %d, now %d (present %v)", r+1, port.Name, port.Netns.Inode, port.ID, got, ok)
 			}
@@ -426,7 +426,7 @@ func checkChurnTotals(t *testing.T, rcv *receiver, pods []*soakPod) int {
 			sent := sp.sent[i].Load()
 			total += sent
 			ip := []netip.Addr{sp.ethIP, sp.net1IP}[i]
-			got := rcv.sum(flowAt{sp.ports[i], intreport.DirectionIngress, ip, countedPort})
+			got := rcv.sum(flowAt{sp.ports[i], netif.Ingress, ip, countedPort})
 			if got.packets != sent || got.drops != sent {
 				wrong++
 				if wrong <= 10 {

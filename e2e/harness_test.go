@@ -16,6 +16,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/nsint/nsint/internal/agentproc"
 	"github.com/nsint/nsint/internal/fakenode"
 	"github.com/nsint/nsint/internal/netnstest"
@@ -23,8 +26,6 @@ import (
 	"github.com/nsint/nsint/pkg/collector/flowkey"
 	"github.com/nsint/nsint/pkg/intreport"
 	"github.com/nsint/nsint/pkg/tc"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // binDir holds the binaries TestMain builds.

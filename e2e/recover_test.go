@@ -16,6 +16,7 @@ import (
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/agent"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestRecoverAcrossRestarts: UDP datagrams from pod a to pod b over net1,
@@ -91,7 +92,7 @@ func testRecoverAcrossRestarts(t *testing.T, mode string) {
 			r.tuple.SrcPort == sport && r.tuple.DstPort == dport
 	}
 	// reported sums the packets of the flow's reports at a hook.
-	reported := func(port uint16, dir uint8) uint64 {
+	reported := func(port uint16, dir netif.Direction) uint64 {
 		reps, _ := rcv.snapshot()
 		var n uint64
 		for _, r := range reps {
@@ -105,8 +106,8 @@ func testRecoverAcrossRestarts(t *testing.T, mode string) {
 	hooks := []struct {
 		name string
 		port uint16
-		dir  uint8
-	}{{"a net1 egress", aNet1, intreport.DirectionEgress}, {"b net1 ingress", bNet1, intreport.DirectionIngress}}
+		dir  netif.Direction
+	}{{"a net1 egress", aNet1, netif.Egress}, {"b net1 ingress", bNet1, netif.Ingress}}
 	waitReported := func(what string, want uint64) {
 		t.Helper()
 		for _, h := range hooks {

@@ -15,14 +15,16 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/intreport"
 	"github.com/nsint/nsint/pkg/k8s"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestSRIOV runs the agent on real SR-IOV virtual functions: those of QEMU's
@@ -81,7 +83,7 @@ func TestSRIOV(t *testing.T) {
 	cniDel(t, pf, a)
 	waitFor(t, "pod a's ports gone from the topology", 15*time.Second, func() bool {
 		for _, p := range ag.topology(t).Ports {
-			if p.Netns.Inode == a.ns.Inode || p.Name == a.vf.hostDev {
+			if p.Netns.Inode == netif.Netns(a.ns.Inode) || p.Name == a.vf.hostDev {
 				return false
 			}
 		}
@@ -104,7 +106,7 @@ func TestSRIOV(t *testing.T) {
 	var newPort api.Port
 	waitFor(t, "pod c's net1 in the topology", 15*time.Second, func() bool {
 		for _, p := range ag.topology(t).Ports {
-			if p.Netns.Inode == c.ns.Inode && p.Name == "net1" && p.AttachMode != "" {
+			if p.Netns.Inode == netif.Netns(c.ns.Inode) && p.Name == "net1" && p.AttachMode != "" {
 				newPort = p
 				return true
 			}
@@ -251,7 +253,7 @@ func checkVFFromFirstEvent(t *testing.T, wt *watch, p *vfPod) {
 func portOf(t *testing.T, topo api.Topology, ns *netnstest.NS, name string) api.Port {
 	t.Helper()
 	for _, p := range topo.Ports {
-		if p.Netns.Inode == ns.Inode && p.Name == name {
+		if p.Netns.Inode == netif.Netns(ns.Inode) && p.Name == name {
 			return p
 		}
 	}
@@ -344,8 +346,8 @@ func checkVFTotals(t *testing.T, rcv *receiver, ag *agentProc, env *agentEnv, a,
 	reps, _ := rcv.snapshot()
 	for _, at := range []struct {
 		port api.Port
-		dir  uint8
-	}{{portOf(t, topo, a.ns, "net1"), intreport.DirectionEgress}, {portOf(t, topo, b.ns, "net1"), intreport.DirectionIngress}} {
+		dir  netif.Direction
+	}{{portOf(t, topo, a.ns, "net1"), netif.Egress}, {portOf(t, topo, b.ns, "net1"), netif.Ingress}} {
 		var packets, bytes uint64
 		for _, r := range reps {
 			tu := r.tuple
@@ -392,7 +394,7 @@ func checkMatcher(t *testing.T, pf *sriovPF, ag *agentProc, a, b *vfPod) {
 			if p.LocalStack {
 				continue
 			}
-			in := k8s.Iface{NetnsInode: p.Netns.Inode, NetnsPath: p.Netns.Path, Name: p.Name, PCIAddress: p.PCIAddress}
+			in := k8s.Iface{ID: netif.ID{Netns: p.Netns.Inode}, NetnsPath: p.Netns.Path, Name: p.Name, PCIAddress: p.PCIAddress}
 			if p.MAC != "" {
 				in.MAC = mustParseMAC(t, p.MAC)
 			}
@@ -408,7 +410,7 @@ func checkMatcher(t *testing.T, pf *sriovPF, ag *agentProc, a, b *vfPod) {
 		for _, p := range []*vfPod{a, b} {
 			named := false
 			for i, f := range ifaces {
-				if f.NetnsInode != p.ns.Inode || f.Name != "net1" {
+				if f.Netns != netif.Netns(p.ns.Inode) || f.Name != "net1" {
 					continue
 				}
 				m, ok := got[i]

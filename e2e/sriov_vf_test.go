@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netnstest"
 )
 
 // What the SR-IOV test needs of the machine: an SR-IOV capable igb physical

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nsint/nsint/internal/netnstest"
 )
 
 // Run with: go test -run '^$' -bench . -benchtime 1x ./ifacewatch/

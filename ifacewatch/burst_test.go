@@ -7,14 +7,16 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // addVeth creates a veth pair with both ends inside ns and returns their
 // ifindexes. The handle is closed at once so that removing the namespace
 // file destroys the namespace.
-func addVeth(tb testing.TB, ns *netnstest.NS, a, b string) (int, int) {
+func addVeth(tb testing.TB, ns *netnstest.NS, a, b string) (netif.Ifindex, netif.Ifindex) {
 	tb.Helper()
 	h, err := ns.Handle()
 	if err != nil {
@@ -32,7 +34,7 @@ func addVeth(tb testing.TB, ns *netnstest.NS, a, b string) (int, int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return la.Attrs().Index, lb.Attrs().Index
+	return netif.Ifindex(la.Attrs().Index), netif.Ifindex(lb.Attrs().Index)
 }
 
 // kernelLinks lists the links of ns: ifindex → name.
@@ -55,25 +57,25 @@ func kernelLinks(tb testing.TB, ns *netnstest.NS) map[int]string {
 }
 
 // snapshotLinks is kernelLinks as the watcher sees it.
-func snapshotLinks(w *Watcher, id NetnsID) map[int]string {
+func snapshotLinks(w *Watcher, id netif.Netns) map[int]string {
 	out := make(map[int]string)
 	if s := snapshotOf(w, id); s != nil {
 		for _, i := range s.Interfaces {
-			out[i.ID.Ifindex] = i.Name
+			out[int(i.ID.Ifindex)] = i.Name
 		}
 	}
 	return out
 }
 
 // eventLinks is kernelLinks as the events tell it.
-func eventLinks(evs []Event, id NetnsID) map[int]string {
+func eventLinks(evs []Event, id netif.Netns) map[int]string {
 	out := make(map[int]string)
 	for _, ev := range ofNetns(evs, id) {
 		switch ev.Kind {
 		case IfaceAdded, IfaceChanged:
-			out[ev.Iface.ID.Ifindex] = ev.Iface.Name
+			out[int(ev.Iface.ID.Ifindex)] = ev.Iface.Name
 		case IfaceRemoved:
-			delete(out, ev.Iface.ID.Ifindex)
+			delete(out, int(ev.Iface.ID.Ifindex))
 		}
 	}
 	return out
@@ -83,7 +85,7 @@ func eventLinks(evs []Event, id NetnsID) map[int]string {
 // reuses nsfs inode numbers, so the path tells incarnations apart), NetnsAdded first and
 // NetnsRemoved last (when removed), and for every interface exactly one
 // IfaceAdded before any change and at most one IfaceRemoved after them.
-func checkLifecycles(t *testing.T, evs []Event, id NetnsID, path string, removed bool) map[int]bool {
+func checkLifecycles(t *testing.T, evs []Event, id netif.Netns, path string, removed bool) map[netif.Ifindex]bool {
 	t.Helper()
 	evs = slices.DeleteFunc(ofNetns(evs, id), func(ev Event) bool { return ev.Netns.Path != path })
 	if len(evs) == 0 || evs[0].Kind != NetnsAdded {
@@ -93,7 +95,7 @@ func checkLifecycles(t *testing.T, evs []Event, id NetnsID, path string, removed
 	if last != removed {
 		t.Fatalf("netns %d: ends with NetnsRemoved = %v, want %v:\n%s", id, last, removed, dump(evs))
 	}
-	state := map[int]string{} // ifindex → "added" or "removed"
+	state := map[netif.Ifindex]string{} // ifindex → "added" or "removed"
 	for i, ev := range evs {
 		if i > 0 && (ev.Kind == NetnsAdded || (ev.Kind == NetnsRemoved && i != len(evs)-1)) {
 			t.Fatalf("netns %d: %v out of place:\n%s", id, ev, dump(evs))
@@ -122,7 +124,7 @@ func checkLifecycles(t *testing.T, evs []Event, id NetnsID, path string, removed
 			state[idx] = "removed"
 		}
 	}
-	seen := make(map[int]bool)
+	seen := make(map[netif.Ifindex]bool)
 	for idx, s := range state {
 		if removed && s != "removed" {
 			t.Fatalf("netns %d: ifindex %d never removed:\n%s", id, idx, dump(evs))
@@ -144,16 +146,16 @@ func TestBurst200Namespaces(t *testing.T) {
 	// Warm up (Go's poller opens its epoll fd on first use), then take the
 	// baseline.
 	warm := netnstest.New(t, dir, p+"-warm")
-	h.waitFor("warm-up namespace", func(evs []Event) bool { return has(evs, IfaceAdded, NetnsID(warm.Inode), "lo") })
+	h.waitFor("warm-up namespace", func(evs []Event) bool { return has(evs, IfaceAdded, netif.Netns(warm.Inode), "lo") })
 	if err := warm.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("warm-up removed", func(evs []Event) bool { return has(evs, NetnsRemoved, NetnsID(warm.Inode), "") })
+	h.waitFor("warm-up removed", func(evs []Event) bool { return has(evs, NetnsRemoved, netif.Netns(warm.Inode), "") })
 	baseFds, baseG := openFds(t), goroutines()
 
 	type made struct {
 		ns     *netnstest.NS
-		ifaces map[int]bool
+		ifaces map[netif.Ifindex]bool
 	}
 	all := make([]made, n)
 	for i := range all {
@@ -163,7 +165,7 @@ func TestBurst200Namespaces(t *testing.T) {
 		}
 		t.Cleanup(func() { ns.Remove() })
 		a, b := addVeth(t, ns, "v0", "v1")
-		all[i] = made{ns: ns, ifaces: map[int]bool{1: true, a: true, b: true}}
+		all[i] = made{ns: ns, ifaces: map[netif.Ifindex]bool{1: true, a: true, b: true}}
 	}
 	for _, m := range all {
 		if err := m.ns.Remove(); err != nil {
@@ -184,7 +186,7 @@ func TestBurst200Namespaces(t *testing.T) {
 		t.Fatalf("%d events for %d namespaces", len(evs), n)
 	}
 	for _, m := range all {
-		got := checkLifecycles(t, evs, NetnsID(m.ns.Inode), m.ns.Path, true)
+		got := checkLifecycles(t, evs, netif.Netns(m.ns.Inode), m.ns.Path, true)
 		if !maps.Equal(got, m.ifaces) {
 			t.Fatalf("netns %s: interfaces reported %v, created %v", m.ns.Name, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(m.ifaces)))
 		}
@@ -209,7 +211,7 @@ func newPauser() *pauser {
 	return &pauser{gate: make(chan struct{}), parked: make(chan struct{}, 1)}
 }
 
-func (p *pauser) hook(id NetnsID) {
+func (p *pauser) hook(id netif.Netns) {
 	if uint64(id) != p.target.Load() {
 		return
 	}
@@ -238,7 +240,7 @@ func TestSubscriptionRecovery(t *testing.T) {
 				}
 			})
 			ns := netnstest.New(t, dir, p+"-a")
-			id := NetnsID(ns.Inode)
+			id := netif.Netns(ns.Inode)
 			o0, o1 := addVeth(t, ns, "old0", "old1")
 			h.waitFor("old pair", func([]Event) bool { return len(snapshotLinks(h.w, id)) == 3 })
 
@@ -283,12 +285,12 @@ func TestSubscriptionRecovery(t *testing.T) {
 			if len(seen) != len(want)+2 {
 				t.Errorf("%d interfaces reported, want %d", len(seen), len(want)+2)
 			}
-			for _, idx := range []int{o0, o1} {
-				if count(evs, IfaceRemoved, IfaceID{id, idx}) != 1 {
+			for _, idx := range []netif.Ifindex{o0, o1} {
+				if count(evs, IfaceRemoved, netif.ID{Netns: id, Ifindex: idx}) != 1 {
 					t.Errorf("old interface %d not removed exactly once:\n%s", idx, dump(ofNetns(evs, id)))
 				}
 			}
-			if n := count(evs, IfaceAdded, IfaceID{id, 1}); n != 1 {
+			if n := count(evs, IfaceAdded, netif.ID{Netns: id, Ifindex: 1}); n != 1 {
 				t.Errorf("lo added %d times", n)
 			}
 			if s := snapshotOf(h.w, id); s.Interfaces[0].MTU != 60000 {

@@ -11,7 +11,7 @@
 // It must not: know about eBPF, TC or Kubernetes; change anything in the
 // namespaces it watches (it only reads); log (errors are returned or kept for
 // LastError, and counted in Stats); key anything by interface name or ifindex
-// alone — identity is (NetnsID, ifindex), NetnsID being the nsfs inode.
+// alone — identity is a netif.ID: the namespace's nsfs inode and the ifindex.
 //
 // Lifetime: New opens nothing; Run opens everything and releases everything
 // (sockets, namespace fds, goroutines) before it returns. Each watched
@@ -48,5 +48,5 @@
 // Known limits: the ethtool query is by name, so a device renamed in the
 // instant between its announcement and the query is retried with the next
 // message about it; nsfs inode numbers are reused by the kernel (see
-// NetnsID); a rule value cannot contain "," or "=".
+// netif.Netns); a rule value cannot contain "," or "=".
 package ifacewatch

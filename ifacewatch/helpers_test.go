@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // waitLimit bounds every wait in the tests: a failure bound, not a speed test.
@@ -122,7 +123,7 @@ func dump(evs []Event) string {
 }
 
 // ofNetns filters the events of one namespace.
-func ofNetns(evs []Event, id NetnsID) []Event {
+func ofNetns(evs []Event, id netif.Netns) []Event {
 	var out []Event
 	for _, ev := range evs {
 		if ev.Netns.ID == id {
@@ -134,11 +135,11 @@ func ofNetns(evs []Event, id NetnsID) []Event {
 
 // has reports whether an event of kind exists for the namespace and, when
 // name is not empty, for an interface of that name.
-func has(evs []Event, kind EventKind, id NetnsID, name string) bool {
+func has(evs []Event, kind EventKind, id netif.Netns, name string) bool {
 	return find(evs, kind, id, name) != nil
 }
 
-func find(evs []Event, kind EventKind, id NetnsID, name string) *Event {
+func find(evs []Event, kind EventKind, id netif.Netns, name string) *Event {
 	for i := len(evs) - 1; i >= 0; i-- {
 		ev := evs[i]
 		if ev.Kind == kind && ev.Netns.ID == id && (name == "" || (ev.Iface != nil && ev.Iface.Name == name)) {
@@ -149,7 +150,7 @@ func find(evs []Event, kind EventKind, id NetnsID, name string) *Event {
 }
 
 // count counts events of kind for one interface identity.
-func count(evs []Event, kind EventKind, id IfaceID) int {
+func count(evs []Event, kind EventKind, id netif.ID) int {
 	n := 0
 	for _, ev := range evs {
 		if ev.Kind == kind && ev.Iface != nil && ev.Iface.ID == id {
@@ -173,7 +174,7 @@ func kinds(evs []Event) []string {
 }
 
 // snapshotOf returns the state of one namespace in a snapshot.
-func snapshotOf(w *Watcher, id NetnsID) *NamespaceState {
+func snapshotOf(w *Watcher, id netif.Netns) *NamespaceState {
 	for _, s := range w.Snapshot() {
 		if s.ID == id {
 			return &s
@@ -183,13 +184,13 @@ func snapshotOf(w *Watcher, id NetnsID) *NamespaceState {
 }
 
 // ifindex returns the ifindex of name inside ns.
-func ifindex(tb testing.TB, ns *netnstest.NS, name string) int {
+func ifindex(tb testing.TB, ns *netnstest.NS, name string) netif.Ifindex {
 	tb.Helper()
 	l, err := ns.NetlinkHandle(tb).LinkByName(name)
 	if err != nil {
 		tb.Fatalf("find %s in %s: %v", name, ns.Name, err)
 	}
-	return l.Attrs().Index
+	return netif.Ifindex(l.Attrs().Index)
 }
 
 // openFds counts the process's open file descriptors.

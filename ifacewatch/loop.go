@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netns"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // loop is the main goroutine: it follows the namespace directories with
@@ -110,7 +111,7 @@ func (l *loop) openHost() error {
 	if err != nil {
 		return fmt.Errorf("host netns: %w", err)
 	}
-	id := NetnsID(f.Inode())
+	id := netif.Netns(f.Inode())
 	r := l.w.reg
 	r.hostID, r.hostNS = id, f
 	if l.w.host {
@@ -207,7 +208,7 @@ func (l *loop) sweepUnmounted() {
 	defer func() { l.sweepCost = time.Since(l.lastSweep) }()
 	for path, e := range l.paths {
 		var st unix.Stat_t
-		if err := unix.Stat(path, &st); err == nil && NetnsID(st.Ino) == e.ns.ID {
+		if err := unix.Stat(path, &st); err == nil && netif.Netns(st.Ino) == e.ns.ID {
 			if ok, err := netns.IsNsfs(path); err == nil && ok {
 				continue
 			}
@@ -304,7 +305,7 @@ func (l *loop) scan(d *dirState) {
 func (l *loop) rescan() {
 	for path, e := range l.paths {
 		f, err := netns.Open(path)
-		if err != nil || NetnsID(f.Inode()) != e.ns.ID {
+		if err != nil || netif.Netns(f.Inode()) != e.ns.ID {
 			l.gone(path)
 		}
 		if err == nil {
@@ -401,7 +402,7 @@ func (l *loop) try(path string) bool {
 // addPath records a namespace file; a second file of a known namespace only
 // adds a name to it.
 func (l *loop) addPath(path string, f *netns.NS) {
-	id := NetnsID(f.Inode())
+	id := netif.Netns(f.Inode())
 	if e := l.w.reg.get(id); e != nil {
 		f.Close()
 		e.paths[path] = struct{}{}

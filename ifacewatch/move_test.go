@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsint/nsint/ifacewatch/selection"
-	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/ifacewatch/selection"
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // The SR-IOV VF stand-in: a macvlan on a host parent moved into a pod and
@@ -23,7 +25,7 @@ func TestMacvlanMovedAndRenamed(t *testing.T) {
 	h := startWatcher(t, Config{Dirs: []string{dir}}, nil)
 	a := netnstest.New(t, dir, p+"-a")
 	b := netnstest.New(t, dir, p+"-b")
-	idA, idB := NetnsID(a.Inode), NetnsID(b.Inode)
+	idA, idB := netif.Netns(a.Inode), netif.Netns(b.Inode)
 	netnstest.Veth(t, nil, p+"h0", nil, p+"h1")
 	parent, err := netlink.LinkByName(p + "h0")
 	if err != nil {
@@ -43,10 +45,10 @@ func TestMacvlanMovedAndRenamed(t *testing.T) {
 		}
 		return net1 != nil
 	})
-	if net1.ID != (IfaceID{idA, idx}) || net1.Kind != "macvlan" || net1.Driver != "macvlan" {
+	if net1.ID != (netif.ID{Netns: idA, Ifindex: idx}) || net1.Kind != "macvlan" || net1.Driver != "macvlan" {
 		t.Errorf("net1 = %+v", net1)
 	}
-	if net1.LinkIndex != parent.Attrs().Index || net1.LinkNetns != NetnsID(self.Ino) {
+	if int(net1.LinkIndex) != parent.Attrs().Index || net1.LinkNetns != netif.Netns(self.Ino) {
 		t.Errorf("net1 parent = %d in netns %d, want %d in host %d", net1.LinkIndex, net1.LinkNetns, parent.Attrs().Index, self.Ino)
 	}
 	if net1.VF || net1.PCIAddress != "" {
@@ -72,7 +74,7 @@ func TestMacvlanMovedAndRenamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inB := IfaceID{idB, moved.Attrs().Index}
+	inB := netif.ID{Netns: idB, Ifindex: netif.Ifindex(moved.Attrs().Index)}
 	h.waitFor("net1 moved", func(evs []Event) bool {
 		return has(evs, IfaceRemoved, idA, "net1") && has(evs, IfaceAdded, idB, "net1")
 	})
@@ -89,7 +91,7 @@ func TestMacvlanMovedAndRenamed(t *testing.T) {
 	if ev := find(evs, IfaceChanged, idB, "net2"); ev.Iface.ID != inB {
 		t.Errorf("renamed interface has identity %v, want %v", ev.Iface.ID, inB)
 	}
-	if n := count(evs, IfaceRemoved, IfaceID{idA, idx}); n != 1 {
+	if n := count(evs, IfaceRemoved, netif.ID{Netns: idA, Ifindex: idx}); n != 1 {
 		t.Errorf("net1 removed from a %d times, want 1", n)
 	}
 	// The macvlan may be seen under its temporary name first, then renamed.
@@ -104,7 +106,7 @@ func TestMacvlanMovedAndRenamed(t *testing.T) {
 		}
 		got = append(got, s)
 	}
-	lo, mv := IfaceID{idA, 1}.String(), IfaceID{idA, idx}.String()
+	lo, mv := netif.ID{Netns: idA, Ifindex: 1}.String(), netif.ID{Netns: idA, Ifindex: idx}.String()
 	want := []string{"NetnsAdded", "IfaceAdded " + lo, "IfaceAdded " + mv, "IfaceRemoved " + mv}
 	if !slices.Equal(got, want) {
 		t.Errorf("a's events (changes left out) = %q, want %q", got, want)
@@ -128,7 +130,7 @@ func TestSelectionFollowsRenames(t *testing.T) {
 	h := startWatcher(t, Config{Dirs: []string{dir}, Rules: rules}, nil)
 	a := netnstest.New(t, dir, p+"-a")
 	x := netnstest.New(t, dir, p+"-x")
-	idA, idX := NetnsID(a.Inode), NetnsID(x.Inode)
+	idA, idX := netif.Netns(a.Inode), netif.Netns(x.Inode)
 	ha := a.NetlinkHandle(t)
 	if err := ha.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "net10"}, PeerName: "eth9"}); err != nil {
 		t.Fatal(err)
@@ -174,7 +176,7 @@ func TestDownDevicesReported(t *testing.T) {
 	p := netnstest.Prefix(t)
 	h := startWatcher(t, Config{Dirs: []string{dir}}, nil)
 	a := netnstest.New(t, dir, p+"-a")
-	id := NetnsID(a.Inode)
+	id := netif.Netns(a.Inode)
 	ha := a.NetlinkHandle(t)
 	if err := ha.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "v0"}, PeerName: "v1"}); err != nil {
 		t.Fatal(err)
@@ -230,8 +232,8 @@ func TestWaitForBindMount(t *testing.T) {
 	if err := unix.Mount(src.Path, late, "none", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("late namespace", func(evs []Event) bool { return has(evs, IfaceAdded, NetnsID(src.Inode), "lo") })
-	if ev := find(h.all(), NetnsAdded, NetnsID(src.Inode), ""); ev.Netns.Path != late {
+	h.waitFor("late namespace", func(evs []Event) bool { return has(evs, IfaceAdded, netif.Netns(src.Inode), "lo") })
+	if ev := find(h.all(), NetnsAdded, netif.Netns(src.Inode), ""); ev.Netns.Path != late {
 		t.Errorf("namespace path %s, want %s", ev.Netns.Path, late)
 	}
 
@@ -239,15 +241,15 @@ func TestWaitForBindMount(t *testing.T) {
 	if err := unix.Unmount(late, unix.MNT_DETACH); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("unmounted namespace removed", func(evs []Event) bool { return has(evs, NetnsRemoved, NetnsID(src.Inode), "") })
+	h.waitFor("unmounted namespace removed", func(evs []Event) bool { return has(evs, NetnsRemoved, netif.Netns(src.Inode), "") })
 	if err := unix.Mount(src.Path, late, "none", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor("namespace mounted again", func(evs []Event) bool {
-		return len(slices.DeleteFunc(ofNetns(evs, NetnsID(src.Inode)), func(e Event) bool { return e.Kind != NetnsAdded })) == 2
+		return len(slices.DeleteFunc(ofNetns(evs, netif.Netns(src.Inode)), func(e Event) bool { return e.Kind != NetnsAdded })) == 2
 	})
 	want := []string{"NetnsAdded", "IfaceAdded lo", "IfaceRemoved lo", "NetnsRemoved", "NetnsAdded"}
-	if got := kinds(ofNetns(h.all(), NetnsID(src.Inode))); !slices.Equal(got[:5], want) {
+	if got := kinds(ofNetns(h.all(), netif.Netns(src.Inode))); !slices.Equal(got[:5], want) {
 		t.Errorf("events %q, want %q first", got, want)
 	}
 	waitUntil(t, "a mount timeout", func() bool { return h.w.Stats().MountTimeouts == 1 })

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // IFLA_LINK_NETNSID names the namespace of a veth peer or of a macvlan's
@@ -24,7 +26,7 @@ type nsidCache struct {
 // host) and inode.
 type nsidTarget struct {
 	entry *nsEntry
-	id    NetnsID
+	id    netif.Netns
 }
 
 func newNsidCache() nsidCache {
@@ -33,7 +35,7 @@ func newNsidCache() nsidCache {
 
 // resolveNsid returns the namespace that nsid names in this worker's
 // namespace, 0 when it is neither watched nor the host.
-func (k *nsWorker) resolveNsid(sock *rtnlSocket, nsid int) (NetnsID, error) {
+func (k *nsWorker) resolveNsid(sock *rtnlSocket, nsid int) (netif.Netns, error) {
 	c := &k.nsids
 	if t, ok := c.byNsid[nsid]; ok {
 		if k.w.reg.alive(t.id, t.entry) {
@@ -50,8 +52,8 @@ func (k *nsWorker) resolveNsid(sock *rtnlSocket, nsid int) (NetnsID, error) {
 	if g, ok := c.miss[nsid]; ok && g == gen {
 		return 0, nil
 	}
-	var found NetnsID
-	err := k.w.reg.candidates(func(id NetnsID, e *nsEntry, fd int) (bool, error) {
+	var found netif.Netns
+	err := k.w.reg.candidates(func(id netif.Netns, e *nsEntry, fd int) (bool, error) {
 		t := nsidTarget{entry: e, id: id}
 		if id == k.ns.ID {
 			return false, nil

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netns"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // nsWorker is the one goroutine and the one netlink socket of a namespace. It
@@ -463,7 +464,7 @@ func (k *nsWorker) build(sock *rtnlSocket, index int) (*Interface, error) {
 	}
 	m := &st.msg
 	iface := &Interface{
-		ID:          IfaceID{Netns: k.ns.ID, Ifindex: index},
+		ID:          netif.ID{Netns: k.ns.ID, Ifindex: netif.Ifindex(index)},
 		Name:        m.name,
 		MAC:         slices.Clone(m.mac),
 		Kind:        m.kind,
@@ -471,8 +472,8 @@ func (k *nsWorker) build(sock *rtnlSocket, index int) (*Interface, error) {
 		PCIAddress:  st.pci,
 		VF:          st.vf,
 		PhysFn:      st.physfn,
-		LinkIndex:   m.link,
-		MasterIndex: m.master,
+		LinkIndex:   netif.Ifindex(m.link),
+		MasterIndex: netif.Ifindex(m.master),
 		OperState:   operStateName(m.operState),
 		AdminUp:     m.flags&unix.IFF_UP != 0,
 		MTU:         m.mtu,

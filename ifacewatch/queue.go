@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // dispatcher holds one ordered queue per namespace identity and hands their
@@ -12,12 +14,12 @@ import (
 // never wait for the consumer: a slow consumer delays delivery for everyone but
 // never stalls netlink reading, and a busy namespace cannot starve the others.
 //
-// Queues are keyed by NetnsID, not by goroutine, so when a namespace file is
+// Queues are keyed by netif.Netns, not by goroutine, so when a namespace file is
 // removed and the same namespace is found again, the new NetnsAdded still
 // comes after the old NetnsRemoved.
 type dispatcher struct {
 	mu      sync.Mutex
-	queues  map[NetnsID]*nsQueue
+	queues  map[netif.Netns]*nsQueue
 	ready   []*nsQueue // FIFO of queues with events; each at most once
 	pending int
 	wake    chan struct{}
@@ -26,14 +28,14 @@ type dispatcher struct {
 }
 
 type nsQueue struct {
-	id      NetnsID
+	id      netif.Netns
 	events  []Event
 	head    int
 	inReady bool
 }
 
 func newDispatcher() *dispatcher {
-	return &dispatcher{queues: make(map[NetnsID]*nsQueue), wake: make(chan struct{}, 1)}
+	return &dispatcher{queues: make(map[netif.Netns]*nsQueue), wake: make(chan struct{}, 1)}
 }
 
 // push appends ev to the queue of its namespace.

@@ -5,18 +5,19 @@ import (
 	"sync"
 
 	"github.com/nsint/nsint/internal/netns"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // registry is the set of watched namespaces. The main loop adds and removes
 // entries; Snapshot, Stats and the nsid resolution of workers read it.
 type registry struct {
 	mu    sync.RWMutex
-	byID  map[NetnsID]*nsEntry
+	byID  map[netif.Netns]*nsEntry
 	order []*nsEntry // oldest first
 	gen   uint64     // bumped on every addition
 	// host is the host namespace, a resolution candidate even when it is not
 	// watched (a pod's macvlan parent lives there).
-	hostID NetnsID
+	hostID netif.Netns
 	hostNS *netns.NS // nil once closed
 }
 
@@ -30,10 +31,10 @@ type nsEntry struct {
 }
 
 func newRegistry() *registry {
-	return &registry{byID: make(map[NetnsID]*nsEntry)}
+	return &registry{byID: make(map[netif.Netns]*nsEntry)}
 }
 
-func (r *registry) get(id NetnsID) *nsEntry {
+func (r *registry) get(id netif.Netns) *nsEntry {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.byID[id]
@@ -59,7 +60,7 @@ func (r *registry) remove(e *nsEntry) {
 // alive reports whether e (nil: the host namespace, which never goes away)
 // is still the registered namespace id. Comparing entries, not inode
 // numbers, matters: the kernel reuses nsfs inode numbers.
-func (r *registry) alive(id NetnsID, e *nsEntry) bool {
+func (r *registry) alive(id netif.Netns, e *nsEntry) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if e == nil {
@@ -84,7 +85,7 @@ func (r *registry) entries() []*nsEntry {
 // watched namespace newest first, until fn says stop. The fds stay open
 // meanwhile: entries are removed under the write lock before their fd is
 // closed.
-func (r *registry) candidates(fn func(id NetnsID, e *nsEntry, fd int) (stop bool, err error)) error {
+func (r *registry) candidates(fn func(id netif.Netns, e *nsEntry, fd int) (stop bool, err error)) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.hostNS != nil {

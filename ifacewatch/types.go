@@ -5,27 +5,16 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
-
-// NetnsID identifies a network namespace by its nsfs inode number: what stat(2)
-// on a namespace file and the kernel's net->ns.inum both give. The kernel
-// reuses these numbers once a namespace is destroyed, so a NetnsID is unique
-// among live namespaces only: NetnsRemoved ends one, and a later NetnsAdded
-// with the same number is a new namespace (the tests see this happen).
-type NetnsID uint64
-
-// IfaceID identifies an interface: its namespace and its ifindex there. Names,
-// MAC and addresses are attributes that may change under the same identity.
-type IfaceID struct {
-	Netns   NetnsID
-	Ifindex int
-}
-
-func (id IfaceID) String() string { return fmt.Sprintf("%d/%d", id.Netns, id.Ifindex) }
 
 // Namespace describes a watched network namespace.
 type Namespace struct {
-	ID NetnsID
+	// ID is the namespace's nsfs inode. The kernel reuses these numbers once
+	// a namespace is destroyed: NetnsRemoved ends one, and a later NetnsAdded
+	// with the same number is a new namespace (the tests see this happen).
+	ID netif.Netns
 	// Path is the first file through which the namespace was found
 	// (/proc/self/ns/net for the host namespace).
 	Path string
@@ -44,7 +33,9 @@ const (
 
 // Interface is the state of one interface as last reported.
 type Interface struct {
-	ID   IfaceID
+	// ID is the interface's identity; the other fields are attributes that
+	// may change under it.
+	ID   netif.ID
 	Name string
 	MAC  net.HardwareAddr
 	// Kind is the rtnetlink link kind (veth, macvlan, bridge, vxlan, ipvlan,
@@ -62,11 +53,11 @@ type Interface struct {
 	// LinkIndex is IFLA_LINK: the peer of a veth, the lower device of a
 	// macvlan, ipvlan or vlan; 0 when the device has none. LinkNetns is the
 	// namespace LinkIndex lives in, 0 when it is not a watched namespace.
-	LinkIndex int
-	LinkNetns NetnsID
+	LinkIndex netif.Ifindex
+	LinkNetns netif.Netns
 	// MasterIndex is the ifindex of the bridge or bond the device is enslaved
 	// to, in the same namespace; 0 when none.
-	MasterIndex int
+	MasterIndex netif.Ifindex
 	// OperState is the RFC 2863 operational state as the kernel names it:
 	// up, down, unknown, dormant, lowerlayerdown, notpresent, testing.
 	OperState string

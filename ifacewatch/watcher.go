@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nsint/nsint/ifacewatch/selection"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // DefaultNetnsDir is where ip netns, CRI-O and containerd (cni-*) bind
@@ -51,7 +52,7 @@ type Watcher struct {
 	// Knobs for tests (same package): receive buffer size and a function
 	// called by each namespace goroutine before it reads its socket.
 	rcvBuf     int
-	beforeRecv func(NetnsID)
+	beforeRecv func(netif.Netns)
 
 	disp    *dispatcher
 	reg     *registry

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsint/nsint/internal/netnstest"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 func hasAddr(iface *Interface, cidr string) bool {
@@ -32,7 +34,7 @@ func TestVethAcrossNamespacesAndDeletion(t *testing.T) {
 	netnstest.AddAddr(t, a, "eth0", "fd00:7::1/64")
 	netnstest.AddAddr(t, b, "eth0", "198.18.7.2/24")
 	ia, ib := ifindex(t, a, "eth0"), ifindex(t, b, "eth0")
-	idA, idB := NetnsID(a.Inode), NetnsID(b.Inode)
+	idA, idB := netif.Netns(a.Inode), netif.Netns(b.Inode)
 
 	h.waitFor("both eth0 with addresses", func(evs []Event) bool {
 		sa, sb := snapshotOf(h.w, idA), snapshotOf(h.w, idB)
@@ -41,7 +43,7 @@ func TestVethAcrossNamespacesAndDeletion(t *testing.T) {
 			hasAddr(&sb.Interfaces[1], "198.18.7.2/24")
 	})
 	evs := h.all()
-	for _, id := range []NetnsID{idA, idB} {
+	for _, id := range []netif.Netns{idA, idB} {
 		got := ofNetns(evs, id)
 		if got[0].Kind != NetnsAdded {
 			t.Fatalf("netns %d: first event %v, want NetnsAdded", id, got[0])
@@ -58,13 +60,13 @@ func TestVethAcrossNamespacesAndDeletion(t *testing.T) {
 	if lo.Name != "lo" || lo.Kind != KindLoopback || lo.OperState != "unknown" || !lo.AdminUp {
 		t.Errorf("lo = %+v", lo)
 	}
-	if eth.ID != (IfaceID{idA, ia}) || eth.Kind != "veth" || eth.Driver != "veth" || eth.MTU != 1500 || len(eth.MAC) != 6 {
+	if eth.ID != (netif.ID{Netns: idA, Ifindex: ia}) || eth.Kind != "veth" || eth.Driver != "veth" || eth.MTU != 1500 || len(eth.MAC) != 6 {
 		t.Errorf("eth0 in a = %+v", eth)
 	}
 	if eth.LinkIndex != ib || eth.LinkNetns != idB {
 		t.Errorf("eth0 in a: link %d in netns %d, want %d in %d", eth.LinkIndex, eth.LinkNetns, ib, idB)
 	}
-	for _, id := range []IfaceID{{idA, ia}, {idB, ib}} {
+	for _, id := range []netif.ID{{Netns: idA, Ifindex: ia}, {Netns: idB, Ifindex: ib}} {
 		if n := count(evs, IfaceAdded, id); n != 1 {
 			t.Errorf("%v added %d times", id, n)
 		}
@@ -82,7 +84,7 @@ func TestVethAcrossNamespacesAndDeletion(t *testing.T) {
 	if want := []string{"IfaceRemoved lo", "IfaceRemoved eth0", "NetnsRemoved"}; !slices.Equal(tail, want) {
 		t.Errorf("end of a's events = %q, want %q", tail, want)
 	}
-	if n := count(evs, IfaceRemoved, IfaceID{idA, ia}); n != 1 {
+	if n := count(evs, IfaceRemoved, netif.ID{Netns: idA, Ifindex: ia}); n != 1 {
 		t.Errorf("a's eth0 removed %d times", n)
 	}
 	if snapshotOf(h.w, idA) != nil {
@@ -107,7 +109,7 @@ func TestExistingNamespacesAndSecondFile(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(alias, unix.MNT_DETACH); os.Remove(alias) })
 
 	h := startWatcher(t, Config{Dirs: []string{dir}}, nil)
-	id := NetnsID(a.Inode)
+	id := netif.Netns(a.Inode)
 	h.waitFor("a's lo", func(evs []Event) bool { return has(evs, IfaceAdded, id, "lo") })
 
 	// Remove the alias, then add a namespace as a marker that the removal was
@@ -116,7 +118,7 @@ func TestExistingNamespacesAndSecondFile(t *testing.T) {
 	unix.Unmount(alias, unix.MNT_DETACH)
 	os.Remove(alias)
 	m := netnstest.New(t, dir, p+"-m")
-	h.waitFor("marker", func(evs []Event) bool { return has(evs, IfaceAdded, NetnsID(m.Inode), "lo") })
+	h.waitFor("marker", func(evs []Event) bool { return has(evs, IfaceAdded, netif.Netns(m.Inode), "lo") })
 	if err := a.Remove(); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func TestDirectoryCreatedLater(t *testing.T) {
 	p := netnstest.Prefix(t)
 	h := startWatcher(t, Config{Dirs: []string{dir}}, nil)
 	a := netnstest.New(t, dir, p+"-a") // creates the directories
-	h.waitFor("a's lo", func(evs []Event) bool { return has(evs, IfaceAdded, NetnsID(a.Inode), "lo") })
+	h.waitFor("a's lo", func(evs []Event) bool { return has(evs, IfaceAdded, netif.Netns(a.Inode), "lo") })
 
 	// The directory goes away and comes back.
 	if err := a.Remove(); err != nil {
@@ -144,9 +146,9 @@ func TestDirectoryCreatedLater(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(base, "x")); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("a removed", func(evs []Event) bool { return has(evs, NetnsRemoved, NetnsID(a.Inode), "") })
+	h.waitFor("a removed", func(evs []Event) bool { return has(evs, NetnsRemoved, netif.Netns(a.Inode), "") })
 	b := netnstest.New(t, dir, p+"-b")
-	h.waitFor("b's lo", func(evs []Event) bool { return has(evs, IfaceAdded, NetnsID(b.Inode), "lo") })
+	h.waitFor("b's lo", func(evs []Event) bool { return has(evs, IfaceAdded, netif.Netns(b.Inode), "lo") })
 }
 
 // Synced closes only after every namespace present at start has had its
@@ -170,7 +172,7 @@ func TestSyncedAfterInitialListing(t *testing.T) {
 	}
 	// Everything of the initial state is in the snapshot at once, no waiting.
 	for _, ns := range nss {
-		s := snapshotOf(h.w, NetnsID(ns.Inode))
+		s := snapshotOf(h.w, netif.Netns(ns.Inode))
 		if s == nil || len(s.Interfaces) != 2 {
 			t.Fatalf("netns %s at Synced: %+v, want lo and its veth end", ns.Name, s)
 		}

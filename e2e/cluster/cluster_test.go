@@ -27,6 +27,7 @@ import (
 	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/collector/web"
 	"github.com/nsint/nsint/pkg/k8s/k8stest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestCluster runs in order: the checks that only read, the traffic, what
@@ -380,7 +381,7 @@ func testMalformed(t *testing.T, e *env, ns string) {
 	}
 	kubee2e.Eventually(t, 20*time.Second, "net1 of the malformed pod monitored without names", func() error {
 		topo := e.topology(t)
-		var netns uint64
+		var netns netif.Netns
 		for _, p := range topo.Ports {
 			if p.Pod != nil && p.Pod.Name == m.name && p.Name == "eth0" {
 				netns = p.Netns.Inode

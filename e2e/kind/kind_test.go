@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsint/nsint/internal/kubee2e"
 	"github.com/nsint/nsint/pkg/collector/flowtable"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // The two pods' net1 addresses: the upper half of the Docker network's /24
@@ -141,13 +142,13 @@ func testEth0View(t *testing.T, c *cluster, a, b pod) {
 // Deleting pod-a removes its ports (eth0, net1 and the rest of its network
 // namespace) from the collector's port list; pod-b's stay.
 func testPodDeletion(t *testing.T, c *cluster, a, b pod) {
-	var inodes map[uint64]bool
+	var inodes map[netif.Netns]bool
 	kubee2e.Eventually(t, time.Minute, "pod-a's eth0 and net1 in the collector's ports", func() error {
 		ports, err := c.ports()
 		if err != nil {
 			return err
 		}
-		inodes = map[uint64]bool{}
+		inodes = map[netif.Netns]bool{}
 		names := map[string]bool{}
 		for _, p := range ports {
 			if p.Pod != nil && p.Pod.Namespace == a.namespace && p.Pod.Name == a.name {

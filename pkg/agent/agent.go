@@ -359,13 +359,13 @@ func (a *Agent) becomeReady(ctx context.Context) {
 // pruneStalePorts releases port IDs held in the state file for interfaces
 // and namespaces that no longer exist.
 func (a *Agent) pruneStalePorts() {
-	live := a.reg.liveKeys()
+	live := a.reg.liveIDs()
 	var released []uint16
 	for _, as := range a.alloc.Assignments() {
-		if live[as.Key] {
+		if live[as.Iface] {
 			continue
 		}
-		if err := a.alloc.Release(as.Key); err != nil {
+		if err := a.alloc.Release(as.Iface); err != nil {
 			a.log.Warn("release stale port", "port", as.ID, "err", err)
 			continue
 		}

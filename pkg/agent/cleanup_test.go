@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nsint/nsint/pkg/config"
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/ports"
 )
 
@@ -20,7 +21,7 @@ func TestCleanupRemovesPortState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alloc.Acquire(ports.Key{Netns: 1, Ifindex: 2}); err != nil {
+	if _, err := alloc.Acquire(netif.ID{Netns: 1, Ifindex: 2}); err != nil {
 		t.Fatal(err)
 	}
 	foreign := filepath.Join(stateDir, "other.json")

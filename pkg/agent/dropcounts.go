@@ -8,6 +8,7 @@ import (
 
 	"github.com/nsint/nsint/pkg/datapath"
 	"github.com/nsint/nsint/pkg/dropreason"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // reportedDrops counts the drops that the agent's drop reports carry, by the
@@ -32,18 +33,18 @@ type reportedDrops struct {
 
 type dropCountKey struct {
 	port   uint16
-	dir    datapath.Direction
+	dir    netif.Direction
 	reason string
 }
 
 // reasonCount is one (direction, reason) figure of a port.
 type reasonCount struct {
-	dir    datapath.Direction
+	dir    netif.Direction
 	reason string
 	drops  uint64
 }
 
-func (r *reportedPackets) addDrops(port uint16, dir datapath.Direction, reason string, drops uint64) {
+func (r *reportedPackets) addDrops(port uint16, dir netif.Direction, reason string, drops uint64) {
 	if port == 0 || drops == 0 {
 		return
 	}

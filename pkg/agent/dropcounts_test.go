@@ -15,6 +15,7 @@ import (
 	"github.com/nsint/nsint/pkg/datapath"
 	"github.com/nsint/nsint/pkg/dropreason"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Every drop report counts its drops once, by observation port, direction
@@ -31,24 +32,24 @@ func TestReportedDropsByReason(t *testing.T) {
 	}
 	var rep intreport.Report
 	inner := make([]byte, 0, 256)
-	drop := func(port uint16, dir datapath.Direction, reason uint32, known bool, n uint64) {
+	drop := func(port uint16, dir netif.Direction, reason uint32, known bool, n uint64) {
 		ev := datapath.Event{Type: datapath.DropEvent, Port: port, Direction: dir, InPort: port, Packets: n,
 			DropReason: reason, DropReasonKnown: known, Proto: 17,
 			Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2")}
 		a.export(&ev, &rep, inner)
 	}
-	drop(3, datapath.Ingress, 2, true, 2)
-	drop(3, datapath.Ingress, 2, true, 3) // a folded count: 3 drops in one report
-	drop(3, datapath.Ingress, 7, true, 1)
-	drop(3, datapath.Egress, 99, true, 1) // not in this kernel's enum
-	drop(4, datapath.Ingress, 0, false, 4)
+	drop(3, netif.Ingress, 2, true, 2)
+	drop(3, netif.Ingress, 2, true, 3) // a folded count: 3 drops in one report
+	drop(3, netif.Ingress, 7, true, 1)
+	drop(3, netif.Egress, 99, true, 1) // not in this kernel's enum
+	drop(4, netif.Ingress, 0, false, 4)
 	flow := datapath.Event{Type: datapath.FlowEvent, Port: 3, InPort: 3, Packets: 10, Data: []byte{0}}
 	a.export(&flow, &rep, inner)
 
 	got := a.reported.dropsByPort()
 	want := map[uint16][]reasonCount{
-		3: {{datapath.Ingress, "NETFILTER_DROP", 1}, {datapath.Ingress, "NO_SOCKET", 5}, {datapath.Egress, "unknown", 1}},
-		4: {{datapath.Ingress, "unknown", 4}},
+		3: {{netif.Ingress, "NETFILTER_DROP", 1}, {netif.Ingress, "NO_SOCKET", 5}, {netif.Egress, "unknown", 1}},
+		4: {{netif.Ingress, "unknown", 4}},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("drops by port %v, want %v", got, want)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/pkg/datapath"
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/ports"
 	"github.com/nsint/nsint/pkg/tc"
 )
@@ -79,11 +80,11 @@ func (h *eventHandler) handle(ev ifacewatch.Event) {
 }
 
 func (h *eventHandler) addNetns(ns ifacewatch.Namespace) error {
-	id, err := h.acquire(ports.Key{Netns: uint64(ns.ID)})
+	id, err := h.acquire(netif.LocalStack(ns.ID))
 	if err != nil {
 		return fmt.Errorf("local-stack port of netns %d: %w", ns.ID, err)
 	}
-	info := datapath.PortInfo{NetnsInode: uint64(ns.ID), LocalPort: id, LocalStack: true}
+	info := datapath.PortInfo{ID: netif.LocalStack(ns.ID), LocalPort: id, LocalStack: true}
 	if err := h.dp.SetPort(id, info); err != nil {
 		return fmt.Errorf("configure local-stack port %d of netns %d: %w", id, ns.ID, err)
 	}
@@ -92,7 +93,7 @@ func (h *eventHandler) addNetns(ns ifacewatch.Namespace) error {
 	return nil
 }
 
-func (h *eventHandler) acquire(k ports.Key) (uint16, error) {
+func (h *eventHandler) acquire(k netif.ID) (uint16, error) {
 	id, err := h.alloc.Acquire(k)
 	if errors.Is(err, ports.ErrExhausted) {
 		h.metrics.portsExhausted.Inc()
@@ -114,10 +115,10 @@ func (h *eventHandler) removeNetns(ns ifacewatch.Namespace) error {
 	// topology keeps naming it until the collectors have its last reports.
 	h.sweeper.sweep("port", datapath.SweepOptions{Ports: []uint16{u.local}})
 	h.reg.retirePort(u.local, &u.localView)
-	info := datapath.PortInfo{NetnsInode: uint64(ns.ID), LocalPort: u.local, LocalStack: true}
+	info := datapath.PortInfo{ID: netif.LocalStack(ns.ID), LocalPort: u.local, LocalStack: true}
 	errs = append(errs, h.dp.DeletePort(u.local, info))
 	h.reported.reset(u.local)
-	if _, err := h.alloc.ReleaseNetns(uint64(ns.ID)); err != nil {
+	if _, err := h.alloc.ReleaseNetns(ns.ID); err != nil {
 		errs = append(errs, err)
 	}
 	h.log.Debug("namespace removed", "netns", ns.ID, "path", ns.Path)
@@ -138,10 +139,9 @@ func (h *eventHandler) upsertIface(ns ifacewatch.Namespace, iface *ifacewatch.In
 		return nil
 	}
 
-	key := ports.Key{Netns: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex)}
 	// An interface without a port ID yet was never seen by an earlier run.
-	_, known := h.alloc.Lookup(key)
-	id, err := h.acquire(key)
+	_, known := h.alloc.Lookup(iface.ID)
+	id, err := h.acquire(iface.ID)
 	if err != nil {
 		return fmt.Errorf("port for %s (ifindex %d) in netns %d: %w", iface.Name, iface.ID.Ifindex, ns.ID, err)
 	}
@@ -182,17 +182,12 @@ func (h *eventHandler) reconfigureBridgePorts(ns ifacewatch.Namespace, changed *
 	return errors.Join(errs...)
 }
 
-var tcDirs = [2]struct {
-	dp datapath.Direction
-	tc tc.Direction
-}{{datapath.Ingress, tc.Ingress}, {datapath.Egress, tc.Egress}}
-
 func target(ns ifacewatch.Namespace, iface *ifacewatch.Interface) tc.Target {
 	path := ns.Path
 	if ns.Host {
 		path = ""
 	}
-	return tc.Target{NetnsPath: path, Netns: uint64(ns.ID), Ifindex: iface.ID.Ifindex, Name: iface.Name}
+	return tc.Target{ID: iface.ID, NetnsPath: path, Name: iface.Name}
 }
 
 // attach builds a dispatcher per direction and attaches it. A vanished
@@ -201,17 +196,17 @@ func target(ns ifacewatch.Namespace, iface *ifacewatch.Interface) tc.Target {
 func (h *eventHandler) attach(ns ifacewatch.Namespace, iface *ifacewatch.Interface, id uint16, noEarlierRun bool) error {
 	t := target(ns, iface)
 	t.NoEarlierRun = noEarlierRun
-	for _, d := range tcDirs {
-		prog, err := h.dp.Dispatcher(id, d.dp)
+	for _, dir := range netif.Directions {
+		prog, err := h.dp.Dispatcher(id, dir)
 		if err != nil {
 			h.metrics.attachErrors.WithLabelValues("load").Inc()
 			return fmt.Errorf("dispatcher for %s in netns %d: %w", iface.Name, ns.ID, err)
 		}
-		pl, err := h.att.Place(t, d.tc, prog)
+		pl, err := h.att.Place(t, dir, prog)
 		prog.Close() // the attachment holds its own reference
 		if err == nil && !pl.First() {
 			h.log.Warn("another tool's tc filter runs ahead of ours and may hide packets from it (a filter at priority 1)",
-				"netns", ns.ID, "iface", iface.Name, "direction", d.tc.String(), "priority", pl.Priority, "ahead", pl.Ahead)
+				"netns", ns.ID, "iface", iface.Name, "direction", dir.String(), "priority", pl.Priority, "ahead", pl.Ahead)
 		}
 		switch {
 		case errors.Is(err, tc.ErrInterfaceGone):
@@ -220,25 +215,24 @@ func (h *eventHandler) attach(ns ifacewatch.Namespace, iface *ifacewatch.Interfa
 			return nil
 		case err != nil:
 			h.metrics.attachErrors.WithLabelValues("attach").Inc()
-			return fmt.Errorf("attach %s %s in netns %d: %w", d.tc, iface.Name, ns.ID, err)
+			return fmt.Errorf("attach %s %s in netns %d: %w", dir, iface.Name, ns.ID, err)
 		}
 	}
 	return nil
 }
 
 func (h *eventHandler) removeIface(ns ifacewatch.Namespace, iface *ifacewatch.Interface) error {
-	key := ports.Key{Netns: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex)}
-	allocated, found := h.alloc.Lookup(key)
+	allocated, found := h.alloc.Lookup(iface.ID)
 	id, local, ok := h.reg.removeIface(ns.ID, iface.ID, allocated, found)
 	if !ok {
 		return nil
 	}
-	info := datapath.PortInfo{NetnsInode: uint64(ns.ID), Ifindex: uint32(iface.ID.Ifindex), LocalPort: local}
+	info := datapath.PortInfo{ID: iface.ID, LocalPort: local}
 
 	var errs []error
 	t := target(ns, iface)
-	for _, d := range tcDirs {
-		if err := h.att.Detach(t, d.tc); err != nil && !errors.Is(err, tc.ErrInterfaceGone) {
+	for _, dir := range netif.Directions {
+		if err := h.att.Detach(t, dir); err != nil && !errors.Is(err, tc.ErrInterfaceGone) {
 			errs = append(errs, err)
 		}
 	}
@@ -247,7 +241,7 @@ func (h *eventHandler) removeIface(ns ifacewatch.Namespace, iface *ifacewatch.In
 	h.sweeper.sweep("port", datapath.SweepOptions{Ports: []uint16{id}})
 	errs = append(errs, h.dp.DeletePort(id, info))
 	h.reported.reset(id)
-	errs = append(errs, h.alloc.Release(key))
+	errs = append(errs, h.alloc.Release(iface.ID))
 	h.log.Debug("interface removed", "netns", ns.ID, "iface", iface.Name, "port", id)
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/k8s"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // An interface gets a port and both hooks when it appears, keeps its port
@@ -70,7 +71,7 @@ func TestInterfaceLifecycle(t *testing.T) {
 	if moved.ID == ethB.ID {
 		t.Errorf("the moved interface kept port %d of its old identity", moved.ID)
 	}
-	if g := portByID(topo.GonePorts, ethB.ID); g == nil || g.Netns.Inode != b.Inode || g.Name != "eth0" {
+	if g := portByID(topo.GonePorts, ethB.ID); g == nil || g.Netns.Inode != netif.Netns(b.Inode) || g.Name != "eth0" {
 		t.Errorf("gone ports %+v lack port %d (eth0 of %s)", topo.GonePorts, ethB.ID, b.Name)
 	}
 
@@ -104,19 +105,19 @@ func TestInterfaceLifecycle(t *testing.T) {
 	}
 	topo = ta.waitTopology(t, "the removed namespace has no port left", func(topo api.Topology) bool {
 		for _, p := range topo.Ports {
-			if p.Netns.Inode == b.Inode {
+			if p.Netns.Inode == netif.Netns(b.Inode) {
 				return false
 			}
 		}
 		return true
 	})
 	for _, id := range []uint16{localB, eth1B} {
-		if g := portByID(topo.GonePorts, id); g == nil || g.Netns.Inode != b.Inode {
+		if g := portByID(topo.GonePorts, id); g == nil || g.Netns.Inode != netif.Netns(b.Inode) {
 			t.Errorf("port %d of the removed namespace is not among the gone ports %+v", id, topo.GonePorts)
 		}
 	}
 	for _, ns := range ta.Namespaces() {
-		if ns.Inode == b.Inode {
+		if ns.Inode == netif.Netns(b.Inode) {
 			t.Errorf("the removed namespace is still listed: %+v", ns)
 		}
 	}
@@ -193,7 +194,7 @@ func (f *fakeKubernetes) Match(ifaces []k8s.Iface) map[int]k8s.Meta {
 	defer f.mu.Unlock()
 	out := map[int]k8s.Meta{}
 	for i, in := range ifaces {
-		if m, ok := f.names[ifaceKey{in.NetnsInode, in.Name}]; ok {
+		if m, ok := f.names[ifaceKey{uint64(in.Netns), in.Name}]; ok {
 			out[i] = m
 		}
 	}
@@ -263,7 +264,7 @@ func TestKubernetesNamesArriveLate(t *testing.T) {
 	}
 	named := false
 	for _, ns := range ta.Namespaces() {
-		if ns.Inode == pod.Inode {
+		if ns.Inode == netif.Netns(pod.Inode) {
 			named = ns.Pod != nil && *ns.Pod == want
 		}
 	}

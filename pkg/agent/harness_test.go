@@ -15,6 +15,7 @@ import (
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/config"
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/tc"
 )
 
@@ -144,7 +145,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // local stack) in the namespace of inode among ports.
 func portNamed(ports []api.Port, inode uint64, name string) *api.Port {
 	for i := range ports {
-		if ports[i].Netns.Inode == inode && ports[i].Name == name {
+		if ports[i].Netns.Inode == netif.Netns(inode) && ports[i].Name == name {
 			return &ports[i]
 		}
 	}

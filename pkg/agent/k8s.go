@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/nsint/nsint/ifacewatch"
 	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/k8s"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // kubernetesWanted decides whether to enrich ports with Kubernetes names:
@@ -53,20 +53,20 @@ func (h *eventHandler) runNaming(ctx context.Context, n namer) error {
 
 // rematch asks n about every interface and stores the answers.
 func (h *eventHandler) rematch(n namer) {
-	ids, ifaces := h.reg.namingInput()
+	ifaces := h.reg.namingInput()
 	matched := n.Match(ifaces)
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
 		h.log.Debug("kubernetes names matched", "interfaces", len(ifaces), "matched", len(matched), "stats", fmt.Sprintf("%+v", n.Stats()))
 	}
-	next := make(map[ifacewatch.IfaceID]podMeta, len(matched))
+	next := make(map[netif.ID]podMeta, len(matched))
 	for idx, m := range matched {
 		pod := &api.Pod{Namespace: m.Pod.Namespace, Name: m.Pod.Name, UID: m.Pod.UID}
-		next[ids[idx]] = podMeta{Pod: pod, Network: m.Network, Role: m.Role, NetworkType: m.NetworkType}
+		next[ifaces[idx].ID] = podMeta{Pod: pod, Network: m.Network, Role: m.Role, NetworkType: m.NetworkType}
 	}
 	h.reg.setNames(next)
 }
 
-func sameMeta(a, b map[ifacewatch.IfaceID]podMeta) bool {
+func sameMeta(a, b map[netif.ID]podMeta) bool {
 	if len(a) != len(b) {
 		return false
 	}

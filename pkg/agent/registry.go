@@ -10,7 +10,7 @@ import (
 	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/datapath"
 	"github.com/nsint/nsint/pkg/k8s"
-	"github.com/nsint/nsint/pkg/ports"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // registry is the agent's view of what it watches: namespaces, their
@@ -21,9 +21,9 @@ import (
 type registry struct {
 	mu     sync.RWMutex
 	gen    uint64
-	netns  map[ifacewatch.NetnsID]*nsEntry
+	netns  map[netif.Netns]*nsEntry
 	byPort map[uint16]*portEntry
-	meta   map[ifacewatch.IfaceID]podMeta // Kubernetes names, when known
+	meta   map[netif.ID]podMeta // Kubernetes names, when known
 	// gone keeps the API view of removed ports for goneRetention
 	// (api.Topology.GonePorts).
 	gone map[uint16]gonePort
@@ -43,7 +43,7 @@ const goneRetention = 10 * time.Minute
 type nsEntry struct {
 	ns     ifacewatch.Namespace
 	local  uint16
-	ifaces map[int]*portEntry // by ifindex
+	ifaces map[netif.Ifindex]*portEntry
 	// lastPod is the pod its interfaces were last matched to: Kubernetes
 	// forgets a deleted pod before its namespace goes, and the gone port
 	// of its local stack still names the pod (retire).
@@ -71,9 +71,9 @@ type podMeta struct {
 
 func newRegistry() *registry {
 	return &registry{
-		netns:  map[ifacewatch.NetnsID]*nsEntry{},
+		netns:  map[netif.Netns]*nsEntry{},
 		byPort: map[uint16]*portEntry{},
-		meta:   map[ifacewatch.IfaceID]podMeta{},
+		meta:   map[netif.ID]podMeta{},
 		gone:   map[uint16]gonePort{},
 	}
 }
@@ -164,7 +164,7 @@ func (r *registry) topology(switchID uint32, node string) api.Topology {
 }
 
 func apiNetns(ns ifacewatch.Namespace) api.Netns {
-	return api.Netns{Inode: uint64(ns.ID), Name: ns.Name, Path: ns.Path, Host: ns.Host}
+	return api.Netns{Inode: ns.ID, Name: ns.Name, Path: ns.Path, Host: ns.Host}
 }
 
 func (r *registry) apiPortLocked(p *portEntry) api.Port {
@@ -230,7 +230,7 @@ func (r *registry) attachedByMode() map[string]int {
 func (r *registry) addNetns(ns ifacewatch.Namespace, local uint16) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e := &nsEntry{ns: ns, local: local, ifaces: map[int]*portEntry{}}
+	e := &nsEntry{ns: ns, local: local, ifaces: map[netif.Ifindex]*portEntry{}}
 	r.netns[ns.ID] = e
 	r.byPort[local] = &portEntry{id: local, netns: e}
 	r.changedLocked()
@@ -247,7 +247,7 @@ type unlinkedNetns struct {
 
 // unlinkNetns forgets namespace id. Its ports stay known until retired: the
 // interfaces left (removeIface) and the local-stack port (retirePort).
-func (r *registry) unlinkNetns(id ifacewatch.NetnsID) (unlinkedNetns, bool) {
+func (r *registry) unlinkNetns(id netif.Netns) (unlinkedNetns, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.netns[id]
@@ -280,7 +280,7 @@ func (r *registry) retirePort(id uint16, view *api.Port) {
 // updateIface replaces the attributes of interface iface of namespace ns
 // when it is known (a rename, an address or state change: same identity,
 // same port) and returns the earlier ones; nil when it is new.
-func (r *registry) updateIface(ns ifacewatch.NetnsID, iface *ifacewatch.Interface) (*ifacewatch.Interface, error) {
+func (r *registry) updateIface(ns netif.Netns, iface *ifacewatch.Interface) (*ifacewatch.Interface, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.netns[ns]
@@ -299,7 +299,7 @@ func (r *registry) updateIface(ns ifacewatch.NetnsID, iface *ifacewatch.Interfac
 
 // addIface records new interface iface of namespace ns with port id, not
 // attached yet, and returns its datapath configuration.
-func (r *registry) addIface(ns ifacewatch.NetnsID, id uint16, iface *ifacewatch.Interface) (datapath.PortInfo, error) {
+func (r *registry) addIface(ns netif.Netns, id uint16, iface *ifacewatch.Interface) (datapath.PortInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.netns[ns]
@@ -334,7 +334,7 @@ type portUpdate struct {
 // bridgeUpdates returns the datapath configuration of changed and, when it
 // is a bridge, of its members: what a bridge's MAC or membership change
 // affects.
-func (r *registry) bridgeUpdates(ns ifacewatch.NetnsID, changed ifacewatch.IfaceID) []portUpdate {
+func (r *registry) bridgeUpdates(ns netif.Netns, changed netif.ID) []portUpdate {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e, ok := r.netns[ns]
@@ -354,8 +354,7 @@ func (r *registry) bridgeUpdates(ns ifacewatch.NetnsID, changed ifacewatch.Iface
 // local-stack port and, for a bridge member whose bridge is known, the
 // bridge's MAC.
 func (r *registry) portInfoLocked(e *nsEntry, iface *ifacewatch.Interface) datapath.PortInfo {
-	info := datapath.PortInfo{NetnsInode: uint64(e.ns.ID), Ifindex: uint32(iface.ID.Ifindex), LocalPort: e.local,
-		MAC: iface.MAC}
+	info := datapath.PortInfo{ID: iface.ID, LocalPort: e.local, MAC: iface.MAC}
 	if iface.MasterIndex != 0 {
 		if m, ok := e.ifaces[iface.MasterIndex]; ok && m.iface.Kind == "bridge" && len(m.iface.MAC) == 6 {
 			info.BridgePort, info.BridgeMAC = true, m.iface.MAC
@@ -368,7 +367,7 @@ func (r *registry) portInfoLocked(e *nsEntry, iface *ifacewatch.Interface) datap
 // allocated is the port the allocator holds for it (found: whether it holds
 // one), by which the port is found once its namespace is unlinked. It
 // returns the port and its namespace's local-stack port.
-func (r *registry) removeIface(ns ifacewatch.NetnsID, iface ifacewatch.IfaceID, allocated uint16, found bool) (port, local uint16, ok bool) {
+func (r *registry) removeIface(ns netif.Netns, iface netif.ID, allocated uint16, found bool) (port, local uint16, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var p *portEntry
@@ -391,15 +390,16 @@ func (r *registry) removeIface(ns ifacewatch.NetnsID, iface ifacewatch.IfaceID, 
 	return p.id, p.netns.local, true
 }
 
-// liveKeys are the allocator keys of every namespace and interface known.
-func (r *registry) liveKeys() map[ports.Key]bool {
+// liveIDs are the identities of every namespace's local stack and every
+// interface known.
+func (r *registry) liveIDs() map[netif.ID]bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	live := map[ports.Key]bool{}
-	for id, e := range r.netns {
-		live[ports.Key{Netns: uint64(id)}] = true
-		for ifindex := range e.ifaces {
-			live[ports.Key{Netns: uint64(id), Ifindex: uint32(ifindex)}] = true
+	live := map[netif.ID]bool{}
+	for ns, e := range r.netns {
+		live[netif.LocalStack(ns)] = true
+		for _, p := range e.ifaces {
+			live[p.iface.ID] = true
 		}
 	}
 	return live
@@ -425,34 +425,28 @@ func (r *registry) handledAll(snap []ifacewatch.NamespaceState) bool {
 	return true
 }
 
-// namingInput lists every interface as the Kubernetes matcher takes it,
-// with its identity at the same index.
-func (r *registry) namingInput() ([]ifacewatch.IfaceID, []k8s.Iface) {
+// namingInput lists every interface as the Kubernetes matcher takes it.
+func (r *registry) namingInput() []k8s.Iface {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var (
-		ids    []ifacewatch.IfaceID
-		ifaces []k8s.Iface
-	)
+	var ifaces []k8s.Iface
 	for _, ns := range r.netns {
 		for _, p := range ns.ifaces {
 			i := p.iface
-			in := k8s.Iface{NetnsInode: uint64(ns.ns.ID), NetnsPath: ns.ns.Path, Name: i.Name, MAC: i.MAC,
-				PCIAddress: i.PCIAddress}
+			in := k8s.Iface{ID: i.ID, NetnsPath: ns.ns.Path, Name: i.Name, MAC: i.MAC, PCIAddress: i.PCIAddress}
 			for _, pr := range i.Addrs {
 				in.IPs = append(in.IPs, pr.Addr())
 			}
-			ids = append(ids, i.ID)
 			ifaces = append(ifaces, in)
 		}
 	}
-	return ids, ifaces
+	return ifaces
 }
 
 // setNames replaces the Kubernetes names of the interfaces. Each interface
 // and namespace also keeps the last pod it was matched to, for its gone
 // port once Kubernetes forgets the pod.
-func (r *registry) setNames(next map[ifacewatch.IfaceID]podMeta) {
+func (r *registry) setNames(next map[netif.ID]podMeta) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ns := range r.netns {

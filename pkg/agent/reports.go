@@ -88,12 +88,9 @@ func (a *Agent) toReport(ev *datapath.Event, rep *intreport.Report, inner []byte
 		Packets:         ev.Packets,
 		Bytes:           ev.Bytes,
 		ObservationPort: ev.Port,
-		Direction:       intreport.DirectionIngress,
+		Direction:       ev.Direction,
 		Tracked:         true,
 		Inner:           ev.Data,
-	}
-	if ev.Direction == datapath.Egress {
-		rep.Direction = intreport.DirectionEgress
 	}
 	if ev.HasHopLatency {
 		rep.EgressTS = uint64(ev.OutTime.UnixNano())

@@ -1,5 +1,7 @@
 package api
 
+import "github.com/nsint/nsint/pkg/netif"
+
 // Topology is the answer of GET /api/v1/topology. Every port ID a report of
 // this agent can carry is in Ports.
 type Topology struct {
@@ -18,22 +20,22 @@ type Topology struct {
 
 // Port is one port ID and the interface (or local stack) it stands for.
 type Port struct {
-	ID          uint16   `json:"id"`
-	Name        string   `json:"name"`
-	Ifindex     int      `json:"ifindex"`
-	Netns       Netns    `json:"netns"`
-	MAC         string   `json:"mac"`
-	IPs         []string `json:"ips"`
-	Kind        string   `json:"kind,omitempty"`
-	Driver      string   `json:"driver,omitempty"`
-	PCIAddress  string   `json:"pciAddress,omitempty"`
-	OperState   string   `json:"operState,omitempty"`
-	LocalStack  bool     `json:"localStack,omitempty"`
-	Pod         *Pod     `json:"pod,omitempty"`
-	Network     string   `json:"network,omitempty"` // <namespace>/<name> of the NetworkAttachmentDefinition
-	Role        string   `json:"role,omitempty"`    // primary or secondary
-	NetworkType string   `json:"networkType,omitempty"`
-	AttachMode  string   `json:"attachMode,omitempty"` // tcx or tc; empty while not attached
+	ID          uint16        `json:"id"`
+	Name        string        `json:"name"`
+	Ifindex     netif.Ifindex `json:"ifindex"` // 0 for a local-stack port
+	Netns       Netns         `json:"netns"`
+	MAC         string        `json:"mac"`
+	IPs         []string      `json:"ips"`
+	Kind        string        `json:"kind,omitempty"`
+	Driver      string        `json:"driver,omitempty"`
+	PCIAddress  string        `json:"pciAddress,omitempty"`
+	OperState   string        `json:"operState,omitempty"`
+	LocalStack  bool          `json:"localStack,omitempty"`
+	Pod         *Pod          `json:"pod,omitempty"`
+	Network     string        `json:"network,omitempty"` // <namespace>/<name> of the NetworkAttachmentDefinition
+	Role        string        `json:"role,omitempty"`    // primary or secondary
+	NetworkType string        `json:"networkType,omitempty"`
+	AttachMode  string        `json:"attachMode,omitempty"` // tcx or tc; empty while not attached
 	// Counters are the port's totals when the topology was read, for
 	// interfaces (not local-stack ports): what crossed the hooks, and what
 	// the agent's reports carried of it.
@@ -62,12 +64,13 @@ type DirCounters struct {
 // it (':' is invalid in interface names).
 const LocalStackName = ":stack"
 
-// Netns identifies a network namespace by its nsfs inode.
+// Netns is a network namespace as the API shows it: its identity (the nsfs
+// inode) and how the agent found it.
 type Netns struct {
-	Inode uint64 `json:"inode"`
-	Name  string `json:"name,omitempty"`
-	Path  string `json:"path,omitempty"`
-	Host  bool   `json:"host,omitempty"`
+	Inode netif.Netns `json:"inode"`
+	Name  string      `json:"name,omitempty"`
+	Path  string      `json:"path,omitempty"`
+	Host  bool        `json:"host,omitempty"`
 }
 
 // Pod names the Kubernetes pod a port belongs to.

@@ -10,6 +10,7 @@ import (
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/web"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestDropReportsCountEveryDrop sends drop reports over UDP: a v2.0 drop
@@ -191,10 +192,10 @@ func TestDropCountsOnlyWhereObserved(t *testing.T) {
 	send(t, addrs[0],
 		encode(intreport.V20, intreport.Report{Kind: intreport.Drop, Seq: 1, SwitchID: nodeA, IngressPort: 6,
 			EgressPort: 5, DropReason: 71, Packets: 3, Inner: fromA,
-			ObservationPort: 5, Direction: intreport.DirectionEgress}),
+			ObservationPort: 5, Direction: netif.Egress}),
 		encode(intreport.V20, intreport.Report{Kind: intreport.Flow, Seq: 2, SwitchID: nodeA, IngressPort: 6,
 			EgressPort: 5, Packets: 2, Bytes: 300, Inner: fromA,
-			ObservationPort: 5, Direction: intreport.DirectionEgress}))
+			ObservationPort: 5, Direction: netif.Egress}))
 	eventually(t, "two reports applied", func() bool { s := c.Stats(); return s.Reports == 2 && s.Pending == 0 })
 	for _, tc := range []struct {
 		query          string

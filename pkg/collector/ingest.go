@@ -9,6 +9,7 @@ import (
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/topology"
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // ErrorReason classifies input the collector could not use.
@@ -148,9 +149,9 @@ func dropOnlyWhereObserved(r *intreport.DecodedReport, u *unresolved) {
 		return
 	}
 	switch {
-	case r.Direction == intreport.DirectionIngress && r.ObservationPort == r.IngressPort:
+	case r.Direction == netif.Ingress && r.ObservationPort == r.IngressPort:
 		u.egress.Port = 0
-	case r.Direction == intreport.DirectionEgress && r.ObservationPort == r.EgressPort:
+	case r.Direction == netif.Egress && r.ObservationPort == r.EgressPort:
 		u.ingress.Port = 0
 	}
 }

@@ -81,7 +81,7 @@ func loadBefore(tb testing.TB, cfg Config) *Datapath {
 	d.objs.PortConfigs, d.objs.PortIds, d.objs.Flows = m[bpf.NsintMapPortConfigs], m[bpf.NsintMapPortIds], m[bpf.NsintMapFlows]
 	d.objs.NsintTcIngress, d.objs.NsintTcEgress = p[bpf.NsintProgNsintTcIngress], p[bpf.NsintProgNsintTcEgress]
 	d.objs.NsintTcNoop = p[bpf.NsintProgNsintTcNoop]
-	must2(tb, d.objs.TcProgs.Put(uint32(Ingress), d.objs.NsintTcIngress))
-	must2(tb, d.objs.TcProgs.Put(uint32(Egress), d.objs.NsintTcEgress))
+	must2(tb, d.objs.TcProgs.Put(uint32(cIngress), d.objs.NsintTcIngress))
+	must2(tb, d.objs.TcProgs.Put(uint32(cEgress), d.objs.NsintTcEgress))
 	return d
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nsint/nsint/bpf"
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Benchmarks (root): go test -run '^$' -bench . -benchtime 1x ./pkg/datapath/
@@ -74,13 +75,13 @@ type benchEnv struct {
 	d    *Datapath
 	ns   *netnstest.NS
 	noop *ebpf.Program
-	disp map[Direction]*ebpf.Program
+	disp map[netif.Direction]*ebpf.Program
 	// indirect are dispatchers with an indirect tail call (--tail-call
 	// indirect), measured beside the default direct ones in disp.
-	indirect map[Direction]*ebpf.Program
+	indirect map[netif.Direction]*ebpf.Program
 	// before are dispatchers into the programs of beforeCommit, on the
 	// same ports (withBefore).
-	before   map[Direction]*ebpf.Program
+	before   map[netif.Direction]*ebpf.Program
 	beforeDp *Datapath
 }
 
@@ -97,10 +98,10 @@ func newBenchEnvWith(b *testing.B, cfg Config) *benchEnv {
 	b.Helper()
 	d := loadDatapath(b, cfg)
 	ns := netnstest.New(b, netnstest.Dir(b), netnstest.Prefix(b))
-	must2(b, d.SetPort(1, PortInfo{NetnsInode: ns.Inode, LocalStack: true}))
-	must2(b, d.SetPort(2, PortInfo{NetnsInode: ns.Inode, Ifindex: 2, LocalPort: 1}))
-	e := &benchEnv{d: d, ns: ns, noop: d.objs.NsintTcNoop, disp: map[Direction]*ebpf.Program{}, indirect: map[Direction]*ebpf.Program{}}
-	for _, dir := range []Direction{Ingress, Egress} {
+	must2(b, d.SetPort(1, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode)}, LocalStack: true}))
+	must2(b, d.SetPort(2, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: 2}, LocalPort: 1}))
+	e := &benchEnv{d: d, ns: ns, noop: d.objs.NsintTcNoop, disp: map[netif.Direction]*ebpf.Program{}, indirect: map[netif.Direction]*ebpf.Program{}}
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		p, err := d.Dispatcher(2, dir)
 		must2(b, err)
 		b.Cleanup(func() { p.Close() })
@@ -124,8 +125,8 @@ func (e *benchEnv) withBefore(b *testing.B) {
 		must2(b, e.d.objs.PortConfigs.Lookup(uint32(id), &pc))
 		must2(b, d.objs.PortConfigs.Put(uint32(id), &pc))
 	}
-	e.before, e.beforeDp = map[Direction]*ebpf.Program{}, d
-	for _, dir := range []Direction{Ingress, Egress} {
+	e.before, e.beforeDp = map[netif.Direction]*ebpf.Program{}, d
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		p, err := d.Dispatcher(2, dir)
 		must2(b, err)
 		b.Cleanup(func() { p.Close() })
@@ -321,7 +322,7 @@ func BenchmarkPacket(b *testing.B) {
 	}
 	for _, design := range []string{"percpu", "shared"} {
 		b.Run(design, func(b *testing.B) {
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				for _, sc := range scenarios {
 					b.Run(dir.String()+"/"+sc.name, func(b *testing.B) {
 						e := newBenchEnv(b, design == "shared", benchMaxFlows)
@@ -354,7 +355,7 @@ func BenchmarkPacket(b *testing.B) {
 			// The indirect tail call against the direct one (the default),
 			// interleaved in the same rounds: what cheaper loading costs
 			// per packet.
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				b.Run(dir.String()+"/udp-indirect-vs-direct", func(b *testing.B) {
 					e := newBenchEnv(b, design == "shared", benchMaxFlows)
 					frames := [][]byte{benchUDP4(0)}
@@ -366,7 +367,7 @@ func BenchmarkPacket(b *testing.B) {
 			// One flow on two CPUs at once: where a shared table pays for
 			// cache-line bouncing and atomics.
 			if ncpu, _ := ebpf.PossibleCPU(); ncpu >= 2 {
-				for _, dir := range []Direction{Ingress, Egress} {
+				for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 					b.Run(dir.String()+"/udp-2cpu", func(b *testing.B) {
 						e := newBenchEnv(b, design == "shared", benchMaxFlows)
 						frames := [][]byte{benchUDP4(0)}
@@ -376,7 +377,7 @@ func BenchmarkPacket(b *testing.B) {
 				}
 			}
 			// New flows: every packet creates a flow and sends its report.
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				b.Run(dir.String()+"/new-flow", func(b *testing.B) {
 					e := newBenchEnv(b, design == "shared", benchMaxFlows)
 					const perRound = 10000
@@ -401,7 +402,7 @@ func BenchmarkPacket(b *testing.B) {
 func BenchmarkVerify(b *testing.B) {
 	netnstest.RequireRoot(b)
 	d := loadDatapath(b, Config{MaxFlows: 1024, MaxPorts: 64})
-	must2(b, d.SetPort(3, PortInfo{NetnsInode: 4026531840, Ifindex: 3}))
+	must2(b, d.SetPort(3, PortInfo{ID: netif.ID{Netns: netif.Netns(4026531840), Ifindex: 3}}))
 	for _, direct := range []bool{true, false} {
 		name := "dispatcher"
 		if !direct {
@@ -409,7 +410,7 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				p, err := d.dispatcher(3, Ingress, direct)
+				p, err := d.dispatcher(3, netif.Ingress, direct)
 				must2(b, err)
 				p.Close()
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/watchlist"
 )
 
@@ -189,8 +190,8 @@ func TestEnumsMatchC(t *testing.T) {
 		complete bool
 	}{
 		{"nsint_direction", map[string]uint64{
-			"NSINT_DIR_INGRESS": uint64(Ingress),
-			"NSINT_DIR_EGRESS":  uint64(Egress),
+			"NSINT_DIR_INGRESS": uint64(cIngress),
+			"NSINT_DIR_EGRESS":  uint64(cEgress),
 		}, true},
 		{"nsint_event_type", map[string]uint64{
 			"NSINT_EVENT_FLOW": uint64(FlowEvent),
@@ -358,7 +359,7 @@ func TestDispatcherWritesIdentity(t *testing.T) {
 		return idOff + uint32(m.Offset.Bytes()), uint32(n)
 	}
 	const port, netns = 0xbeef, 0xf0000001
-	for _, dir := range []Direction{Ingress, Egress} {
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		for _, direct := range []bool{true, false} {
 			elem := make([]byte, cs.Size)
 			for i := range elem {
@@ -385,8 +386,8 @@ func TestDispatcherWritesIdentity(t *testing.T) {
 			if got := read("port"); got != port {
 				t.Errorf("dir %s: port %#x, want %#x", dir, got, port)
 			}
-			if got := read("dir"); got != uint64(dir) {
-				t.Errorf("dir %s: dir %d", dir, got)
+			if c, _ := cDirection(dir); read("dir") != uint64(c) {
+				t.Errorf("dir %s: dir %d", dir, read("dir"))
 			}
 			if got := read("netns"); got != netns {
 				t.Errorf("dir %s: netns %#x, want %#x", dir, got, netns)

@@ -14,26 +14,6 @@ import (
 	"github.com/nsint/nsint/bpf"
 )
 
-// Direction is the TC hook a program observes.
-type Direction uint8
-
-// The two TC hooks (C enum nsint_direction).
-const (
-	Ingress = Direction(bpf.NsintNsintDirectionNSINT_DIR_INGRESS)
-	Egress  = Direction(bpf.NsintNsintDirectionNSINT_DIR_EGRESS)
-)
-
-// String returns "ingress" or "egress".
-func (d Direction) String() string {
-	switch d {
-	case Ingress:
-		return "ingress"
-	case Egress:
-		return "egress"
-	}
-	return fmt.Sprintf("direction(%d)", uint8(d))
-}
-
 // Datapath is the loaded, verified set of nsint programs and maps.
 type Datapath struct {
 	cfg     Config
@@ -104,11 +84,11 @@ func Load(cfg Config) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load nsint programs: %w", err)
 	}
-	if err := d.objs.TcProgs.Put(uint32(Ingress), d.objs.NsintTcIngress); err != nil {
+	if err := d.objs.TcProgs.Put(uint32(cIngress), d.objs.NsintTcIngress); err != nil {
 		d.objs.Close()
 		return nil, fmt.Errorf("tail-call table: ingress program: %w", err)
 	}
-	if err := d.objs.TcProgs.Put(uint32(Egress), d.objs.NsintTcEgress); err != nil {
+	if err := d.objs.TcProgs.Put(uint32(cEgress), d.objs.NsintTcEgress); err != nil {
 		d.objs.Close()
 		return nil, fmt.Errorf("tail-call table: egress program: %w", err)
 	}

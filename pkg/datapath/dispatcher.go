@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // ErrPortNotConfigured is returned by Dispatcher for a port without SetPort.
@@ -26,9 +27,9 @@ const (
 // 4 (this fails to compile otherwise).
 var _ [0]struct{} = [identitySize % 4]struct{}{}
 
-// identityWords is the identity {port, dir, netns} as 32-bit words in host
+// identityWords is the identity {port, dir (C value), netns} as 32-bit words in host
 // order, the values of the dispatcher's stores.
-func identityWords(port uint16, dir Direction, netns uint32) [identitySize / 4]uint32 {
+func identityWords(port uint16, dir bpf.NsintNsintDirection, netns uint32) [identitySize / 4]uint32 {
 	var w [identitySize / 4]uint32
 	*(*bpf.NsintIdentity)(unsafe.Pointer(&w)) = bpf.NsintIdentity{Port: port, Dir: uint8(dir), Netns: netns}
 	return w
@@ -49,8 +50,9 @@ func identityWords(port uint16, dir Direction, netns uint32) [identitySize / 4]u
 // With the index read back from the element (indirect) the value is unknown to
 // the verifier and the JIT emits an indirect tail call: cheaper to load,
 // some ns more per packet where the CPU needs a retpoline for it.
-func dispatcherSpec(cpuStateFD, progsFD int, port uint16, dir Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
-	index := asm.Mov.Imm(asm.R3, int32(dir))
+func dispatcherSpec(cpuStateFD, progsFD int, port uint16, dir netif.Direction, netns uint32, directTailCall bool) *ebpf.ProgramSpec {
+	cdir, _ := cDirection(dir)
+	index := asm.Mov.Imm(asm.R3, int32(cdir))
 	if !directTailCall {
 		index = asm.LoadMem(asm.R3, asm.R0, int16(identityDirOffset), asm.Byte) // opaque to the verifier
 	}
@@ -64,7 +66,7 @@ func dispatcherSpec(cpuStateFD, progsFD int, port uint16, dir Direction, netns u
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "out"),
 	}
-	for i, w := range identityWords(port, dir, netns) {
+	for i, w := range identityWords(port, cdir, netns) {
 		insns = append(insns, asm.StoreImm(asm.R0, int16(identityOffset)+int16(4*i), int64(int32(w)), asm.Word))
 	}
 	insns = append(insns,
@@ -86,13 +88,13 @@ func dispatcherSpec(cpuStateFD, progsFD int, port uint16, dir Direction, netns u
 // Dispatcher builds the program to attach for port id in direction dir. It
 // verifies in microseconds; the caller attaches it (TCX or cls_bpf) and
 // closes it after detaching. SetPort(id, …) must have been called.
-func (d *Datapath) Dispatcher(id uint16, dir Direction) (*ebpf.Program, error) {
+func (d *Datapath) Dispatcher(id uint16, dir netif.Direction) (*ebpf.Program, error) {
 	return d.dispatcher(id, dir, !d.cfg.IndirectTailCall)
 }
 
 // dispatcher is Dispatcher with the kind of tail call given, for benchmarks.
-func (d *Datapath) dispatcher(id uint16, dir Direction, directTailCall bool) (*ebpf.Program, error) {
-	if dir != Ingress && dir != Egress {
+func (d *Datapath) dispatcher(id uint16, dir netif.Direction, directTailCall bool) (*ebpf.Program, error) {
+	if !dir.Valid() {
 		return nil, fmt.Errorf("dispatcher for port %d: invalid %s", id, dir)
 	}
 	if err := d.checkID(id); err != nil {

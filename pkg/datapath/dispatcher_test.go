@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestDispatcherCost: a dispatcher must stay a handful of verified
@@ -19,14 +20,14 @@ import (
 // re-verification of the main program.
 func TestDispatcherCost(t *testing.T) {
 	d := loadDatapath(t, Config{})
-	must(t, d.SetPort(5, PortInfo{NetnsInode: 4026531840, Ifindex: 2}))
-	prog, err := d.Dispatcher(5, Egress)
+	must(t, d.SetPort(5, PortInfo{ID: netif.ID{Netns: netif.Netns(4026531840), Ifindex: 2}}))
+	prog, err := d.Dispatcher(5, netif.Egress)
 	must(t, err)
 	defer prog.Close()
-	if _, err := d.Dispatcher(6, Ingress); err == nil {
+	if _, err := d.Dispatcher(6, netif.Ingress); err == nil {
 		t.Error("dispatcher for a port without SetPort: no error")
 	}
-	if _, err := d.Dispatcher(0, Ingress); err == nil {
+	if _, err := d.Dispatcher(0, netif.Ingress); err == nil {
 		t.Error("dispatcher for port 0: no error")
 	}
 	dispInsns := verifiedInsns(t, prog)

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // EventType tells flow reports from drop reports.
@@ -84,7 +85,7 @@ type Event struct {
 	Type   EventType
 	Reason Reason
 	// Direction and Port are where the report was made (the observation).
-	Direction Direction
+	Direction netif.Direction
 	Port      uint16
 	// InPort and OutPort name the hop: ingress and egress port IDs (a
 	// namespace's local-stack port when the packet starts or ends in its
@@ -161,7 +162,7 @@ func (d *Datapath) decodeEvent(raw []byte, ev *Event) error {
 	}
 	ev.Type = EventType(e.Type)
 	ev.Reason = Reason(e.Reason)
-	ev.Direction = Direction(e.Dir)
+	ev.Direction = directionOf(e.Dir)
 	ev.Port, ev.InPort, ev.OutPort = e.ObsPort, e.InPort, e.OutPort
 	ev.Proto = e.Proto
 	ev.Src, ev.Dst = addrs(e.Family, e.Saddr, e.Daddr)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // skbCtx is the head of the UAPI struct __sk_buff up to gso_segs: the part
@@ -45,7 +46,7 @@ type harness struct {
 
 type dispKey struct {
 	port uint16
-	dir  Direction
+	dir  netif.Direction
 }
 
 // The ports every harness configures; ifindexes are arbitrary.
@@ -65,9 +66,9 @@ func newHarness(tb testing.TB, cfg Config) *harness {
 	tb.Cleanup(func() { r.Close() })
 	ns := netnstest.New(tb, netnstest.Dir(tb), netnstest.Prefix(tb))
 	h := &harness{root: tb, tb: tb, d: d, r: r, ns: ns, disp: map[dispKey]*ebpf.Program{}, local: hLocalPort}
-	h.setPort(hLocalPort, PortInfo{NetnsInode: ns.Inode, LocalStack: true})
-	h.setPort(hPortA, PortInfo{NetnsInode: ns.Inode, Ifindex: 100, LocalPort: hLocalPort})
-	h.setPort(hPortB, PortInfo{NetnsInode: ns.Inode, Ifindex: 101, LocalPort: hLocalPort})
+	h.setPort(hLocalPort, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode)}, LocalStack: true})
+	h.setPort(hPortA, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: 100}, LocalPort: hLocalPort})
+	h.setPort(hPortB, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: 101}, LocalPort: hLocalPort})
 	return h
 }
 
@@ -78,7 +79,7 @@ func (h *harness) setPort(id uint16, p PortInfo) {
 	}
 }
 
-func (h *harness) dispatcher(port uint16, dir Direction) *ebpf.Program {
+func (h *harness) dispatcher(port uint16, dir netif.Direction) *ebpf.Program {
 	h.tb.Helper()
 	k := dispKey{port, dir}
 	if p := h.disp[k]; p != nil {
@@ -94,12 +95,12 @@ func (h *harness) dispatcher(port uint16, dir Direction) *ebpf.Program {
 }
 
 // run runs the frame through port's dispatcher in dir; ctx may be nil.
-func (h *harness) run(port uint16, dir Direction, frame []byte, ctx *skbCtx) {
+func (h *harness) run(port uint16, dir netif.Direction, frame []byte, ctx *skbCtx) {
 	h.tb.Helper()
 	h.runN(port, dir, frame, ctx, 1)
 }
 
-func (h *harness) runN(port uint16, dir Direction, frame []byte, ctx *skbCtx, repeat uint32) {
+func (h *harness) runN(port uint16, dir netif.Direction, frame []byte, ctx *skbCtx, repeat uint32) {
 	h.tb.Helper()
 	if err := h.tryRun(port, dir, frame, ctx, repeat); err != nil {
 		h.tb.Fatal(err)
@@ -108,7 +109,7 @@ func (h *harness) runN(port uint16, dir Direction, frame []byte, ctx *skbCtx, re
 
 // tryRun is runN returning the test-run error; a verdict other than
 // TC_ACT_UNSPEC still fails the test.
-func (h *harness) tryRun(port uint16, dir Direction, frame []byte, ctx *skbCtx, repeat uint32) error {
+func (h *harness) tryRun(port uint16, dir netif.Direction, frame []byte, ctx *skbCtx, repeat uint32) error {
 	h.tb.Helper()
 	prog := h.dispatcher(port, dir)
 	opts := &ebpf.RunOptions{Data: frame, Repeat: repeat}
@@ -136,13 +137,13 @@ func (h *harness) tryRun(port uint16, dir Direction, frame []byte, ctx *skbCtx, 
 }
 
 // dirCounters reads port's counters in dir.
-func (h *harness) dirCounters(port uint16, dir Direction) DirCounters {
+func (h *harness) dirCounters(port uint16, dir netif.Direction) DirCounters {
 	h.tb.Helper()
 	c, err := h.d.PortCounters(port)
 	if err != nil {
 		h.tb.Fatal(err)
 	}
-	if dir == Ingress {
+	if dir == netif.Ingress {
 		return c.Ingress
 	}
 	return c.Egress

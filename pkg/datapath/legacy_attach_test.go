@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // tcxFallback reports whether a test that attaches with TCX should fall back
@@ -22,7 +23,7 @@ func tcxFallback(err error) bool {
 
 // attachLegacy attaches prog to ifindex inside ns as a direct-action cls_bpf
 // filter under clsact (created when missing), removed at cleanup.
-func attachLegacy(t testing.TB, ns *netnstest.NS, ifindex int, dir Direction, prog *ebpf.Program) {
+func attachLegacy(t testing.TB, ns *netnstest.NS, ifindex int, dir netif.Direction, prog *ebpf.Program) {
 	t.Helper()
 	h := ns.NetlinkHandle(t)
 	qdisc := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex,
@@ -31,7 +32,7 @@ func attachLegacy(t testing.TB, ns *netnstest.NS, ifindex int, dir Direction, pr
 		t.Fatalf("add clsact to ifindex %d in %s: %v", ifindex, ns.Name, err)
 	}
 	parent := uint32(netlink.HANDLE_MIN_INGRESS)
-	if dir == Egress {
+	if dir == netif.Egress {
 		parent = netlink.HANDLE_MIN_EGRESS
 	}
 	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: parent, Priority: 1,

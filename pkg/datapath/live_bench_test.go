@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // BenchmarkLive measures ns/packet on real packets in steady state: UDP
@@ -63,7 +64,7 @@ func BenchmarkLive(b *testing.B) {
 		} else {
 			d = loadDatapath(b, cfg)
 		}
-		must2(b, d.SetPort(1, PortInfo{NetnsInode: src.Inode, LocalStack: true}))
+		must2(b, d.SetPort(1, PortInfo{ID: netif.ID{Netns: netif.Netns(src.Inode)}, LocalStack: true}))
 		drainReports(b, d)
 		loaded[v] = d
 	}
@@ -89,12 +90,12 @@ func BenchmarkLive(b *testing.B) {
 		netnstest.AddAddr(b, dst, dev, fmt.Sprintf("198.18.%d.2/24", 231+i))
 		ifindex := linkIndex(b, src, dev)
 		port := uint16(2 + i)
-		must2(b, d.SetPort(port, PortInfo{NetnsInode: src.Inode, Ifindex: uint32(ifindex), LocalPort: 1}))
-		disp, err := d.dispatcher(port, Egress, c.direct)
+		must2(b, d.SetPort(port, PortInfo{ID: netif.ID{Netns: netif.Netns(src.Inode), Ifindex: netif.Ifindex(ifindex)}, LocalPort: 1}))
+		disp, err := d.dispatcher(port, netif.Egress, c.direct)
 		must2(b, err)
 		b.Cleanup(func() { disp.Close() })
-		attachTCX(b, src, ifindex, Egress, disp)
-		attachTCX(b, src, ifindex, Egress, d.objs.NsintTcNoop) // runs after ours
+		attachTCX(b, src, ifindex, netif.Egress, disp)
+		attachTCX(b, src, ifindex, netif.Egress, d.objs.NsintTcNoop) // runs after ours
 		pairs = append(pairs, &pair{name: c.name, disp: disp, noop: d.objs.NsintTcNoop, dst: [4]byte{198, 18, byte(231 + i), 2},
 			res: map[string]*benchResult{"new-flow": {}, "established": {}}})
 	}

@@ -16,15 +16,16 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // attachTCX attaches prog to ifindex inside ns with TCX and detaches it at
 // cleanup. A minimal stand-in for pkg/tc. On a kernel without TCX it uses
 // legacy tc when the run allows it (tcxFallback).
-func attachTCX(t testing.TB, ns *netnstest.NS, ifindex int, dir Direction, prog *ebpf.Program) {
+func attachTCX(t testing.TB, ns *netnstest.NS, ifindex int, dir netif.Direction, prog *ebpf.Program) {
 	t.Helper()
 	at := ebpf.AttachTCXIngress
-	if dir == Egress {
+	if dir == netif.Egress {
 		at = ebpf.AttachTCXEgress
 	}
 	var l link.Link
@@ -140,9 +141,9 @@ func TestIdentitySameIfindex(t *testing.T) {
 		if got, _ := ifindexOf(t, s.ns, "eth0"); got != ifindex {
 			t.Fatalf("eth0 in %s has ifindex %d, want %d", s.ns.Name, got, ifindex)
 		}
-		must(t, d.SetPort(s.local, PortInfo{NetnsInode: s.ns.Inode, LocalStack: true}))
-		must(t, d.SetPort(s.port, PortInfo{NetnsInode: s.ns.Inode, Ifindex: ifindex, LocalPort: s.local}))
-		for _, dir := range []Direction{Ingress, Egress} {
+		must(t, d.SetPort(s.local, PortInfo{ID: netif.ID{Netns: netif.Netns(s.ns.Inode)}, LocalStack: true}))
+		must(t, d.SetPort(s.port, PortInfo{ID: netif.ID{Netns: netif.Netns(s.ns.Inode), Ifindex: ifindex}, LocalPort: s.local}))
+		for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 			prog, err := d.Dispatcher(s.port, dir)
 			if err != nil {
 				t.Fatal(err)
@@ -155,14 +156,14 @@ func TestIdentitySameIfindex(t *testing.T) {
 		sendUDP(t, s.ns, s.dst+":9", 1)
 		src, dst := netip.MustParseAddr(s.src), netip.MustParseAddr(s.dst)
 		ev := waitEvent(t, r, 5*time.Second, "egress report from "+s.src, func(ev *Event) bool {
-			return ev.Type == FlowEvent && ev.Proto == protoUDP && ev.Src == src && ev.Dst == dst && ev.Direction == Egress
+			return ev.Type == FlowEvent && ev.Proto == protoUDP && ev.Src == src && ev.Dst == dst && ev.Direction == netif.Egress
 		})
 		if ev.Port != s.port || ev.InPort != s.local || ev.OutPort != s.port {
 			t.Errorf("%s egress: port %d, %d→%d, want port %d, %d→%d", s.ns.Name, ev.Port, ev.InPort, ev.OutPort, s.port, s.local, s.port)
 		}
 		// The ICMP port-unreachable reply comes back in on the same port.
 		ev = waitEvent(t, r, 5*time.Second, "ingress report to "+s.src, func(ev *Event) bool {
-			return ev.Type == FlowEvent && ev.Proto == protoICMP && ev.Dst == src && ev.Direction == Ingress
+			return ev.Type == FlowEvent && ev.Proto == protoICMP && ev.Dst == src && ev.Direction == netif.Ingress
 		})
 		if ev.Port != s.port || ev.InPort != s.port || ev.OutPort != s.local {
 			t.Errorf("%s ingress: port %d, %d→%d, want port %d, %d→%d", s.ns.Name, ev.Port, ev.InPort, ev.OutPort, s.port, s.port, s.local)
@@ -216,8 +217,8 @@ func TestDropHook(t *testing.T) {
 	nsA.Run(t, "ping", "-c1", "-W2", "198.18.22.2") // resolve ARP first
 
 	const port, local = 41, 40
-	must(t, d.SetPort(local, PortInfo{NetnsInode: nsC.Inode, LocalStack: true}))
-	must(t, d.SetPort(port, PortInfo{NetnsInode: nsC.Inode, Ifindex: 7, LocalPort: local}))
+	must(t, d.SetPort(local, PortInfo{ID: netif.ID{Netns: netif.Netns(nsC.Inode)}, LocalStack: true}))
+	must(t, d.SetPort(port, PortInfo{ID: netif.ID{Netns: netif.Netns(nsC.Inode), Ifindex: 7}, LocalPort: local}))
 	hook, err := d.AttachDropHook()
 	must(t, err)
 	defer hook.Close()

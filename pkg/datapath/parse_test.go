@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 type parseCase struct {
@@ -71,7 +73,7 @@ func parseCases() []parseCase {
 // checks the reported flow key, counters and captured bytes.
 func TestParse(t *testing.T) {
 	h := newHarness(t, Config{})
-	for _, dir := range []Direction{Ingress, Egress} {
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		for _, c := range parseCases() {
 			t.Run(dir.String()+"/"+c.name, func(t *testing.T) {
 				h.tb = t
@@ -79,7 +81,7 @@ func TestParse(t *testing.T) {
 				h.run(hPortA, dir, frame, nil)
 				ev := h.next()
 				wantIn, wantOut := uint16(hPortA), uint16(hLocalPort)
-				if dir == Egress {
+				if dir == netif.Egress {
 					wantIn, wantOut = hLocalPort, hPortA
 				}
 				got := fmt.Sprintf("%s %s %s port=%d in=%d out=%d %s>%s proto=%d %d>%d frag=%v pkts=%d bytes=%d len=%d",
@@ -115,7 +117,7 @@ func TestTruncated(t *testing.T) {
 	for _, c := range parseCases() {
 		full := concat(c.headers...)
 		for n := 14; n < len(full); n++ {
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				err := h.tryRun(hPortA, dir, full[:n], nil, 1)
 				switch {
 				case err == nil:
@@ -133,7 +135,7 @@ func TestTruncated(t *testing.T) {
 		concat(ethHdr(etherARP), make([]byte, 28)), // not IP
 		concat(ethHdr(etherIPv4), ipv4Hdr(protoUDP, netip.IPv4Unspecified(), netip.IPv4Unspecified(), nil, 0, false)[:20], udpHdr(1, 2))[:14+20+7], // short UDP
 	} {
-		h.run(hPortA, Ingress, frame, nil)
+		h.run(hPortA, netif.Ingress, frame, nil)
 		runs++
 	}
 	h.none("non-IP / short")
@@ -167,7 +169,7 @@ func TestBadIPHeaders(t *testing.T) {
 		"ihl":        concat(ethHdr(etherIPv4), shortIHL, udpHdr(1, 2)),
 		"ipv6 chain": tooManyExt,
 	} {
-		h.run(hPortA, Ingress, frame, nil)
+		h.run(hPortA, netif.Ingress, frame, nil)
 		h.none(name)
 	}
 }

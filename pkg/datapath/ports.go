@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Port flags (C enum nsint_port_flags), as port_config.flags holds them.
@@ -19,10 +20,9 @@ const (
 
 // PortInfo is what the programs know about a port.
 type PortInfo struct {
-	// NetnsInode is the nsfs inode of the port's network namespace.
-	NetnsInode uint64
-	// Ifindex of the interface in that namespace; 0 for a local-stack port.
-	Ifindex uint32
+	// ID is the port's interface: its namespace and its ifindex there;
+	// ifindex 0 for a local-stack port.
+	netif.ID
 	// LocalPort is the local-stack port of the namespace (the "CPU port"
 	// that reports name for traffic starting or ending in its stack).
 	LocalPort uint16
@@ -47,7 +47,7 @@ func (d *Datapath) checkID(id uint16) error {
 }
 
 func portKey(p PortInfo) bpf.NsintPortKey {
-	k := bpf.NsintPortKey{Netns: p.NetnsInode, Ifindex: p.Ifindex}
+	k := bpf.NsintPortKey{Netns: uint64(p.Netns), Ifindex: uint32(p.Ifindex)}
 	if p.LocalStack {
 		k.Ifindex = 0
 	}
@@ -60,13 +60,13 @@ func (d *Datapath) SetPort(id uint16, p PortInfo) error {
 	if err := d.checkID(id); err != nil {
 		return err
 	}
-	if p.NetnsInode == 0 || p.NetnsInode > 0xffffffff {
-		return fmt.Errorf("port %d: invalid netns inode %d", id, p.NetnsInode)
+	if p.Netns == 0 || p.Netns > 0xffffffff {
+		return fmt.Errorf("port %d: invalid netns inode %d", id, p.Netns)
 	}
 	if !p.LocalStack && p.Ifindex == 0 {
 		return fmt.Errorf("port %d: ifindex 0 on a port that is not a local-stack port", id)
 	}
-	pc := bpf.NsintPortConfig{Netns: p.NetnsInode, Ifindex: p.Ifindex, LocalPort: p.LocalPort}
+	pc := bpf.NsintPortConfig{Netns: uint64(p.Netns), Ifindex: uint32(p.Ifindex), LocalPort: p.LocalPort}
 	if p.LocalStack {
 		pc.Flags |= portFlagLocalStack
 		pc.Ifindex = 0
@@ -174,10 +174,10 @@ func (d *Datapath) PortCountersOf(ids []uint16) ([]Counters, error) {
 		}
 		c := &out[i]
 		for _, v := range per {
-			c.Ingress.add(v.Dir[Ingress].Packets, v.Dir[Ingress].Bytes, v.Dir[Ingress].Drops)
-			c.Egress.add(v.Dir[Egress].Packets, v.Dir[Egress].Bytes, v.Dir[Egress].Drops)
-			c.Ingress.Flowless += v.Dir[Ingress].Flowless
-			c.Egress.Flowless += v.Dir[Egress].Flowless
+			c.Ingress.add(v.Dir[cIngress].Packets, v.Dir[cIngress].Bytes, v.Dir[cIngress].Drops)
+			c.Egress.add(v.Dir[cEgress].Packets, v.Dir[cEgress].Bytes, v.Dir[cEgress].Drops)
+			c.Ingress.Flowless += v.Dir[cIngress].Flowless
+			c.Egress.Flowless += v.Dir[cEgress].Flowless
 		}
 	}
 	held, err := d.slotCounts()
@@ -189,8 +189,8 @@ func (d *Datapath) PortCountersOf(ids []uint16) ([]Counters, error) {
 	for i, id := range ids {
 		c := &out[i]
 		h := held[id]
-		c.Ingress.add(h[Ingress].Packets, h[Ingress].Bytes, 0)
-		c.Egress.add(h[Egress].Packets, h[Egress].Bytes, 0)
+		c.Ingress.add(h[cIngress].Packets, h[cIngress].Bytes, 0)
+		c.Egress.add(h[cEgress].Packets, h[cEgress].Bytes, 0)
 		c.addCounters(d.baseline[id])
 		floor := d.countersFloor[id]
 		c.Ingress.atLeast(floor.Ingress)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // portLocal is NSINT_PORT_LOCAL: an egress flow's ingress port when the
@@ -108,7 +109,7 @@ func (d *Datapath) Recover(gens []*Generation, emit func(*Event)) (RecoverStats,
 // it too).
 func (g *Generation) disarm() error {
 	var errs []error
-	for _, idx := range []uint32{uint32(Ingress), uint32(Egress)} {
+	for _, idx := range []uint32{uint32(cIngress), uint32(cEgress)} {
 		if err := g.progs.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("generation %s: empty tail-call table slot %d: %w", g.id, idx, err))
 		}
@@ -194,7 +195,7 @@ func (d *Datapath) emitRecovered(s *genSnapshot, st *RecoverStats, emit func(*Ev
 		}
 		k := at.key
 		var in, out uint16
-		if Direction(k.Dir) == Ingress {
+		if directionOf(k.Dir) == netif.Ingress {
 			if v.Forwarded != 0 { // reported by the egress hook
 				continue
 			}
@@ -210,7 +211,7 @@ func (d *Datapath) emitRecovered(s *genSnapshot, st *RecoverStats, emit func(*Ev
 			continue
 		}
 		ev = Event{
-			Type: FlowEvent, Reason: ReasonFlush, Direction: Direction(k.Dir), Port: k.Port,
+			Type: FlowEvent, Reason: ReasonFlush, Direction: directionOf(k.Dir), Port: k.Port,
 			InPort: d.knownPort(in, s), OutPort: d.knownPort(out, s),
 			Proto: k.T.Proto, SrcPort: k.T.Sport, DstPort: k.T.Dport,
 			InTime: now, OutTime: now, Packets: v.Packets, Bytes: v.Bytes, CPU: -1,
@@ -228,7 +229,7 @@ func (d *Datapath) emitRecovered(s *genSnapshot, st *RecoverStats, emit func(*Ev
 			continue
 		}
 		ev = Event{
-			Type: DropEvent, Reason: ReasonDrop, Direction: Direction(k.Dir), Port: k.Port,
+			Type: DropEvent, Reason: ReasonDrop, Direction: directionOf(k.Dir), Port: k.Port,
 			InPort: d.knownPort(v.InPort, s), OutPort: d.knownPort(v.OutPort, s),
 			Proto: k.T.Proto, SrcPort: k.T.Sport, DstPort: k.T.Dport,
 			InTime: now, OutTime: now, Packets: v.Drops, CPU: -1,

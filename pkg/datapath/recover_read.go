@@ -6,6 +6,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/nsint/nsint/bpf"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // genSnapshot is what Recover read from a disarmed generation.
@@ -70,7 +71,7 @@ func (s *genSnapshot) localPort(id uint16) uint16 { return s.configs[id].LocalPo
 
 func (s *genSnapshot) addPort(id uint16, dir uint8, c DirCounters) {
 	pc := s.ports[id]
-	if Direction(dir&1) == Ingress {
+	if directionOf(dir&1) == netif.Ingress {
 		pc.Ingress.add(c.Packets, c.Bytes, c.Drops)
 	} else {
 		pc.Egress.add(c.Packets, c.Bytes, c.Drops)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nsint/nsint/bpf"
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/watchlist"
 )
 
@@ -48,9 +49,9 @@ func harnessIn(tb testing.TB, cfg Config, ns *netnstest.NS) *harness {
 	}
 	tb.Cleanup(func() { r.Close() })
 	h := &harness{root: tb, tb: tb, d: d, r: r, ns: ns, disp: map[dispKey]*ebpf.Program{}, local: hLocalPort}
-	h.setPort(hLocalPort, PortInfo{NetnsInode: ns.Inode, LocalStack: true})
-	h.setPort(hPortA, PortInfo{NetnsInode: ns.Inode, Ifindex: 100, LocalPort: hLocalPort})
-	h.setPort(hPortB, PortInfo{NetnsInode: ns.Inode, Ifindex: 101, LocalPort: hLocalPort})
+	h.setPort(hLocalPort, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode)}, LocalStack: true})
+	h.setPort(hPortA, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: 100}, LocalPort: hLocalPort})
+	h.setPort(hPortB, PortInfo{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: 101}, LocalPort: hLocalPort})
 	return h
 }
 
@@ -89,7 +90,7 @@ func (h *harness) drain() []Event {
 
 // flowID names a flow at a hook in the test's tallies.
 type flowID struct {
-	dir              Direction
+	dir              netif.Direction
 	port             uint16
 	sport, dport     uint16
 	in, out          uint16
@@ -135,43 +136,43 @@ func TestRecoverAfterKill(t *testing.T) {
 				f1, f2   = local(1001, 2001), local(1002, 2002)
 				f3, f4   = local(1003, 2003), local(1004, 2004)
 			)
-			// Ingress: a forwarded flow (its entry holds 3, reported at
+			// netif.Ingress: a forwarded flow (its entry holds 3, reported at
 			// egress), an unwatched one, then f1 (1 reported, 5 left in its
 			// entry when f2 flushes the slot) and f2 (1 reported, 3 in the
 			// slot).
-			h1.runN(hPortA, Ingress, fwd, nil, 3)
-			h1.runN(hPortA, Ingress, unwatchd, nil, 5)
-			h1.run(hPortA, Ingress, f1, nil)
-			h1.runN(hPortA, Ingress, f1, nil, 5)
-			h1.run(hPortA, Ingress, f2, nil)
-			h1.runN(hPortA, Ingress, f2, nil, 3)
-			// Egress: the forwarded flow in transit from A (1 reported, 2
+			h1.runN(hPortA, netif.Ingress, fwd, nil, 3)
+			h1.runN(hPortA, netif.Ingress, unwatchd, nil, 5)
+			h1.run(hPortA, netif.Ingress, f1, nil)
+			h1.runN(hPortA, netif.Ingress, f1, nil, 5)
+			h1.run(hPortA, netif.Ingress, f2, nil)
+			h1.runN(hPortA, netif.Ingress, f2, nil, 3)
+			// netif.Egress: the forwarded flow in transit from A (1 reported, 2
 			// in its entry: transit is never in a slot), f3 (1 + 4 in its
 			// entry), f4 (1 + 2 in the slot).
 			transit := haveTestRunIngressIfindex() == nil
 			if transit {
-				h1.runN(hPortB, Egress, fwd, &skbCtx{IngressIfindex: 100}, 3)
+				h1.runN(hPortB, netif.Egress, fwd, &skbCtx{IngressIfindex: 100}, 3)
 			}
-			h1.run(hPortB, Egress, f3, nil)
-			h1.runN(hPortB, Egress, f3, nil, 4)
-			h1.run(hPortB, Egress, f4, nil)
-			h1.runN(hPortB, Egress, f4, nil, 2)
+			h1.run(hPortB, netif.Egress, f3, nil)
+			h1.runN(hPortB, netif.Egress, f3, nil, 4)
+			h1.run(hPortB, netif.Egress, f4, nil)
+			h1.runN(hPortB, netif.Egress, f4, nil, 2)
 			// Drops: UDP to a closed port on loopback, the local-stack
 			// port's; the first is reported, the shared table folds the
 			// next four.
 			sendUDP(t, h1.ns, "127.0.0.1:9", 5)
 
 			want := map[flowID]tally{}
-			wantFlow := func(dir Direction, port uint16, fr []byte, in, out uint16, packets uint64) {
+			wantFlow := func(dir netif.Direction, port uint16, fr []byte, in, out uint16, packets uint64) {
 				f := flowID{dir: dir, port: port, sport: sportOf(fr), dport: dportOf(fr), in: in, out: out, packets: true}
 				want[f] = tally{packets, packets * uint64(len(fr))}
 			}
-			wantFlow(Ingress, hPortA, f1, hPortA, hLocalPort, 5)
-			wantFlow(Ingress, hPortA, f2, hPortA, hLocalPort, 3+1) // one more after the kill
-			wantFlow(Egress, hPortB, f3, hLocalPort, hPortB, 4)
-			wantFlow(Egress, hPortB, f4, hLocalPort, hPortB, 2)
+			wantFlow(netif.Ingress, hPortA, f1, hPortA, hLocalPort, 5)
+			wantFlow(netif.Ingress, hPortA, f2, hPortA, hLocalPort, 3+1) // one more after the kill
+			wantFlow(netif.Egress, hPortB, f3, hLocalPort, hPortB, 4)
+			wantFlow(netif.Egress, hPortB, f4, hLocalPort, hPortB, 2)
 			loopback := netip.MustParseAddr("127.0.0.1")
-			dropKey := flowID{dir: Ingress, port: hLocalPort, sport: testSrcPort, dport: 9, in: hLocalPort, dropped: true}
+			dropKey := flowID{dir: netif.Ingress, port: hLocalPort, sport: testSrcPort, dport: 9, in: hLocalPort, dropped: true}
 			if shared {
 				want[dropKey] = tally{packets: 4}
 			}
@@ -187,11 +188,11 @@ func TestRecoverAfterKill(t *testing.T) {
 				// test runs slowly (an emulated CPU) it can cross into the
 				// next log2 bucket and be reported at once. What was not
 				// reported is what recovery owes.
-				id := flowID{dir: Egress, port: hPortB, sport: sportOf(fwd), dport: dportOf(fwd), in: hPortA, out: hPortB, packets: true}
+				id := flowID{dir: netif.Egress, port: hPortB, sport: sportOf(fwd), dport: dportOf(fwd), in: hPortA, out: hPortB, packets: true}
 				if n := reported[id]; n == 0 || n > 3 {
 					t.Fatalf("transit packets reported before the kill: %d, want 1 to 3 of 3", n)
 				} else if n < 3 {
-					wantFlow(Egress, hPortB, fwd, hPortA, hPortB, 3-n)
+					wantFlow(netif.Egress, hPortB, fwd, hPortA, hPortB, 3-n)
 				}
 			}
 			if n := reported[dropKey]; (shared && n != 1) || (!shared && n != 5) {
@@ -205,7 +206,7 @@ func TestRecoverAfterKill(t *testing.T) {
 			h1.kill()
 			// The old dispatchers still count: the pinned tail-call table
 			// keeps the old programs.
-			h1.run(hPortA, Ingress, f2, nil)
+			h1.run(hPortA, netif.Ingress, f2, nil)
 			before[1].Ingress.add(1, uint64(len(f2)), 0)
 
 			h2 := harnessIn(t, cfg, h1.ns)
@@ -281,10 +282,10 @@ func TestRecoverAfterKill(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(dir2, layoutPin)); err != nil {
 				t.Errorf("new generation: %v", err)
 			}
-			h1.run(hPortA, Ingress, f2, nil)
+			h1.run(hPortA, netif.Ingress, f2, nil)
 			var cs bpf.NsintCpuState
 			must(t, oldSlots.Lookup(uint32(0), &cs))
-			if n := cs.Flow[Ingress].Packets; n != 3+1 {
+			if n := cs.Flow[cIngress].Packets; n != 3+1 {
 				t.Errorf("old slot of f2 holds %d packets after the recovery, want 4: the old dispatcher still counts", n)
 			}
 			if gens, bad, err := h2.d.OpenGenerations(root); err != nil || len(gens)+len(bad) != 0 {
@@ -326,9 +327,9 @@ func TestRecoverQuiesces(t *testing.T) {
 			h1 := newHarness(t, cfg)
 			dir1 := h1.pin(root)
 			frame := udpFrame("198.18.0.1", "198.18.0.2", 1500, 2500, 64)
-			h1.run(hPortA, Ingress, frame, nil)
+			h1.run(hPortA, netif.Ingress, frame, nil)
 			h1.drain()
-			prog := h1.dispatcher(hPortA, Ingress)
+			prog := h1.dispatcher(hPortA, netif.Ingress)
 			h1.kill()
 
 			h2 := harnessIn(t, cfg, h1.ns)
@@ -374,7 +375,7 @@ func TestRecoverQuiesces(t *testing.T) {
 			must(t, err)
 
 			var left uint64
-			key := flowKeyOf(t, frame, hPortA, Ingress)
+			key := flowKeyOf(t, frame, hPortA, netif.Ingress)
 			if shared {
 				var v bpf.NsintFlowState
 				must(t, oldFlows.Lookup(&key, &v))
@@ -389,7 +390,7 @@ func TestRecoverQuiesces(t *testing.T) {
 			var cs bpf.NsintCpuState
 			for cpu := range int(oldSlots.MaxEntries()) {
 				must(t, oldSlots.Lookup(uint32(cpu), &cs))
-				left += cs.Flow[Ingress].Packets
+				left += cs.Flow[cIngress].Packets
 			}
 			t.Logf("%d runs of 100 packets; recovered %d", runs.Load(), recovered)
 			if recovered == 0 || recovered != left {
@@ -400,7 +401,7 @@ func TestRecoverQuiesces(t *testing.T) {
 }
 
 // flowKeyOf is the flow key the programs make of a UDP/IPv4 frame.
-func flowKeyOf(t *testing.T, frame []byte, port uint16, dir Direction) bpf.NsintFlowKey {
+func flowKeyOf(t *testing.T, frame []byte, port uint16, dir netif.Direction) bpf.NsintFlowKey {
 	t.Helper()
 	var k bpf.NsintFlowKey
 	k.T.Family, k.T.Proto = 4, protoUDP
@@ -408,7 +409,8 @@ func flowKeyOf(t *testing.T, frame []byte, port uint16, dir Direction) bpf.Nsint
 	k.T.Saddr[0] = binary.NativeEndian.Uint32(frame[14+12:])
 	k.T.Daddr[0] = binary.NativeEndian.Uint32(frame[14+16:])
 	k.T.Sport, k.T.Dport = sportOf(frame), dportOf(frame)
-	k.Port, k.Dir = port, uint8(dir)
+	c, _ := cDirection(dir)
+	k.Port, k.Dir = port, uint8(c)
 	return k
 }
 
@@ -439,20 +441,20 @@ func TestRecoverChain(t *testing.T) {
 
 	h1 := newHarness(t, cfg)
 	h1.pin(root)
-	h1.runN(hPortA, Ingress, f, nil, 6) // 1 reported, 5 left
-	h1.runN(hPortB, Egress, g, nil, 3)  // 1 reported, 2 left
+	h1.runN(hPortA, netif.Ingress, f, nil, 6) // 1 reported, 5 left
+	h1.runN(hPortB, netif.Egress, g, nil, 3)  // 1 reported, 2 left
 	first, err := h1.d.PortCountersOf(ports)
 	must(t, err)
 	h1.kill()
 
 	h2 := harnessIn(t, cfg, h1.ns)
-	must(t, h2.d.DeletePort(hPortB, PortInfo{NetnsInode: h1.ns.Inode, Ifindex: 101, LocalPort: hLocalPort}))
+	must(t, h2.d.DeletePort(hPortB, PortInfo{ID: netif.ID{Netns: netif.Netns(h1.ns.Inode), Ifindex: 101}, LocalPort: hLocalPort}))
 	h2.pin(root)
 	st, packets := recoverAll(h2)
 	if packets != 5 || st.PortGonePackets != 2 || st.BaselinePorts != 1 || st.BaselineSkipped != 1 {
 		t.Errorf("second load recovered %d packets, stats %+v; want 5 packets, 2 of a port gone, one port carried on, one skipped", packets, st)
 	}
-	h2.runN(hPortA, Ingress, f, nil, 4) // new there: 1 reported, 3 left
+	h2.runN(hPortA, netif.Ingress, f, nil, 4) // new there: 1 reported, 3 left
 	second, err := h2.d.PortCounters(hPortA)
 	must(t, err)
 	if want := first[0].Ingress.Packets + 4; second.Ingress.Packets != want {
@@ -471,7 +473,7 @@ func TestRecoverChain(t *testing.T) {
 		t.Errorf("third load: port A counters %+v, want the first two loads' %+v", third, second)
 	}
 
-	infoA := PortInfo{NetnsInode: h1.ns.Inode, Ifindex: 100, LocalPort: hLocalPort}
+	infoA := PortInfo{ID: netif.ID{Netns: netif.Netns(h1.ns.Inode), Ifindex: 100}, LocalPort: hLocalPort}
 	must(t, h3.d.DeletePort(hPortA, infoA))
 	h3.setPort(hPortA, infoA)
 	if c, err := h3.d.PortCounters(hPortA); err != nil || c != (Counters{}) {
@@ -506,7 +508,7 @@ func TestRecoverEvictedSlot(t *testing.T) {
 			h1 := newHarness(t, cfg)
 			dir1 := h1.pin(root)
 			f := udpFrame("198.18.0.1", "198.18.0.2", 1700, 2700, 50)
-			h1.runN(hPortA, Ingress, f, nil, 4) // 1 reported, 3 in CPU 0's slot
+			h1.runN(hPortA, netif.Ingress, f, nil, 4) // 1 reported, 3 in CPU 0's slot
 			before, err := h1.d.PortCounters(hPortA)
 			must(t, err)
 			h1.kill()
@@ -517,7 +519,7 @@ func TestRecoverEvictedSlot(t *testing.T) {
 			oldSlots, err := ebpf.LoadPinnedMap(filepath.Join(dir1, bpf.NsintMapCpuState), nil)
 			must(t, err)
 			defer oldSlots.Close()
-			key := flowKeyOf(t, f, hPortA, Ingress)
+			key := flowKeyOf(t, f, hPortA, netif.Ingress)
 			wantEvicted := uint64(3)
 			if shared {
 				must(t, oldFlows.Delete(&key))

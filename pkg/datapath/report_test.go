@@ -8,6 +8,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 func udpFrame(src, dst string, sport, dport uint16, payload int) []byte {
@@ -29,7 +31,7 @@ func TestReportDecision(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			requireFlowTable(t, c.shared)
 			h := newHarness(t, Config{ReportInterval: interval, perCPUFlows: !c.shared, IndirectTailCall: c.indirect})
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				frame := udpFrame("198.18.0.1", "198.18.0.2", 1000+uint16(dir), 2000, 100)
 				n := uint64(len(frame))
 
@@ -67,7 +69,7 @@ func TestReportDecision(t *testing.T) {
 				t.Fatal(err)
 			}
 			// 1 + 5 + 4 (GSO) + 1 per direction
-			for dir, dc := range map[Direction]DirCounters{Ingress: c.Ingress, Egress: c.Egress} {
+			for dir, dc := range map[netif.Direction]DirCounters{netif.Ingress: c.Ingress, netif.Egress: c.Egress} {
 				if dc.Packets != 11 {
 					t.Errorf("port counters %s: %d packets, want 11", dir, dc.Packets)
 				}
@@ -84,19 +86,19 @@ func TestPortCountersAfterDelete(t *testing.T) {
 	h := newHarness(t, Config{ReportInterval: time.Hour})
 	a := udpFrame("198.18.0.1", "198.18.0.2", 7000, 8000, 100)
 	b := udpFrame("198.18.0.1", "198.18.0.2", 7001, 8000, 100)
-	h.runN(hPortA, Ingress, a, nil, 3)
-	h.run(hPortA, Ingress, b, nil) // empties the slot: nothing held for the port
-	if c := h.dirCounters(hPortA, Ingress); c.Packets != 4 {
+	h.runN(hPortA, netif.Ingress, a, nil, 3)
+	h.run(hPortA, netif.Ingress, b, nil) // empties the slot: nothing held for the port
+	if c := h.dirCounters(hPortA, netif.Ingress); c.Packets != 4 {
 		t.Fatalf("before delete: %d packets, want 4", c.Packets)
 	}
-	p := PortInfo{NetnsInode: h.ns.Inode, Ifindex: 100, LocalPort: hLocalPort}
+	p := PortInfo{ID: netif.ID{Netns: netif.Netns(h.ns.Inode), Ifindex: 100}, LocalPort: hLocalPort}
 	must(t, h.d.DeletePort(hPortA, p))
-	if c := h.dirCounters(hPortA, Ingress); c.Packets != 0 || c.Bytes != 0 {
+	if c := h.dirCounters(hPortA, netif.Ingress); c.Packets != 0 || c.Bytes != 0 {
 		t.Fatalf("after delete: %d packets %d bytes, want 0", c.Packets, c.Bytes)
 	}
 	h.setPort(hPortA, p)
-	h.run(hPortA, Ingress, a, nil)
-	if c := h.dirCounters(hPortA, Ingress); c.Packets != 1 {
+	h.run(hPortA, netif.Ingress, a, nil)
+	if c := h.dirCounters(hPortA, netif.Ingress); c.Packets != 1 {
 		t.Fatalf("set again, one packet: %d packets, want 1", c.Packets)
 	}
 }
@@ -111,21 +113,21 @@ func TestTransit(t *testing.T) {
 	netnsVethPair(t, h, pfx)
 	frame := udpFrame("198.18.9.1", "198.18.10.2", 3000, 4000, 64)
 
-	// Egress before any ingress sighting, as if from the local stack.
-	h.run(hPortB, Egress, frame, nil)
+	// netif.Egress before any ingress sighting, as if from the local stack.
+	h.run(hPortB, netif.Egress, frame, nil)
 	ev := h.next()
 	if ev.InPort != hLocalPort || ev.OutPort != hPortB || ev.HasHopLatency {
 		t.Fatalf("local egress: in %d out %d latency %v, want %d→%d and none", ev.InPort, ev.OutPort, ev.HasHopLatency, hLocalPort, hPortB)
 	}
 
-	// Ingress on A is forwarded: no report from ingress.
-	h.run(hPortA, Ingress, frame, nil)
+	// netif.Ingress on A is forwarded: no report from ingress.
+	h.run(hPortA, netif.Ingress, frame, nil)
 	h.none("forwarded ingress")
 
-	// Egress on B of a packet that came in from a device: A→B, at once.
-	h.run(hPortB, Egress, frame, &skbCtx{IngressIfindex: 100})
+	// netif.Egress on B of a packet that came in from a device: A→B, at once.
+	h.run(hPortB, netif.Egress, frame, &skbCtx{IngressIfindex: 100})
 	ev = h.next()
-	if ev.Reason != ReasonPorts || ev.InPort != hPortA || ev.OutPort != hPortB || ev.Port != hPortB || ev.Direction != Egress {
+	if ev.Reason != ReasonPorts || ev.InPort != hPortA || ev.OutPort != hPortB || ev.Port != hPortB || ev.Direction != netif.Egress {
 		t.Fatalf("transit egress: %s port %d %s in %d out %d, want ports at %d egress %d→%d", ev.Reason, ev.Port, ev.Direction, ev.InPort, ev.OutPort, hPortB, hPortA, hPortB)
 	}
 	if !ev.HasHopLatency || ev.HopLatency <= 0 || !ev.OutTime.After(ev.InTime) || ev.OutTime.Sub(ev.InTime) != ev.HopLatency {
@@ -168,7 +170,7 @@ func TestSharedTableRefreshRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stats.Close()
-	for _, dir := range []Direction{Ingress, Egress} {
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		frame := udpFrame("198.18.0.1", "198.18.0.2", 3000+uint16(dir), 4000, 64)
 		prog := h.dispatcher(hPortA, dir)
 		const perCPU = 300000
@@ -228,7 +230,7 @@ func TestSharedTableRefreshRace(t *testing.T) {
 func TestFlowCacheInterleaved(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	h := newHarness(t, Config{ReportInterval: interval})
-	for _, dir := range []Direction{Ingress, Egress} {
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		a := udpFrame("198.18.0.1", "198.18.0.2", 5000+uint16(dir), 6000, 100)
 		b := udpFrame("198.18.0.1", "198.18.0.2", 5100+uint16(dir), 6000, 200)
 		h.run(hPortA, dir, a, nil)

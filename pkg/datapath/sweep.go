@@ -349,7 +349,7 @@ func (d *Datapath) sweepEvent(it *bpf.NsintSweepItem, opts SweepOptions, ev *Eve
 	*ev = Event{
 		Type:      FlowEvent,
 		Reason:    ReasonIdle,
-		Direction: Direction(it.Key.Dir),
+		Direction: directionOf(it.Key.Dir),
 		Port:      it.Key.Port,
 		InPort:    it.InPort,
 		OutPort:   it.OutPort,

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // agentSweepPeriod is how often the agent sweeps at the default report
@@ -66,13 +68,13 @@ func BenchmarkSweep(b *testing.B) {
 func benchSweepFlows(b *testing.B, n int, userSpaceScan bool) {
 	e := newBenchEnvWith(b, Config{PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup, userSpaceScan: userSpaceScan})
 	frames := benchFrames(n)
-	e.timeRuns(b, e.disp[Ingress], frames, 1) // new flows, each reported
+	e.timeRuns(b, e.disp[netif.Ingress], frames, 1) // new flows, each reported
 	lastReport := time.Now()
 	requireFlows(b, e.d, n)
 	interval := e.d.cfg.ReportInterval
 	var idle, due []sweepCost
 	for range benchRounds {
-		e.timeRuns(b, e.disp[Ingress], frames, 1)
+		e.timeRuns(b, e.disp[netif.Ingress], frames, 1)
 		c, st := e.timeSweep(b)
 		if st.Flows != n || st.Due != 0 {
 			b.Fatalf("idle sweep: %+v; want %d flows, none due", st, n)
@@ -122,7 +124,7 @@ func benchSweepActive(b *testing.B) {
 		start := time.Now()
 		for ctx.Err() == nil {
 			started := min(n, int(time.Since(start)*time.Duration(n)/interval)+1)
-			if _, err := e.timeRunsOn(b, 1, e.disp[Ingress], frames[:started], 1); err != nil {
+			if _, err := e.timeRunsOn(b, 1, e.disp[netif.Ingress], frames[:started], 1); err != nil {
 				sent <- err
 				return
 			}

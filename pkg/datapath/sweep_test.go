@@ -3,12 +3,15 @@ package datapath
 import (
 	"net/netip"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // sweep runs one sweep and returns its events.
@@ -30,7 +33,7 @@ func TestSweepQuietFlow(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			requireFlowTable(t, v.shared)
 			h := newHarness(t, v.config(Config{ReportInterval: interval}))
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				frame := udpFrame("198.18.0.1", "198.18.0.2", 1100+uint16(dir), 2000, 100)
 				n := uint64(len(frame))
 				h.run(hPortA, dir, frame, nil)
@@ -49,7 +52,7 @@ func TestSweepQuietFlow(t *testing.T) {
 				}
 				ev := evs[0]
 				wantIn, wantOut := uint16(hPortA), uint16(hLocalPort)
-				if dir == Egress {
+				if dir == netif.Egress {
 					wantIn, wantOut = hLocalPort, hPortA
 				}
 				// 5 frames and one GSO packet of 4 segments: 3 more copies
@@ -109,8 +112,8 @@ func TestSweepForcedPort(t *testing.T) {
 			h := newHarness(t, v.config(Config{ReportInterval: time.Hour}))
 			a := udpFrame("198.18.0.1", "198.18.0.2", 1200, 2000, 10)
 			b := udpFrame("198.18.0.1", "198.18.0.2", 1201, 2000, 10)
-			h.runN(hPortA, Egress, a, nil, 3)
-			h.runN(hPortB, Egress, b, nil, 7)
+			h.runN(hPortA, netif.Egress, a, nil, 3)
+			h.runN(hPortB, netif.Egress, b, nil, 7)
 			h.next()
 			h.next()
 			evs := h.sweep(SweepOptions{Ports: []uint16{hPortB}})
@@ -133,7 +136,7 @@ func TestTCPEnd(t *testing.T) {
 		t.Run(tableName(shared), func(t *testing.T) {
 			requireFlowTable(t, shared)
 			h := newHarness(t, Config{ReportInterval: time.Hour, perCPUFlows: !shared})
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				seg := func(flags byte) []byte {
 					f := concat(ethHdr(etherIPv4), ipv4Hdr(protoTCP, netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), nil, 0, false),
 						tcpHdr(3300+uint16(dir), 80))
@@ -231,7 +234,7 @@ func TestSweepRace(t *testing.T) {
 				sweepErr := make(chan error, 1)
 				go func() { sweepErr <- sweepUntil(stop, phase.sweepPin) }()
 				const rounds, perRun = 20, 20000
-				for _, dir := range []Direction{Ingress, Egress} {
+				for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 					frame := udpFrame("198.18.0.1", "198.18.0.2", 3400+uint16(dir), 4000, 64)
 					prog := h.dispatcher(hPortA, dir)
 					errs := make(chan error, len(phase.cpus))
@@ -258,7 +261,7 @@ func TestSweepRace(t *testing.T) {
 				}
 			}
 			var sent uint64
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				st, err := h.dispatcher(hPortA, dir).Stats()
 				must(t, err)
 				sent += st.RunCount

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/watchlist"
 )
 
@@ -55,7 +56,7 @@ func TestWatchlist(t *testing.T) {
 		{"ipv6 from elsewhere", v6("fd00:2::5"), false},
 	}
 	for _, c := range cases {
-		h.run(hPortA, Ingress, c.frame, nil)
+		h.run(hPortA, netif.Ingress, c.frame, nil)
 		if c.watched {
 			if ev := h.next(); ev.Reason != ReasonNew {
 				t.Errorf("%s: reason %s", c.name, ev.Reason)
@@ -74,7 +75,7 @@ func TestWatchlist(t *testing.T) {
 	must(t, h.d.SetWatchlist(nil))
 	time.Sleep(interval + 50*time.Millisecond)
 	for _, c := range cases {
-		h.run(hPortA, Ingress, c.frame, nil)
+		h.run(hPortA, netif.Ingress, c.frame, nil)
 		ev := h.next()
 		if ev.Reason != ReasonRefresh || ev.Packets != 1 {
 			t.Errorf("%s after clearing the watchlist: %s with %d packets, want refresh with 1", c.name, ev.Reason, ev.Packets)

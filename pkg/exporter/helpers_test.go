@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nsint/nsint/pkg/intreport"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // receiver is a real UDP collector socket that keeps every datagram.
@@ -113,7 +114,7 @@ func testReport(i int, hw uint8) *intreport.Report {
 		HopLatency:  500,
 		Packets:     uint64(i + 1),
 		Bytes:       uint64(100 * (i + 1)),
-		Direction:   intreport.DirectionIngress,
+		Direction:   netif.Ingress,
 		Tracked:     true,
 		Inner:       innerFrame,
 	}

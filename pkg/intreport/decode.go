@@ -232,7 +232,7 @@ func decodeNsint(ds []byte, r *DecodedReport) {
 		i += 4
 	}
 	if bits&DSObservation != 0 {
-		r.ObservationPort, r.Direction = be.Uint16(ds[i:]), ds[i+2]
+		r.ObservationPort, r.Direction = be.Uint16(ds[i:]), directionFromWire(ds[i+2])
 	}
 	// Lower bits are later additions: they follow and are skipped.
 }

@@ -96,7 +96,7 @@ func dsMdBits(r *Report) uint16 {
 	if r.KernelDropReason != 0 {
 		bits |= DSKernelDrop
 	}
-	if r.Direction != 0 || r.ObservationPort != 0 {
+	if r.Direction.Valid() || r.ObservationPort != 0 {
 		bits |= DSObservation
 	}
 	return bits

@@ -131,7 +131,7 @@ func AppendV20(dst []byte, r *Report) []byte {
 	}
 	if ds&DSObservation != 0 {
 		dst = be.AppendUint16(dst, r.ObservationPort)
-		dst = append(dst, r.Direction, 0)
+		dst = append(dst, wireDirection(r.Direction), 0)
 	}
 
 	dst = append(dst, inner...)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // FuzzDecode feeds arbitrary payloads to Decode, seeded with the reference
@@ -47,7 +49,7 @@ func FuzzRoundTrip(f *testing.F) {
 		dir uint8, obs uint16, tracked bool, inner []byte) {
 		r := Report{HwID: hw & 0x3F, Seq: seq, SwitchID: sw, IngressPort: in, EgressPort: eg, QueueID: q,
 			QueueOccupancy: occ & 0xFFFFFF, IngressTS: its, EgressTS: ets, HopLatency: lat, DropReason: reason,
-			KernelDropReason: kreason, Packets: pkts, Bytes: octets, Direction: dir, ObservationPort: obs,
+			KernelDropReason: kreason, Packets: pkts, Bytes: octets, Direction: netif.Direction(dir), ObservationPort: obs,
 			Tracked: tracked, Inner: append([]byte(nil), inner...)}
 		if drop {
 			r.Kind = Drop

@@ -3,6 +3,8 @@ package intreport
 import (
 	"errors"
 	"fmt"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Kind says whether a report describes a flow or a dropped packet.
@@ -59,12 +61,38 @@ func (f Format) String() string {
 	return fmt.Sprintf("format(%d)", uint8(f))
 }
 
-// Observation points carried in Report.Direction.
+// Direction codes of the observation point on the wire (v2.0 domain
+// metadata 0x1000). Report.Direction is a netif.Direction; the encoder and
+// the decoder map it, and only they see these codes.
 const (
-	DirectionUnknown uint8 = 0
-	DirectionIngress uint8 = 1 // seen entering the observed interface
-	DirectionEgress  uint8 = 2 // seen leaving the observed interface
+	wireDirUnknown uint8 = 0
+	wireDirIngress uint8 = 1 // seen entering the observed interface
+	wireDirEgress  uint8 = 2 // seen leaving the observed interface
 )
+
+// wireDirection is d's code on the wire; unknown for anything but
+// netif.Ingress and netif.Egress.
+func wireDirection(d netif.Direction) uint8 {
+	switch d {
+	case netif.Ingress:
+		return wireDirIngress
+	case netif.Egress:
+		return wireDirEgress
+	}
+	return wireDirUnknown
+}
+
+// directionFromWire is the direction a wire code names; the zero
+// Direction (unknown) for any code but ingress and egress.
+func directionFromWire(c uint8) netif.Direction {
+	switch c {
+	case wireDirIngress:
+		return netif.Ingress
+	case wireDirEgress:
+		return netif.Egress
+	}
+	return 0
+}
 
 // DefaultPort is the de-facto UDP port of INT collectors.
 const DefaultPort = 32766
@@ -91,11 +119,11 @@ type Report struct {
 	DropReason     uint8  // INT drop reason code (see package dropreason)
 
 	// Domain-specific metadata, v2.0 only.
-	KernelDropReason uint32 // raw enum skb_drop_reason value
-	Packets          uint64 // packets since the previous report of the flow
-	Bytes            uint64 // bytes since the previous report of the flow
-	Direction        uint8  // DirectionUnknown, DirectionIngress or DirectionEgress
-	ObservationPort  uint16 // port ID of the interface where it was seen
+	KernelDropReason uint32          // raw enum skb_drop_reason value
+	Packets          uint64          // packets since the previous report of the flow
+	Bytes            uint64          // bytes since the previous report of the flow
+	Direction        netif.Direction // netif.Ingress or netif.Egress; 0 when unknown
+	ObservationPort  uint16          // port ID of the interface where it was seen
 
 	Tracked bool   // F flag: the flow is on the watchlist
 	Inner   []byte // the packet from its Ethernet header

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Config configures an Enricher.
@@ -52,7 +54,7 @@ type Enricher struct {
 	kube        kubernetes.Interface
 	nads        nadclient.Interface
 	onMalformed func(PodRef, error)
-	ownNetns    uint64
+	ownNetns    netif.Netns
 	changes     chan struct{}
 	running     atomic.Bool
 
@@ -113,13 +115,13 @@ func New(cfg Config) (*Enricher, error) {
 // hostNetwork agent shares it with the host and every hostNetwork pod. The
 // calling thread's (thread-self): the main thread (/proc/self) may be running
 // a goroutine that switched namespace for a moment.
-func ownNetnsInode() uint64 {
+func ownNetnsInode() netif.Netns {
 	fi, err := os.Stat("/proc/thread-self/ns/net")
 	if err != nil {
 		return 0
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
+		return netif.Netns(st.Ino)
 	}
 	return 0
 }

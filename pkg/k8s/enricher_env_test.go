@@ -20,6 +20,7 @@ import (
 	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/nsint/nsint/pkg/k8s"
 	"github.com/nsint/nsint/pkg/k8s/k8stest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 const (
@@ -73,7 +74,7 @@ func newPodNetns(t *testing.T, dir, prefix, tag, podCIDR, net1CIDR string) *podN
 	}
 	p := &podNetns{ns: ns}
 	for _, l := range links {
-		f := k8s.Iface{NetnsInode: ns.Inode, NetnsPath: ns.Path, Name: l.Attrs().Name, MAC: l.Attrs().HardwareAddr}
+		f := k8s.Iface{ID: netif.ID{Netns: netif.Netns(ns.Inode)}, NetnsPath: ns.Path, Name: l.Attrs().Name, MAC: l.Attrs().HardwareAddr}
 		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			t.Fatal(err)
@@ -208,7 +209,7 @@ func TestEnricherAgainstAPIServer(t *testing.T) {
 
 	find := func(ns *netnstest.NS, name string) (k8s.Meta, bool) {
 		for i, meta := range e.Match(all) {
-			if all[i].NetnsInode == ns.Inode && all[i].Name == name {
+			if all[i].Netns == netif.Netns(ns.Inode) && all[i].Name == name {
 				return meta, true
 			}
 		}

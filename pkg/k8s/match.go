@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Roles an interface can have in its pod.
@@ -25,7 +27,7 @@ func (p PodRef) String() string { return p.Namespace + "/" + p.Name }
 
 // Iface is one interface the agent discovered, as the matcher needs it.
 type Iface struct {
-	NetnsInode uint64           // identity of the interface's network namespace
+	netif.ID                    // the interface's identity
 	NetnsPath  string           // the namespace's file, when known
 	Name       string           // interface name inside its namespace
 	MAC        net.HardwareAddr // nil when it has none
@@ -106,17 +108,17 @@ func newMatcher(pods []*podNetworks, networkType func(podNamespace, network stri
 // interface, by PCI address first, then MAC, then IP, then interface name.
 // Interfaces in skipInode (the agent's own namespace, shared with every
 // hostNetwork pod) are never matched.
-func (m *matcher) match(ifaces []Iface, skipInode uint64) map[int]Meta {
+func (m *matcher) match(ifaces []Iface, skipInode netif.Netns) map[int]Meta {
 	out := map[int]Meta{}
-	byNetns := map[uint64][]int{}
+	byNetns := map[netif.Netns][]int{}
 	for i, f := range ifaces {
-		if skipInode != 0 && f.NetnsInode == skipInode {
+		if skipInode != 0 && f.Netns == skipInode {
 			continue
 		}
-		byNetns[f.NetnsInode] = append(byNetns[f.NetnsInode], i)
+		byNetns[f.Netns] = append(byNetns[f.Netns], i)
 	}
 	type pairing struct {
-		inode  uint64
+		inode  netif.Netns
 		pod    *podNetworks
 		weight int
 	}
@@ -137,7 +139,7 @@ func (m *matcher) match(ifaces []Iface, skipInode uint64) map[int]Meta {
 		return a.inode < b.inode
 	})
 	podTaken := map[*podNetworks]bool{}
-	netnsTaken := map[uint64]bool{}
+	netnsTaken := map[netif.Netns]bool{}
 	for _, p := range pairs {
 		if podTaken[p.pod] || netnsTaken[p.inode] {
 			continue

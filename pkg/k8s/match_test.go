@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 func mustMAC(t *testing.T, s string) net.HardwareAddr {
@@ -69,15 +71,15 @@ func TestMatchMultusPod(t *testing.T) {
 	ifaces := []Iface{
 		// pod a's namespace (inode 10): MAC-matched eth0, net1 renamed to "lan"
 		// (still MAC-matched), net2 an SR-IOV VF matched by PCI address only.
-		{NetnsInode: 10, Name: "eth0", MAC: mustMAC(t, "0a:00:00:00:00:01"), IPs: addrs("198.18.0.10")},
-		{NetnsInode: 10, Name: "lan", MAC: mustMAC(t, "0A:00:00:00:01:01")},
-		{NetnsInode: 10, Name: "net2", MAC: mustMAC(t, "0a:00:00:00:02:99"), PCIAddress: "0000:01:10.2"},
-		{NetnsInode: 10, Name: "lo", IPs: addrs("127.0.0.1")},
+		{ID: netif.ID{Netns: 10}, Name: "eth0", MAC: mustMAC(t, "0a:00:00:00:00:01"), IPs: addrs("198.18.0.10")},
+		{ID: netif.ID{Netns: 10}, Name: "lan", MAC: mustMAC(t, "0A:00:00:00:01:01")},
+		{ID: netif.ID{Netns: 10}, Name: "net2", MAC: mustMAC(t, "0a:00:00:00:02:99"), PCIAddress: "0000:01:10.2"},
+		{ID: netif.ID{Netns: 10}, Name: "lo", IPs: addrs("127.0.0.1")},
 		// pod b has no Multus: eth0 by status.podIPs.
-		{NetnsInode: 11, Name: "eth0", MAC: mustMAC(t, "0a:00:00:00:00:02"), IPs: addrs("198.18.0.11")},
+		{ID: netif.ID{Netns: 11}, Name: "eth0", MAC: mustMAC(t, "0a:00:00:00:00:02"), IPs: addrs("198.18.0.11")},
 		// an unknown namespace with the same names.
-		{NetnsInode: 12, Name: "eth0", IPs: addrs("198.18.0.99")},
-		{NetnsInode: 12, Name: "net1"},
+		{ID: netif.ID{Netns: 12}, Name: "eth0", IPs: addrs("198.18.0.99")},
+		{ID: netif.ID{Netns: 12}, Name: "net1"},
 	}
 	got := newMatcher(pods, lookupType).match(ifaces, 0)
 	want := map[int]Meta{
@@ -91,7 +93,7 @@ func TestMatchMultusPod(t *testing.T) {
 	}
 	for i, w := range want {
 		if got[i] != w {
-			t.Errorf("iface %d (%s in %d): got %+v, want %+v", i, ifaces[i].Name, ifaces[i].NetnsInode, got[i], w)
+			t.Errorf("iface %d (%s in %d): got %+v, want %+v", i, ifaces[i].Name, ifaces[i].Netns, got[i], w)
 		}
 	}
 }
@@ -103,9 +105,9 @@ func TestMatchByNameOnceNamespaceIsOwned(t *testing.T) {
 	            {"name":"ns1/macvlan-net","interface":"net1"}]`
 	pods := []*podNetworks{mustPodNetworks(t, testPod("c", status))}
 	ifaces := []Iface{
-		{NetnsInode: 20, Name: "net1"},
-		{NetnsInode: 20, Name: "eth0", IPs: addrs("198.18.0.20")},
-		{NetnsInode: 21, Name: "net1"}, // same name, another namespace: not the pod's
+		{ID: netif.ID{Netns: 20}, Name: "net1"},
+		{ID: netif.ID{Netns: 20}, Name: "eth0", IPs: addrs("198.18.0.20")},
+		{ID: netif.ID{Netns: 21}, Name: "net1"}, // same name, another namespace: not the pod's
 	}
 	got := newMatcher(pods, lookupType).match(ifaces, 0)
 	if m, ok := got[0]; !ok || m.Network != "ns1/macvlan-net" || m.Role != RoleSecondary {
@@ -121,7 +123,7 @@ func TestMatchByNameOnceNamespaceIsOwned(t *testing.T) {
 
 func TestMatchSkipsOwnNamespace(t *testing.T) {
 	pods := []*podNetworks{mustPodNetworks(t, testPod("d", "", "198.18.0.30"))}
-	ifaces := []Iface{{NetnsInode: 1, Name: "eth0", IPs: addrs("198.18.0.30")}}
+	ifaces := []Iface{{ID: netif.ID{Netns: 1}, Name: "eth0", IPs: addrs("198.18.0.30")}}
 	if got := newMatcher(pods, nil).match(ifaces, 1); len(got) != 0 {
 		t.Errorf("interface of the agent's own namespace was attributed: %+v", got)
 	}
@@ -160,14 +162,14 @@ func TestMatchVFsAfterPFSideMACSwap(t *testing.T) {
 		mustPodNetworks(t, testPod("b", status("0a:00:00:00:0b:01", "0000:01:10.2"))),
 	}
 	ifaces := []Iface{
-		{NetnsInode: 20, Name: "net1", MAC: mustMAC(t, "0a:00:00:00:0b:01"), PCIAddress: "0000:01:10.0"},
-		{NetnsInode: 21, Name: "net1", MAC: mustMAC(t, "0a:00:00:00:0a:01"), PCIAddress: "0000:01:10.2"},
+		{ID: netif.ID{Netns: 20}, Name: "net1", MAC: mustMAC(t, "0a:00:00:00:0b:01"), PCIAddress: "0000:01:10.0"},
+		{ID: netif.ID{Netns: 21}, Name: "net1", MAC: mustMAC(t, "0a:00:00:00:0a:01"), PCIAddress: "0000:01:10.2"},
 	}
 	got := newMatcher(pods, lookupType).match(ifaces, 0)
 	for i, want := range []string{"ns1/a", "ns1/b"} {
 		m, ok := got[i]
 		if !ok || m.Pod.String() != want || m.Network != "ns1/sriov-net" {
-			t.Errorf("netns %d net1: %+v (matched %v), want pod %s network ns1/sriov-net", ifaces[i].NetnsInode, m, ok, want)
+			t.Errorf("netns %d net1: %+v (matched %v), want pod %s network ns1/sriov-net", ifaces[i].Netns, m, ok, want)
 		}
 	}
 }

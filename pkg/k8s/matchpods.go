@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // MatchPods runs the matcher the Enricher uses over the given pods instead of
@@ -15,7 +17,7 @@ import (
 // A pod with a malformed network-status annotation still takes part with what
 // it offers, as in the Enricher; the returned error joins every such problem
 // (each wraps ErrMalformedNetworkStatus).
-func MatchPods(pods []*corev1.Pod, ifaces []Iface, skipInode uint64) (map[int]Meta, error) {
+func MatchPods(pods []*corev1.Pod, ifaces []Iface, skipInode netif.Netns) (map[int]Meta, error) {
 	byKey := make(map[string]*podNetworks, len(pods))
 	var problems []error
 	for _, pod := range pods {

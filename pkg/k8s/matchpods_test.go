@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // sriovStatus is a network-status annotation as Multus writes it for a pod
@@ -24,10 +26,10 @@ func TestMatchPodsSRIOVAfterMACSwap(t *testing.T) {
 		testPod("b", sriovStatus("02:00:00:00:00:0b", "198.18.0.2", "0000:01:10.2")),
 	}
 	ifaces := []Iface{
-		{NetnsInode: 10, Name: "lo", IPs: addrs("127.0.0.1")},
-		{NetnsInode: 10, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0b"), IPs: addrs("198.18.0.1"), PCIAddress: "0000:01:10.0"},
-		{NetnsInode: 11, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0a"), IPs: addrs("198.18.0.2"), PCIAddress: "0000:01:10.2"},
-		{NetnsInode: 12, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0c"), PCIAddress: "0000:01:10.4"},
+		{ID: netif.ID{Netns: 10}, Name: "lo", IPs: addrs("127.0.0.1")},
+		{ID: netif.ID{Netns: 10}, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0b"), IPs: addrs("198.18.0.1"), PCIAddress: "0000:01:10.0"},
+		{ID: netif.ID{Netns: 11}, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0a"), IPs: addrs("198.18.0.2"), PCIAddress: "0000:01:10.2"},
+		{ID: netif.ID{Netns: 12}, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0c"), PCIAddress: "0000:01:10.4"},
 	}
 	got, err := MatchPods(pods, ifaces, 0)
 	if err != nil {
@@ -54,7 +56,7 @@ func TestMatchPodsSRIOVAfterMACSwap(t *testing.T) {
 func TestMatchPodsPCIOnly(t *testing.T) {
 	status := `[{"name":"ns1/sriov-net","interface":"net1",
   "device-info":{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:01:10.2"}}}]`
-	ifaces := []Iface{{NetnsInode: 11, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0a"), PCIAddress: "0000:01:10.2"}}
+	ifaces := []Iface{{ID: netif.ID{Netns: 11}, Name: "net1", MAC: mustMAC(t, "02:00:00:00:00:0a"), PCIAddress: "0000:01:10.2"}}
 	got, err := MatchPods([]*corev1.Pod{testPod("b", status)}, ifaces, 0)
 	if err != nil {
 		t.Fatal(err)

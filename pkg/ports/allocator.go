@@ -6,23 +6,19 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // ErrExhausted is returned by Acquire when every ID from 1 to the maximum is
 // in use.
 var ErrExhausted = errors.New("port ids exhausted")
 
-// Key is an interface identity on the node. Ifindex 0 names the namespace's
-// local-stack port.
-type Key struct {
-	Netns   uint64 // nsfs inode of the network namespace
-	Ifindex uint32 // 0 = the namespace's local stack
-}
-
-// Assignment is one port ID and the identity it belongs to.
+// Assignment is one port ID and the interface identity it belongs to
+// (ifindex 0: its namespace's local stack).
 type Assignment struct {
-	Key
-	ID uint16
+	Iface netif.ID
+	ID    uint16
 }
 
 // Allocator assigns port IDs. It is safe for concurrent use.
@@ -31,8 +27,8 @@ type Allocator struct {
 	max uint16
 
 	mu    sync.Mutex
-	ids   map[Key]uint16
-	owner map[uint16]Key
+	ids   map[netif.ID]uint16
+	owner map[uint16]netif.ID
 	next  uint16 // next candidate ID, 1..max
 	gen   uint64 // bumped on every change
 
@@ -59,8 +55,8 @@ func Open(stateDir string, max uint16) (*Allocator, error) {
 	a := &Allocator{
 		dir:   stateDir,
 		max:   max,
-		ids:   make(map[Key]uint16),
-		owner: make(map[uint16]Key),
+		ids:   make(map[netif.ID]uint16),
+		owner: make(map[uint16]netif.ID),
 		next:  1,
 	}
 	st, err := loadState(stateDir)
@@ -90,7 +86,7 @@ func Open(stateDir string, max uint16) (*Allocator, error) {
 
 func (a *Allocator) loadSnapshot(st *stateDoc) error {
 	for _, e := range st.Ports {
-		k := Key{Netns: e.Netns, Ifindex: e.Ifindex}
+		k := netif.ID{Netns: e.Netns, Ifindex: e.Ifindex}
 		if e.ID == 0 {
 			return fmt.Errorf("load %s: port id 0 for netns %d ifindex %d", statePath(a.dir), e.Netns, e.Ifindex)
 		}
@@ -136,7 +132,7 @@ func (a *Allocator) setNext(next uint16) {
 
 // changedLocked records that k now has id (0: released) for the next write
 // and returns the generation that write must reach. Called with mu held.
-func (a *Allocator) changedLocked(k Key, id uint16) uint64 {
+func (a *Allocator) changedLocked(k netif.ID, id uint16) uint64 {
 	a.seq++
 	a.pending = append(a.pending, record{seq: a.seq, key: k, id: id, next: a.next})
 	a.gen++
@@ -147,7 +143,7 @@ func (a *Allocator) changedLocked(k Key, id uint16) uint64 {
 // It fails with ErrExhausted when no ID is free. If the state could not be
 // written, the assignment still stands in memory (the same k gets the same
 // ID again and the next successful write saves it) and the error says so.
-func (a *Allocator) Acquire(k Key) (uint16, error) {
+func (a *Allocator) Acquire(k netif.ID) (uint16, error) {
 	a.mu.Lock()
 	if id, ok := a.ids[k]; ok {
 		a.mu.Unlock()
@@ -189,7 +185,7 @@ func (a *Allocator) take() (uint16, bool) {
 }
 
 // Release forgets the ID of k. Releasing an unknown key does nothing.
-func (a *Allocator) Release(k Key) error {
+func (a *Allocator) Release(k netif.ID) error {
 	a.mu.Lock()
 	id, ok := a.ids[k]
 	if !ok {
@@ -208,8 +204,8 @@ func (a *Allocator) Release(k Key) error {
 
 // ReleaseNetns forgets every port of a namespace (its interfaces and its
 // local stack) and returns their IDs in ascending order.
-func (a *Allocator) ReleaseNetns(netns uint64) ([]uint16, error) {
-	released, gen := a.forget(func(k Key) bool { return k.Netns == netns })
+func (a *Allocator) ReleaseNetns(netns netif.Netns) ([]uint16, error) {
+	released, gen := a.forget(func(k netif.ID) bool { return k.Netns == netns })
 	if len(released) == 0 {
 		return nil, nil
 	}
@@ -222,8 +218,8 @@ func (a *Allocator) ReleaseNetns(netns uint64) ([]uint16, error) {
 // Prune forgets the ports of every namespace for which alive returns false,
 // typically once at start against the namespaces that exist now. It returns
 // the released IDs in ascending order.
-func (a *Allocator) Prune(alive func(netns uint64) bool) ([]uint16, error) {
-	seen := make(map[uint64]bool)
+func (a *Allocator) Prune(alive func(netns netif.Netns) bool) ([]uint16, error) {
+	seen := make(map[netif.Netns]bool)
 	a.mu.Lock()
 	for k := range a.ids {
 		seen[k.Netns] = false
@@ -233,7 +229,7 @@ func (a *Allocator) Prune(alive func(netns uint64) bool) ([]uint16, error) {
 	for ns := range seen {
 		seen[ns] = alive(ns)
 	}
-	released, gen := a.forget(func(k Key) bool { live, known := seen[k.Netns]; return known && !live })
+	released, gen := a.forget(func(k netif.ID) bool { live, known := seen[k.Netns]; return known && !live })
 	if len(released) == 0 {
 		return nil, nil
 	}
@@ -243,7 +239,7 @@ func (a *Allocator) Prune(alive func(netns uint64) bool) ([]uint16, error) {
 	return released, nil
 }
 
-func (a *Allocator) forget(match func(Key) bool) ([]uint16, uint64) {
+func (a *Allocator) forget(match func(netif.ID) bool) ([]uint16, uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var released []uint16
@@ -261,7 +257,7 @@ func (a *Allocator) forget(match func(Key) bool) ([]uint16, uint64) {
 }
 
 // Lookup returns the ID of k without assigning one.
-func (a *Allocator) Lookup(k Key) (uint16, bool) {
+func (a *Allocator) Lookup(k netif.ID) (uint16, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	id, ok := a.ids[k]
@@ -273,7 +269,7 @@ func (a *Allocator) Assignments() []Assignment {
 	a.mu.Lock()
 	out := make([]Assignment, 0, len(a.ids))
 	for k, id := range a.ids {
-		out = append(out, Assignment{Key: k, ID: id})
+		out = append(out, Assignment{Iface: k, ID: id})
 	}
 	a.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 func open(t testing.TB, dir string, max uint16) *Allocator {
@@ -18,7 +20,7 @@ func open(t testing.TB, dir string, max uint16) *Allocator {
 	return a
 }
 
-func acquire(t testing.TB, a *Allocator, k Key) uint16 {
+func acquire(t testing.TB, a *Allocator, k netif.ID) uint16 {
 	t.Helper()
 	id, err := a.Acquire(k)
 	if err != nil {
@@ -29,9 +31,9 @@ func acquire(t testing.TB, a *Allocator, k Key) uint16 {
 
 func TestSameKeySameIDAndNamespacesDiffer(t *testing.T) {
 	a := open(t, t.TempDir(), 100)
-	eth0A := acquire(t, a, Key{Netns: 4026532001, Ifindex: 2})
-	eth0B := acquire(t, a, Key{Netns: 4026532002, Ifindex: 2})
-	localA := acquire(t, a, Key{Netns: 4026532001})
+	eth0A := acquire(t, a, netif.ID{Netns: 4026532001, Ifindex: 2})
+	eth0B := acquire(t, a, netif.ID{Netns: 4026532002, Ifindex: 2})
+	localA := acquire(t, a, netif.ID{Netns: 4026532001})
 	if eth0A == eth0B || eth0A == localA || eth0B == localA {
 		t.Fatalf("ids not unique: %d %d %d", eth0A, eth0B, localA)
 	}
@@ -40,13 +42,13 @@ func TestSameKeySameIDAndNamespacesDiffer(t *testing.T) {
 			t.Fatalf("id %d out of 1..100", id)
 		}
 	}
-	if again := acquire(t, a, Key{Netns: 4026532001, Ifindex: 2}); again != eth0A {
+	if again := acquire(t, a, netif.ID{Netns: 4026532001, Ifindex: 2}); again != eth0A {
 		t.Fatalf("same key got %d then %d", eth0A, again)
 	}
-	if got, ok := a.Lookup(Key{Netns: 4026532002, Ifindex: 2}); !ok || got != eth0B {
+	if got, ok := a.Lookup(netif.ID{Netns: 4026532002, Ifindex: 2}); !ok || got != eth0B {
 		t.Fatalf("lookup: %d %v, want %d", got, ok, eth0B)
 	}
-	if _, ok := a.Lookup(Key{Netns: 9, Ifindex: 9}); ok {
+	if _, ok := a.Lookup(netif.ID{Netns: 9, Ifindex: 9}); ok {
 		t.Fatal("lookup of unknown key succeeded")
 	}
 	if a.InUse() != 3 {
@@ -57,15 +59,15 @@ func TestSameKeySameIDAndNamespacesDiffer(t *testing.T) {
 func TestStableAcrossReopenAndCursorPersisted(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, 10)
-	keys := []Key{{1, 2}, {1, 3}, {2, 2}, {2, 0}}
-	want := map[Key]uint16{}
+	keys := []netif.ID{{Netns: 1, Ifindex: 2}, {Netns: 1, Ifindex: 3}, {Netns: 2, Ifindex: 2}, {Netns: 2, Ifindex: 0}}
+	want := map[netif.ID]uint16{}
 	for _, k := range keys {
 		want[k] = acquire(t, a, k)
 	}
-	if err := a.Release(Key{1, 3}); err != nil {
+	if err := a.Release(netif.ID{Netns: 1, Ifindex: 3}); err != nil {
 		t.Fatal(err)
 	}
-	delete(want, Key{1, 3})
+	delete(want, netif.ID{Netns: 1, Ifindex: 3})
 
 	// A new process: no Close, only what is on disk.
 	b := open(t, dir, 10)
@@ -76,7 +78,7 @@ func TestStableAcrossReopenAndCursorPersisted(t *testing.T) {
 	}
 	// The cursor survived: the next ID follows the last one handed out
 	// instead of reusing the released one.
-	if id := acquire(t, b, Key{3, 2}); id != 5 {
+	if id := acquire(t, b, netif.ID{Netns: 3, Ifindex: 2}); id != 5 {
 		t.Fatalf("next id after reopen %d, want 5", id)
 	}
 	if tmps, _ := filepath.Glob(filepath.Join(dir, ".ports-*")); len(tmps) != 0 {
@@ -87,13 +89,13 @@ func TestStableAcrossReopenAndCursorPersisted(t *testing.T) {
 func TestReleasedIDComesBackLast(t *testing.T) {
 	const max = 6
 	a := open(t, t.TempDir(), max)
-	first := acquire(t, a, Key{1, 1})
-	if err := a.Release(Key{1, 1}); err != nil {
+	first := acquire(t, a, netif.ID{Netns: 1, Ifindex: 1})
+	if err := a.Release(netif.ID{Netns: 1, Ifindex: 1}); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[uint16]bool{}
 	for i := range max - 1 {
-		id := acquire(t, a, Key{2, uint32(i + 1)})
+		id := acquire(t, a, netif.ID{Netns: 2, Ifindex: netif.Ifindex(i + 1)})
 		if id == first {
 			t.Fatalf("released id %d handed out again after only %d others", first, i)
 		}
@@ -102,7 +104,7 @@ func TestReleasedIDComesBackLast(t *testing.T) {
 	if len(seen) != max-1 {
 		t.Fatalf("got %d distinct ids, want %d", len(seen), max-1)
 	}
-	if id := acquire(t, a, Key{3, 1}); id != first {
+	if id := acquire(t, a, netif.ID{Netns: 3, Ifindex: 1}); id != first {
 		t.Fatalf("last free id %d, want the released %d", id, first)
 	}
 }
@@ -110,9 +112,9 @@ func TestReleasedIDComesBackLast(t *testing.T) {
 func TestExhaustedIsAnErrorNotAWrap(t *testing.T) {
 	a := open(t, t.TempDir(), 3)
 	for i := range 3 {
-		acquire(t, a, Key{1, uint32(i)})
+		acquire(t, a, netif.ID{Netns: 1, Ifindex: netif.Ifindex(i)})
 	}
-	id, err := a.Acquire(Key{1, 99})
+	id, err := a.Acquire(netif.ID{Netns: 1, Ifindex: 99})
 	if !errors.Is(err, ErrExhausted) || id != 0 {
 		t.Fatalf("4th of 3: id %d err %v, want ErrExhausted", id, err)
 	}
@@ -120,13 +122,13 @@ func TestExhaustedIsAnErrorNotAWrap(t *testing.T) {
 		t.Fatalf("exhausted counter %d, want 1", a.Exhausted())
 	}
 	// Existing keys keep working while exhausted.
-	if _, err := a.Acquire(Key{1, 0}); err != nil {
+	if _, err := a.Acquire(netif.ID{Netns: 1, Ifindex: 0}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Release(Key{1, 1}); err != nil {
+	if err := a.Release(netif.ID{Netns: 1, Ifindex: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Acquire(Key{1, 99}); err != nil {
+	if _, err := a.Acquire(netif.ID{Netns: 1, Ifindex: 99}); err != nil {
 		t.Fatalf("after a release: %v", err)
 	}
 }
@@ -134,10 +136,10 @@ func TestExhaustedIsAnErrorNotAWrap(t *testing.T) {
 func TestReleaseNetnsAndPrune(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, 100)
-	a1 := acquire(t, a, Key{1, 0})
-	a2 := acquire(t, a, Key{1, 2})
-	b1 := acquire(t, a, Key{2, 2})
-	c1 := acquire(t, a, Key{3, 2})
+	a1 := acquire(t, a, netif.ID{Netns: 1, Ifindex: 0})
+	a2 := acquire(t, a, netif.ID{Netns: 1, Ifindex: 2})
+	b1 := acquire(t, a, netif.ID{Netns: 2, Ifindex: 2})
+	c1 := acquire(t, a, netif.ID{Netns: 3, Ifindex: 2})
 	got, err := a.ReleaseNetns(1)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +147,7 @@ func TestReleaseNetnsAndPrune(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint([]uint16{a1, a2}) {
 		t.Fatalf("released %v, want %v", got, []uint16{a1, a2})
 	}
-	pruned, err := a.Prune(func(ns uint64) bool { return ns == 3 })
+	pruned, err := a.Prune(func(ns netif.Netns) bool { return ns == 3 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +155,7 @@ func TestReleaseNetnsAndPrune(t *testing.T) {
 		t.Fatalf("pruned %v, want [%d]", pruned, b1)
 	}
 	b := open(t, dir, 100)
-	if as := b.Assignments(); len(as) != 1 || as[0].ID != c1 || as[0].Key != (Key{3, 2}) {
+	if as := b.Assignments(); len(as) != 1 || as[0].ID != c1 || as[0].Iface != (netif.ID{Netns: 3, Ifindex: 2}) {
 		t.Fatalf("on disk after prune: %+v", as)
 	}
 }
@@ -185,7 +187,7 @@ func TestConcurrentAcquireUniqueAndDurable(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, err := a.Acquire(Key{Netns: uint64(i % 7), Ifindex: uint32(i)})
+			id, err := a.Acquire(netif.ID{Netns: netif.Netns(i % 7), Ifindex: netif.Ifindex(i)})
 			if err != nil {
 				t.Error(err)
 			}
@@ -206,7 +208,7 @@ func TestConcurrentAcquireUniqueAndDurable(t *testing.T) {
 	}
 	b := open(t, dir, 1000)
 	for i, id := range ids {
-		if got, _ := b.Lookup(Key{Netns: uint64(i % 7), Ifindex: uint32(i)}); got != id {
+		if got, _ := b.Lookup(netif.ID{Netns: netif.Netns(i % 7), Ifindex: netif.Ifindex(i)}); got != id {
 			t.Fatalf("key %d: %d on disk, %d in memory", i, got, id)
 		}
 	}
@@ -215,7 +217,7 @@ func TestConcurrentAcquireUniqueAndDurable(t *testing.T) {
 func TestRemoveState(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, 10)
-	acquire(t, a, Key{1, 1})
+	acquire(t, a, netif.ID{Netns: 1, Ifindex: 1})
 	os.WriteFile(filepath.Join(dir, ".ports-123.tmp"), nil, 0o600)
 	os.WriteFile(filepath.Join(dir, "other.json"), nil, 0o600)
 	n, err := RemoveState(dir)

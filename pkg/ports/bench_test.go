@@ -3,6 +3,8 @@ package ports
 import (
 	"sync/atomic"
 	"testing"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // BenchmarkAcquire measures one new assignment including its durable write,
@@ -16,7 +18,7 @@ func BenchmarkAcquire(b *testing.B) {
 				a = open(b, b.TempDir(), 65535)
 				b.StartTimer()
 			}
-			acquire(b, a, Key{Netns: 1, Ifindex: uint32(i%60000 + 1)})
+			acquire(b, a, netif.ID{Netns: 1, Ifindex: netif.Ifindex(i%60000 + 1)})
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
@@ -26,7 +28,7 @@ func BenchmarkAcquire(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := n.Add(1)
-				if _, err := a.Acquire(Key{Netns: uint64(i / 60000), Ifindex: i}); err != nil {
+				if _, err := a.Acquire(netif.ID{Netns: netif.Netns(i / 60000), Ifindex: netif.Ifindex(i)}); err != nil {
 					b.Skip("range used up: ", err)
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestJournalAndCompactionMatchMemory drives many random changes through
@@ -17,7 +19,7 @@ func TestJournalAndCompactionMatchMemory(t *testing.T) {
 	compactions := 0
 	for batch := range 12 {
 		for range 1500 {
-			k := Key{Netns: uint64(rng.IntN(40)), Ifindex: uint32(rng.IntN(60))}
+			k := netif.ID{Netns: netif.Netns(rng.IntN(40)), Ifindex: netif.Ifindex(rng.IntN(60))}
 			var err error
 			switch rng.IntN(5) {
 			case 0:
@@ -65,7 +67,7 @@ func equalAssignments(a, b []Assignment) bool {
 func TestJournalTornTailIgnored(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, 10)
-	id := acquire(t, a, Key{1, 1})
+	id := acquire(t, a, netif.ID{Netns: 1, Ifindex: 1})
 	f, err := os.OpenFile(filepath.Join(dir, JournalFile), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -74,15 +76,15 @@ func TestJournalTornTailIgnored(t *testing.T) {
 	f.Close()
 
 	b := open(t, dir, 10)
-	if got, ok := b.Lookup(Key{1, 1}); !ok || got != id {
+	if got, ok := b.Lookup(netif.ID{Netns: 1, Ifindex: 1}); !ok || got != id {
 		t.Fatalf("complete record lost: %d %v", got, ok)
 	}
-	if _, ok := b.Lookup(Key{2, 2}); ok {
+	if _, ok := b.Lookup(netif.ID{Netns: 2, Ifindex: 2}); ok {
 		t.Fatal("the torn record was applied")
 	}
-	id2 := acquire(t, b, Key{3, 3})
+	id2 := acquire(t, b, netif.ID{Netns: 3, Ifindex: 3})
 	c := open(t, dir, 10)
-	if got, _ := c.Lookup(Key{3, 3}); got != id2 {
+	if got, _ := c.Lookup(netif.ID{Netns: 3, Ifindex: 3}); got != id2 {
 		t.Fatalf("append after a torn tail: %d on disk, want %d", got, id2)
 	}
 }
@@ -93,15 +95,15 @@ func TestJournalTornTailIgnored(t *testing.T) {
 func TestStaleJournalAfterSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, 10)
-	acquire(t, a, Key{1, 1})
+	acquire(t, a, netif.ID{Netns: 1, Ifindex: 1})
 	journal, err := os.ReadFile(filepath.Join(dir, JournalFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Release(Key{1, 1}); err != nil {
+	if err := a.Release(netif.ID{Netns: 1, Ifindex: 1}); err != nil {
 		t.Fatal(err)
 	}
-	id := acquire(t, a, Key{2, 2})
+	id := acquire(t, a, netif.ID{Netns: 2, Ifindex: 2})
 	a.mu.Lock()
 	st := a.snapshotLocked()
 	a.mu.Unlock()

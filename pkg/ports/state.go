@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // StateFile is the name of the allocator's snapshot inside the state
@@ -28,9 +30,9 @@ const (
 )
 
 type stateEntry struct {
-	Netns   uint64 `json:"netns"`
-	Ifindex uint32 `json:"ifindex"`
-	ID      uint16 `json:"id"`
+	Netns   netif.Netns   `json:"netns"`
+	Ifindex netif.Ifindex `json:"ifindex"`
+	ID      uint16        `json:"id"`
 }
 
 type stateDoc struct {
@@ -42,11 +44,11 @@ type stateDoc struct {
 	Ports []stateEntry `json:"ports"`
 }
 
-// record is one change: Key gets ID (ID 0: Key is released), and the
+// record is one change: key gets id (id 0: key is released), and the
 // cursor becomes Next.
 type record struct {
 	seq  uint64
-	key  Key
+	key  netif.ID
 	id   uint16
 	next uint16
 }
@@ -55,7 +57,7 @@ type record struct {
 func appendRecord(b []byte, r record) []byte {
 	b = strconv.AppendUint(b, r.seq, 10)
 	b = append(b, ' ')
-	b = strconv.AppendUint(b, r.key.Netns, 10)
+	b = strconv.AppendUint(b, uint64(r.key.Netns), 10)
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, uint64(r.key.Ifindex), 10)
 	b = append(b, ' ')
@@ -79,7 +81,7 @@ func parseRecord(line []byte) (record, error) {
 		}
 		v[i] = n
 	}
-	return record{seq: v[0], key: Key{Netns: v[1], Ifindex: uint32(v[2])}, id: uint16(v[3]), next: uint16(v[4])}, nil
+	return record{seq: v[0], key: netif.ID{Netns: netif.Netns(v[1]), Ifindex: netif.Ifindex(v[2])}, id: uint16(v[3]), next: uint16(v[4])}, nil
 }
 
 func statePath(dir string) string   { return filepath.Join(dir, StateFile) }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/tc/legacyfilter"
 )
 
@@ -59,16 +60,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Target is one interface: its namespace and its index there.
+// Target is one interface: its identity and how to reach its namespace.
 type Target struct {
+	// ID is the interface. Its Netns is checked against NetnsPath when not
+	// 0: a path that now names another namespace means the interface is
+	// gone.
+	netif.ID
 	// NetnsPath is a file bound to the namespace (/var/run/netns/x,
 	// /proc/<pid>/ns/net); "" means the agent's own namespace.
 	NetnsPath string
-	// Netns is the namespace's nsfs inode, checked against NetnsPath when
-	// not 0: a path that now names another namespace means the interface is
-	// gone.
-	Netns   uint64
-	Ifindex int
 	// Name is used in errors only; interfaces are identified by index.
 	Name string
 	// NoEarlierRun says that no earlier run can have attached to this interface
@@ -100,7 +100,7 @@ type Attacher struct {
 	closed atomic.Bool
 
 	mu    sync.Mutex
-	locks map[uint64]*netnsLock
+	locks map[netif.Netns]*netnsLock
 
 	closeMu sync.Mutex // one Close at a time
 	passMu  sync.Mutex
@@ -144,7 +144,7 @@ func New(cfg Config) (*Attacher, error) {
 	return &Attacher{
 		cfg:   cfg,
 		slots: make(chan struct{}, cfg.MaxConcurrent),
-		locks: make(map[uint64]*netnsLock),
+		locks: make(map[netif.Netns]*netnsLock),
 	}, nil
 }
 
@@ -169,7 +169,7 @@ func (a *Attacher) Stats() Stats {
 }
 
 // Attach is Place without the placement.
-func (a *Attacher) Attach(t Target, dir Direction, prog *ebpf.Program) error {
+func (a *Attacher) Attach(t Target, dir netif.Direction, prog *ebpf.Program) error {
 	_, err := a.Place(t, dir, prog)
 	return err
 }
@@ -182,7 +182,7 @@ func (a *Attacher) Attach(t Target, dir Direction, prog *ebpf.Program) error {
 // at priority 1), ours still attaches, at the lowest free priority, and the
 // Placement says so; it is not an error. Errors matching ErrInterfaceGone
 // mean the interface or its namespace vanished.
-func (a *Attacher) Place(t Target, dir Direction, prog *ebpf.Program) (Placement, error) {
+func (a *Attacher) Place(t Target, dir netif.Direction, prog *ebpf.Program) (Placement, error) {
 	if err := a.check(t, dir); err != nil {
 		return Placement{}, err
 	}
@@ -238,7 +238,7 @@ func (a *Attacher) Place(t Target, dir Direction, prog *ebpf.Program) (Placement
 // Detach removes our attachment from the dir hook of t; it does nothing when
 // there is none. When the namespace is already gone it still removes our TCX
 // pin for it (t.Netns must then be set) and returns nil.
-func (a *Attacher) Detach(t Target, dir Direction) error {
+func (a *Attacher) Detach(t Target, dir netif.Direction) error {
 	if err := a.check(t, dir); err != nil {
 		return err
 	}
@@ -297,20 +297,20 @@ func (a *Attacher) Close() error {
 	return nil
 }
 
-func (a *Attacher) check(t Target, dir Direction) error {
+func (a *Attacher) check(t Target, dir netif.Direction) error {
 	if a.closed.Load() {
 		return ErrClosed
 	}
-	if !dir.valid() {
+	if !dir.Valid() {
 		return fmt.Errorf("%s: invalid direction", a.describe(t, dir, t.Netns))
 	}
-	if t.Ifindex <= 0 {
+	if t.Ifindex == 0 {
 		return fmt.Errorf("%s: invalid ifindex", a.describe(t, dir, t.Netns))
 	}
 	return nil
 }
 
-func (a *Attacher) describe(t Target, dir Direction, inode uint64) string {
+func (a *Attacher) describe(t Target, dir netif.Direction, inode netif.Netns) string {
 	name := t.Name
 	if name == "" {
 		name = "?"
@@ -334,7 +334,7 @@ func (a *Attacher) enter() (release func()) {
 
 // lockNetns serialises calls on one namespace, so that two calls never race
 // on the same hook or on the namespace's pin directory.
-func (a *Attacher) lockNetns(inode uint64) (unlock func()) {
+func (a *Attacher) lockNetns(inode netif.Netns) (unlock func()) {
 	a.mu.Lock()
 	l := a.locks[inode]
 	if l == nil {

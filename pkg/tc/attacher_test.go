@@ -6,10 +6,12 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/link"
-	"github.com/nsint/nsint/internal/netnstest"
-	"github.com/nsint/nsint/pkg/ports"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
+	"github.com/nsint/nsint/pkg/ports"
 )
 
 func TestParseMode(t *testing.T) {
@@ -43,7 +45,7 @@ func TestAttachDetach(t *testing.T) {
 		ours := newCounter(t, "nsint_test")
 		a := newAttacher(t, Config{Mode: mode, PinDir: privateBPFFS(t)})
 
-		for _, dir := range []Direction{Ingress, Egress} {
+		for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 			if err := a.Attach(p.ifA, dir, ours.prog); err != nil {
 				t.Fatal(err)
 			}
@@ -55,7 +57,7 @@ func TestAttachDetach(t *testing.T) {
 			t.Errorf("our program saw %d packets, want at least 6", got)
 		}
 		// Attach is idempotent: a second call replaces in place.
-		for _, dir := range []Direction{Ingress, Egress} {
+		for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 			if err := a.Attach(p.ifA, dir, ours.prog); err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +67,7 @@ func TestAttachDetach(t *testing.T) {
 			t.Errorf("stats %+v, want 2 attached and 2 replaced", st)
 		}
 
-		for _, dir := range []Direction{Ingress, Egress} {
+		for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 			if err := a.Detach(p.ifA, dir); err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +82,7 @@ func TestAttachDetach(t *testing.T) {
 			t.Errorf("detached program still counts (%d -> %d)", before, got)
 		}
 		if mode == ModeTCX {
-			if _, err := os.Stat(pinPath(a.Config().PinDir, p.a.Inode, p.ifA.Ifindex, Ingress)); !os.IsNotExist(err) {
+			if _, err := os.Stat(pinPath(a.Config().PinDir, netif.Netns(p.a.Inode), p.ifA.Ifindex, netif.Ingress)); !os.IsNotExist(err) {
 				t.Errorf("pin left after detach: %v", err)
 			}
 		}
@@ -106,10 +108,10 @@ func TestRestartAfterKill(t *testing.T) {
 		ids1 := map[Target]uint16{}
 		a1 := newAttacher(t, Config{Mode: mode, PinDir: pinDir})
 		for _, tg := range targets {
-			if ids1[tg], err = alloc1.Acquire(ports.Key{Netns: tg.Netns, Ifindex: uint32(tg.Ifindex)}); err != nil {
+			if ids1[tg], err = alloc1.Acquire(tg.ID); err != nil {
 				t.Fatal(err)
 			}
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				if err := a1.Attach(tg, dir, run1.prog); err != nil {
 					t.Fatal(err)
 				}
@@ -132,14 +134,14 @@ func TestRestartAfterKill(t *testing.T) {
 		}
 		a2 := newAttacher(t, Config{Mode: mode, PinDir: pinDir})
 		for i, tg := range targets {
-			id, err := alloc2.Acquire(ports.Key{Netns: tg.Netns, Ifindex: uint32(tg.Ifindex)})
+			id, err := alloc2.Acquire(tg.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if id != ids1[tg] {
 				t.Errorf("%s in %s: port %d after restart, was %d", tg.Name, nss[i].Name, id, ids1[tg])
 			}
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				if err := a2.Attach(tg, dir, run2.prog); err != nil {
 					t.Fatal(err)
 				}
@@ -170,7 +172,7 @@ func pinnedLinkIDs(t *testing.T, mode Mode, pinDir string, targets []Target) (id
 	}
 	i := 0
 	for _, tg := range targets {
-		for _, dir := range []Direction{Ingress, Egress} {
+		for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 			l, err := link.LoadPinnedLink(pinPath(pinDir, tg.Netns, tg.Ifindex, dir), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -208,26 +210,26 @@ func TestSameIfindexInTwoNamespaces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pc, _ := alloc.Acquire(ports.Key{Netns: tc.Netns, Ifindex: uint32(tc.Ifindex)})
-		pd, _ := alloc.Acquire(ports.Key{Netns: td.Netns, Ifindex: uint32(td.Ifindex)})
+		pc, _ := alloc.Acquire(tc.ID)
+		pd, _ := alloc.Acquire(td.ID)
 		if pc == pd || pc == 0 || pd == 0 {
 			t.Fatalf("port ids %d and %d", pc, pd)
 		}
 		prog := newCounter(t, "nsint_same")
 		a := newAttacher(t, Config{Mode: mode, PinDir: privateBPFFS(t)})
 		for _, tg := range []Target{tc, td} {
-			if err := a.Attach(tg, Ingress, prog.prog); err != nil {
+			if err := a.Attach(tg, netif.Ingress, prog.prog); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if st := a.Stats(); st.Attached != 2 {
 			t.Fatalf("stats %+v: the second namespace was taken for the first", st)
 		}
-		if err := a.Detach(tc, Ingress); err != nil {
+		if err := a.Detach(tc, netif.Ingress); err != nil {
 			t.Fatal(err)
 		}
-		assertOurs(t, mode, c, tc.Ifindex, Ingress, nil, prog)
-		assertOurs(t, mode, d, td.Ifindex, Ingress, prog, prog)
+		assertOurs(t, mode, c, tc.Ifindex, netif.Ingress, nil, prog)
+		assertOurs(t, mode, d, td.Ifindex, netif.Ingress, prog, prog)
 	})
 }
 
@@ -239,32 +241,32 @@ func TestInterfaceGone(t *testing.T) {
 
 		missing := p.ifA
 		missing.Ifindex = 999
-		if err := a.Attach(missing, Ingress, prog.prog); !errors.Is(err, ErrInterfaceGone) {
+		if err := a.Attach(missing, netif.Ingress, prog.prog); !errors.Is(err, ErrInterfaceGone) {
 			t.Errorf("missing ifindex: %v, want ErrInterfaceGone", err)
 		}
 		wrongNetns := p.ifA
-		wrongNetns.Netns = p.b.Inode
-		if err := a.Attach(wrongNetns, Ingress, prog.prog); !errors.Is(err, ErrInterfaceGone) {
+		wrongNetns.Netns = netif.Netns(p.b.Inode)
+		if err := a.Attach(wrongNetns, netif.Ingress, prog.prog); !errors.Is(err, ErrInterfaceGone) {
 			t.Errorf("path naming another namespace: %v, want ErrInterfaceGone", err)
 		}
-		if err := a.Attach(p.ifA, Ingress, prog.prog); err != nil {
+		if err := a.Attach(p.ifA, netif.Ingress, prog.prog); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.a.Remove(); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Attach(p.ifA, Egress, prog.prog); !errors.Is(err, ErrInterfaceGone) {
+		if err := a.Attach(p.ifA, netif.Egress, prog.prog); !errors.Is(err, ErrInterfaceGone) {
 			t.Errorf("removed namespace: %v, want ErrInterfaceGone", err)
 		}
 		if st := a.Stats(); st.Gone != 3 || st.Failed != 0 {
 			t.Errorf("stats %+v, want 3 gone", st)
 		}
 		// Detach after the namespace went still forgets our pin.
-		if err := a.Detach(p.ifA, Ingress); err != nil {
+		if err := a.Detach(p.ifA, netif.Ingress); err != nil {
 			t.Errorf("detach in removed namespace: %v", err)
 		}
 		if mode == ModeTCX {
-			if _, err := os.Stat(pinPath(a.Config().PinDir, p.a.Inode, p.ifA.Ifindex, Ingress)); !os.IsNotExist(err) {
+			if _, err := os.Stat(pinPath(a.Config().PinDir, netif.Netns(p.a.Inode), p.ifA.Ifindex, netif.Ingress)); !os.IsNotExist(err) {
 				t.Errorf("pin left: %v", err)
 			}
 		}
@@ -286,24 +288,24 @@ func TestStalePinReplaced(t *testing.T) {
 	tg := target(t, ns, "eth0")
 	prog := newCounter(t, "nsint_stale")
 	a := newAttacher(t, Config{Mode: ModeTCX, PinDir: privateBPFFS(t)})
-	if err := a.Attach(tg, Egress, prog.prog); err != nil {
+	if err := a.Attach(tg, netif.Egress, prog.prog); err != nil {
 		t.Fatal(err)
 	}
 	ns.Run(t, "ip", "link", "del", "eth0")
 	mk()
-	if err := a.Attach(tg, Egress, prog.prog); err != nil {
+	if err := a.Attach(tg, netif.Egress, prog.prog); err != nil {
 		t.Fatal(err)
 	}
 	if st := a.Stats(); st.Attached != 2 || st.Replaced != 0 {
 		t.Errorf("stats %+v: defunct link updated instead of replaced", st)
 	}
-	assertOurs(t, ModeTCX, ns, tg.Ifindex, Egress, prog, prog)
+	assertOurs(t, ModeTCX, ns, tg.Ifindex, netif.Egress, prog, prog)
 }
 
 func TestClosedAttacher(t *testing.T) {
 	a := &Attacher{cfg: Config{}.withDefaults()}
 	a.Close()
-	if err := a.Attach(Target{Ifindex: 1}, Ingress, nil); !errors.Is(err, ErrClosed) {
+	if err := a.Attach(Target{ID: netif.ID{Ifindex: 1}}, netif.Ingress, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("attach after close: %v", err)
 	}
 }
@@ -315,19 +317,19 @@ func TestModeChangeLeavesOneAttachment(t *testing.T) {
 	requireTCX(t)
 	pinDir := privateBPFFS(t)
 	run1, run2, run3 := newCounter(t, "nsint_run1"), newCounter(t, "nsint_run2"), newCounter(t, "nsint_run3")
-	if err := newAttacher(t, Config{Mode: ModeLegacy, PinDir: pinDir}).Attach(p.ifA, Ingress, run1.prog); err != nil {
+	if err := newAttacher(t, Config{Mode: ModeLegacy, PinDir: pinDir}).Attach(p.ifA, netif.Ingress, run1.prog); err != nil {
 		t.Fatal(err)
 	}
-	if err := newAttacher(t, Config{Mode: ModeTCX, PinDir: pinDir}).Attach(p.ifA, Ingress, run2.prog); err != nil {
+	if err := newAttacher(t, Config{Mode: ModeTCX, PinDir: pinDir}).Attach(p.ifA, netif.Ingress, run2.prog); err != nil {
 		t.Fatal(err)
 	}
-	assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, Ingress, run2, run1, run2)
-	assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, Ingress, nil, run1, run2)
-	if err := newAttacher(t, Config{Mode: ModeLegacy, PinDir: pinDir}).Attach(p.ifA, Ingress, run3.prog); err != nil {
+	assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, netif.Ingress, run2, run1, run2)
+	assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, netif.Ingress, nil, run1, run2)
+	if err := newAttacher(t, Config{Mode: ModeLegacy, PinDir: pinDir}).Attach(p.ifA, netif.Ingress, run3.prog); err != nil {
 		t.Fatal(err)
 	}
-	assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, Ingress, run3, run1, run2, run3)
-	assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, Ingress, nil, run1, run2, run3)
+	assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, netif.Ingress, run3, run1, run2, run3)
+	assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, netif.Ingress, nil, run1, run2, run3)
 }
 
 // TestForeignFilterAtOurPriority: a filter of someone else's that happens to
@@ -338,12 +340,12 @@ func TestForeignFilterAtOurPriority(t *testing.T) {
 	other := newCounter(t, "other_tool")
 	h := p.a.NetlinkHandle(t)
 	if err := h.QdiscAdd(&netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: p.ifA.Ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
+		LinkIndex: int(p.ifA.Ifindex), Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
 	}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.FilterAdd(&netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: int(p.ifA.Ifindex), Parent: netlink.HANDLE_MIN_INGRESS,
 			Handle: DefaultHandle, Priority: DefaultPriority, Protocol: unix.ETH_P_ALL},
 		Fd: other.prog.FD(), Name: "other-tool", DirectAction: true,
 	}); err != nil {
@@ -351,14 +353,14 @@ func TestForeignFilterAtOurPriority(t *testing.T) {
 	}
 	ours := newCounter(t, "nsint_test")
 	a := newAttacher(t, Config{Mode: ModeLegacy})
-	pl, err := a.Place(p.ifA, Ingress, ours.prog)
+	pl, err := a.Place(p.ifA, netif.Ingress, ours.prog)
 	if err != nil {
 		t.Fatalf("attach next to a foreign filter at our priority: %v", err)
 	}
 	if want := (Placement{Priority: DefaultPriority - 1}); pl != want {
 		t.Errorf("placement %+v, want %+v", pl, want)
 	}
-	assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, Ingress, ours, ours)
+	assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, netif.Ingress, ours, ours)
 	before := [2]uint64{ours.count(t), other.count(t)}
 	p.ping(t)
 	if ours.count(t) <= before[0] || other.count(t) <= before[1] {

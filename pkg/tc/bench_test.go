@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Run with -benchtime=1x: every iteration attaches to interfaces that have
@@ -26,7 +28,7 @@ func BenchmarkAttachLatency(b *testing.B) {
 			for range b.N {
 				for _, tg := range targets {
 					start := time.Now()
-					for _, dir := range []Direction{Ingress, Egress} {
+					for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 						if err := a.Attach(tg, dir, prog.prog); err != nil {
 							b.Fatal(err)
 						}
@@ -89,7 +91,7 @@ func attachTimed(b *testing.B, a *Attacher, targets []Target, prog *counter, wor
 			defer wg.Done()
 			for tg := range next {
 				start := time.Now()
-				for _, dir := range []Direction{Ingress, Egress} {
+				for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 					if err := a.Attach(tg, dir, prog.prog); err != nil {
 						b.Error(err)
 					}
@@ -111,7 +113,7 @@ func attachTimed(b *testing.B, a *Attacher, targets []Target, prog *counter, wor
 
 func detachAll(b *testing.B, a *Attacher, targets []Target) {
 	for _, tg := range targets {
-		for _, dir := range []Direction{Ingress, Egress} {
+		for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 			if err := a.Detach(tg, dir); err != nil {
 				b.Fatal(err)
 			}

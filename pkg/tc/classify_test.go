@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/link"
-	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // This file holds other tools' classifiers for the tests that check that
@@ -69,7 +71,7 @@ type classifier struct {
 	tcx bool
 	// add adds it before (early) or after (!early) ours attaches, the way a
 	// tool would at that point, and returns its count.
-	add func(t *testing.T, p *pair, dir Direction, early bool) meter
+	add func(t *testing.T, p *pair, dir netif.Direction, early bool) meter
 }
 
 var classifiers = []classifier{
@@ -83,7 +85,7 @@ var classifiers = []classifier{
 func ensureClsact(t *testing.T, p *pair) {
 	t.Helper()
 	err := p.a.NetlinkHandle(t).QdiscAdd(&netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: p.ifA.Ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
+		LinkIndex: int(p.ifA.Ifindex), Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
 	}})
 	if err != nil && !strings.Contains(err.Error(), "exists") {
 		t.Fatalf("clsact: %v", err)
@@ -94,7 +96,7 @@ func ensureClsact(t *testing.T, p *pair) {
 // filter that hid every packet from our filter at 50593. Its count is that
 // of a mirror action (the one action this kernel is sure to have) to a veth
 // whose peer is down: the copies go nowhere, the original goes on.
-func addU32(t *testing.T, p *pair, dir Direction, _ bool) meter {
+func addU32(t *testing.T, p *pair, dir netif.Direction, _ bool) meter {
 	t.Helper()
 	ensureClsact(t, p)
 	sink := "sink" + dir.String()[:1]
@@ -109,7 +111,7 @@ func addU32(t *testing.T, p *pair, dir Direction, _ bool) meter {
 
 // addMatchall adds `matchall action ok` without a priority: the kernel picks
 // one. It is skipped on kernels without cls_matchall or act_gact.
-func addMatchall(t *testing.T, p *pair, dir Direction, _ bool) meter {
+func addMatchall(t *testing.T, p *pair, dir netif.Direction, _ bool) meter {
 	t.Helper()
 	ensureClsact(t, p)
 	out, err := p.a.Command("tc", "filter", "add", "dev", "eth0", dir.String(), "matchall", "action", "ok").CombinedOutput()
@@ -125,7 +127,7 @@ func addMatchall(t *testing.T, p *pair, dir Direction, _ bool) meter {
 // addBPFOK adds a cls_bpf filter whose program counts and returns TC_ACT_OK.
 // Before ours attaches it takes our default priority (ours must find
 // another place ahead of it); after, the kernel picks its priority.
-func addBPFOK(t *testing.T, p *pair, dir Direction, early bool) meter {
+func addBPFOK(t *testing.T, p *pair, dir netif.Direction, early bool) meter {
 	t.Helper()
 	prio := uint16(0)
 	if early {
@@ -135,12 +137,12 @@ func addBPFOK(t *testing.T, p *pair, dir Direction, early bool) meter {
 }
 
 // addBPFAt is addBPFOK at priority prio (0: the kernel picks one).
-func addBPFAt(t *testing.T, p *pair, dir Direction, prio uint16) meter {
+func addBPFAt(t *testing.T, p *pair, dir netif.Direction, prio uint16) meter {
 	t.Helper()
 	ensureClsact(t, p)
 	c := newCounterVerdict(t, "foreign_ok_"+dir.String()[:1], actOK)
 	if err := p.a.NetlinkHandle(t).FilterAdd(&netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: clsactParent(dir), Handle: 1,
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: int(p.ifA.Ifindex), Parent: clsactParent(dir), Handle: 1,
 			Priority: prio, Protocol: unix.ETH_P_ALL},
 		Fd: c.prog.FD(), Name: "foreign-ok", DirectAction: true,
 	}); err != nil {
@@ -151,20 +153,20 @@ func addBPFAt(t *testing.T, p *pair, dir Direction, prio uint16) meter {
 
 // addTCXPass attaches a TCX program that counts and returns TCX_PASS,
 // appended after whatever is on the hook, as a tool without an anchor does.
-func addTCXPass(t *testing.T, p *pair, dir Direction, _ bool) meter {
+func addTCXPass(t *testing.T, p *pair, dir netif.Direction, _ bool) meter {
 	t.Helper()
 	return attachTCXPass(t, p, dir, nil)
 }
 
 // attachTCXPass is addTCXPass at anchor (nil: appended).
-func attachTCXPass(t *testing.T, p *pair, dir Direction, anchor link.Anchor) meter {
+func attachTCXPass(t *testing.T, p *pair, dir netif.Direction, anchor link.Anchor) meter {
 	t.Helper()
 	c := newCounterVerdict(t, "foreign_pass_"+dir.String()[:1], actOK)
 	var l link.Link
 	err := p.a.Do(func() error {
 		var err error
-		l, err = link.AttachTCX(link.TCXOptions{Interface: p.ifA.Ifindex, Program: c.prog,
-			Attach: dir.tcxAttachType(), Anchor: anchor})
+		l, err = link.AttachTCX(link.TCXOptions{Interface: int(p.ifA.Ifindex), Program: c.prog,
+			Attach: tcxAttachType(dir), Anchor: anchor})
 		return err
 	})
 	if err != nil {
@@ -178,7 +180,7 @@ func attachTCXPass(t *testing.T, p *pair, dir Direction, anchor link.Anchor) met
 // a hook of eth0 in A have seen, from `tc -s -j filter show`; with toDev,
 // only those of mirror actions to that device (a u32 dump shows the hash
 // tables of both hooks of a clsact qdisc).
-func actionPackets(p *pair, dir Direction, kind, toDev string) meter {
+func actionPackets(p *pair, dir netif.Direction, kind, toDev string) meter {
 	return func(t *testing.T) uint64 {
 		t.Helper()
 		out := p.a.Run(t, "tc", "-s", "-j", "filter", "show", "dev", "eth0", dir.String())
@@ -222,15 +224,15 @@ func actionPackets(p *pair, dir Direction, kind, toDev string) meter {
 func checkCounts(t *testing.T, p *pair, n int, ours [2]*counter, theirs [2]meter) {
 	t.Helper()
 	var before [2][2]uint64
-	for _, dir := range []Direction{Ingress, Egress} {
-		before[dir] = [2]uint64{ours[dir].count(t), theirs[dir](t)}
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
+		before[dir-1] = [2]uint64{ours[dir-1].count(t), theirs[dir-1](t)}
 	}
 	p.send(t, n)
-	for _, dir := range []Direction{Ingress, Egress} {
-		if got := ours[dir].count(t) - before[dir][0]; got != uint64(n) {
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
+		if got := ours[dir-1].count(t) - before[dir-1][0]; got != uint64(n) {
 			t.Errorf("%s: our program saw %d packets, want %d", dir, got, n)
 		}
-		if got := theirs[dir](t) - before[dir][1]; got != uint64(n) {
+		if got := theirs[dir-1](t) - before[dir-1][1]; got != uint64(n) {
 			t.Errorf("%s: the other tool's classifier saw %d packets, want %d", dir, got, n)
 		}
 	}

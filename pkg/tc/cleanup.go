@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/link"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // CleanupScope tells Cleanup which namespaces the agent may have attached
@@ -54,7 +56,7 @@ func Cleanup(cfg Config, scope CleanupScope) (removed int, err error) {
 
 // cleanupPins drops every link pinned in our layout under pinDir/tcx, except
 // those of the host namespace unless includeHost.
-func cleanupPins(pinDir string, hostInode uint64, includeHost bool) (int, error) {
+func cleanupPins(pinDir string, hostInode netif.Netns, includeHost bool) (int, error) {
 	defer removeIfEmpty(pinDir) // New created it; left only when not empty
 	root := filepath.Join(pinDir, tcxPinSubdir)
 	nsDirs, err := os.ReadDir(root)
@@ -68,7 +70,7 @@ func cleanupPins(pinDir string, hostInode uint64, includeHost bool) (int, error)
 	var errs []error
 	for _, d := range nsDirs {
 		inode, err := strconv.ParseUint(d.Name(), 10, 64)
-		if err != nil || !d.IsDir() || (inode == hostInode && !includeHost) {
+		if err != nil || !d.IsDir() || (netif.Netns(inode) == hostInode && !includeHost) {
 			continue
 		}
 		dir := filepath.Join(root, d.Name())
@@ -102,7 +104,7 @@ func cleanupPins(pinDir string, hostInode uint64, includeHost bool) (int, error)
 // isPinName matches <ifindex>_<ingress|egress>.
 func isPinName(name string) bool {
 	idx, dir, ok := strings.Cut(name, "_")
-	if !ok || (dir != Ingress.String() && dir != Egress.String()) {
+	if !ok || (dir != netif.Ingress.String() && dir != netif.Egress.String()) {
 		return false
 	}
 	_, err := strconv.ParseUint(idx, 10, 31)
@@ -111,7 +113,7 @@ func isPinName(name string) bool {
 
 // cleanupFilters removes our legacy filters from every interface of every
 // namespace in scope, each through a netlink socket opened in that namespace.
-func cleanupFilters(cfg Config, scope CleanupScope, hostInode uint64) (int, error) {
+func cleanupFilters(cfg Config, scope CleanupScope, hostInode netif.Netns) (int, error) {
 	paths := append([]string(nil), scope.NetnsPaths...)
 	if scope.IncludeHost {
 		paths = append(paths, ownNetnsPath)
@@ -130,7 +132,7 @@ func cleanupFilters(cfg Config, scope CleanupScope, hostInode uint64) (int, erro
 		}
 	}
 	removed := 0
-	seen := make(map[uint64]bool)
+	seen := make(map[netif.Netns]bool)
 	for _, path := range paths {
 		ns, err := openNetns(path, 0)
 		if errors.Is(err, ErrInterfaceGone) {
@@ -165,7 +167,7 @@ func cleanupNetnsFilters(ns *nsRef, handle uint32) (int, error) {
 	removed := 0
 	var errs []error
 	for _, l := range links {
-		for _, dir := range []Direction{Ingress, Egress} {
+		for _, dir := range netif.Directions {
 			n, err := removeOurFilters(h, l, dir, handle)
 			removed += n
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // TestCleanup leaves attachments of both modes behind, as a crashed agent
@@ -21,7 +22,7 @@ func TestCleanup(t *testing.T) {
 	tcx := newAttacher(t, Config{Mode: ModeTCX, PinDir: pinDir})
 	legacy := newAttacher(t, Config{Mode: ModeLegacy, PinDir: pinDir})
 	tB := target(t, p.b, "eth0")
-	for _, dir := range []Direction{Ingress, Egress} {
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		if err := tcx.Attach(p.ifA, dir, ours.prog); err != nil {
 			t.Fatal(err)
 		}
@@ -38,7 +39,7 @@ func TestCleanup(t *testing.T) {
 	if removed != 4 {
 		t.Errorf("removed %d, want 4 (2 links, 2 filters)", removed)
 	}
-	for _, dir := range []Direction{Ingress, Egress} {
+	for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 		assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, dir, nil, ours)
 		assertOurs(t, ModeLegacy, p.b, tB.Ifindex, dir, nil, ours)
 	}
@@ -74,10 +75,10 @@ func TestCleanupHostNamespace(t *testing.T) {
 
 	pinDir := privateBPFFS(t)
 	ours := newCounter(t, "nsint_host")
-	if err := newAttacher(t, Config{Mode: ModeTCX, PinDir: pinDir}).Attach(host, Ingress, ours.prog); err != nil {
+	if err := newAttacher(t, Config{Mode: ModeTCX, PinDir: pinDir}).Attach(host, netif.Ingress, ours.prog); err != nil {
 		t.Fatal(err)
 	}
-	if err := newAttacher(t, Config{Mode: ModeLegacy}).Attach(host, Egress, ours.prog); err != nil {
+	if err := newAttacher(t, Config{Mode: ModeLegacy}).Attach(host, netif.Egress, ours.prog); err != nil {
 		t.Fatal(err)
 	}
 	hostNS := &netnstest.NS{Name: "host", Path: ownNetnsPath}
@@ -86,13 +87,13 @@ func TestCleanupHostNamespace(t *testing.T) {
 	if err != nil || removed != 0 {
 		t.Fatalf("cleanup without host: removed %d, %v", removed, err)
 	}
-	assertOurs(t, ModeTCX, hostNS, host.Ifindex, Ingress, ours, ours)
-	assertOurs(t, ModeLegacy, hostNS, host.Ifindex, Egress, ours, ours)
+	assertOurs(t, ModeTCX, hostNS, host.Ifindex, netif.Ingress, ours, ours)
+	assertOurs(t, ModeLegacy, hostNS, host.Ifindex, netif.Egress, ours, ours)
 
 	removed, err = Cleanup(Config{PinDir: pinDir}, CleanupScope{NetnsDirs: []string{ns.Dir}, IncludeHost: true})
 	if err != nil || removed != 2 {
 		t.Fatalf("cleanup with host: removed %d, %v; want 2", removed, err)
 	}
-	assertOurs(t, ModeTCX, hostNS, host.Ifindex, Ingress, nil, ours)
-	assertOurs(t, ModeLegacy, hostNS, host.Ifindex, Egress, nil, ours)
+	assertOurs(t, ModeTCX, hostNS, host.Ifindex, netif.Ingress, nil, ours)
+	assertOurs(t, ModeLegacy, hostNS, host.Ifindex, netif.Egress, nil, ours)
 }

@@ -7,12 +7,14 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // packets is how many echo requests a counting test sends.
 const packets = 50
 
-var dirs = []Direction{Ingress, Egress}
+var dirs = []netif.Direction{netif.Ingress, netif.Egress}
 
 // newOurs returns a counting program of ours per direction.
 func newOurs(t *testing.T) [2]*counter {
@@ -26,7 +28,7 @@ func placeBoth(t *testing.T, a *Attacher, p *pair, ours [2]*counter) [2]Placemen
 	var pl [2]Placement
 	for _, dir := range dirs {
 		var err error
-		if pl[dir], err = a.Place(p.ifA, dir, ours[dir].prog); err != nil {
+		if pl[dir-1], err = a.Place(p.ifA, dir, ours[dir-1].prog); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,7 +56,7 @@ func TestOursRunsFirst(t *testing.T) {
 					var theirs [2]meter
 					add := func() {
 						for _, dir := range dirs {
-							theirs[dir] = c.add(t, p, dir, early)
+							theirs[dir-1] = c.add(t, p, dir, early)
 						}
 					}
 					if early {
@@ -62,7 +64,7 @@ func TestOursRunsFirst(t *testing.T) {
 					}
 					for dir, pl := range placeBoth(t, a, p, ours) {
 						if !pl.First() {
-							t.Errorf("%s: placed %+v, not first", Direction(dir), pl)
+							t.Errorf("%s: placed %+v, not first", netif.Directions[dir], pl)
 						}
 					}
 					if !early {
@@ -70,7 +72,7 @@ func TestOursRunsFirst(t *testing.T) {
 					}
 					checkCounts(t, p, packets, ours, theirs)
 					for _, dir := range dirs {
-						assertOurs(t, mode, p.a, p.ifA.Ifindex, dir, ours[dir], ours[:]...)
+						assertOurs(t, mode, p.a, p.ifA.Ifindex, dir, ours[dir-1], ours[:]...)
 					}
 				})
 			}
@@ -87,28 +89,28 @@ func TestLegacyMovesAhead(t *testing.T) {
 	placeBoth(t, a, p, ours)
 	var theirs [2]meter
 	for _, dir := range dirs {
-		theirs[dir] = addBPFAt(t, p, dir, 50)
+		theirs[dir-1] = addBPFAt(t, p, dir, 50)
 	}
-	before := [2]uint64{ours[Ingress].count(t), ours[Egress].count(t)}
+	before := [2]uint64{ours[0].count(t), ours[1].count(t)}
 	p.send(t, packets)
 	for _, dir := range dirs {
-		if got := ours[dir].count(t); got != before[dir] {
-			t.Fatalf("%s: ours saw %d packets behind a filter that ends the chain", dir, got-before[dir])
+		if got := ours[dir-1].count(t); got != before[dir-1] {
+			t.Fatalf("%s: ours saw %d packets behind a filter that ends the chain", dir, got-before[dir-1])
 		}
 	}
 
 	for dir, pl := range placeBoth(t, a, p, ours) {
 		if pl != (Placement{Replaced: true, Moved: true, Priority: 49}) {
-			t.Errorf("%s: placed %+v, want moved to 49", Direction(dir), pl)
+			t.Errorf("%s: placed %+v, want moved to 49", netif.Directions[dir], pl)
 		}
 	}
 	checkCounts(t, p, packets, ours, theirs)
 	for _, dir := range dirs {
-		assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, dir, ours[dir], ours[:]...)
+		assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, dir, ours[dir-1], ours[:]...)
 	}
 	for dir, pl := range placeBoth(t, a, p, ours) {
 		if pl != (Placement{Replaced: true, Priority: 49}) {
-			t.Errorf("%s: placed %+v on the next attach, want kept at 49", Direction(dir), pl)
+			t.Errorf("%s: placed %+v on the next attach, want kept at 49", netif.Directions[dir], pl)
 		}
 	}
 	if st := a.Stats(); st.Attached != 2 || st.Replaced != 4 || st.Moved != 2 || st.NotFirst != 0 {
@@ -123,9 +125,9 @@ func TestLegacyNothingAhead(t *testing.T) {
 	p := newQuietPair(t)
 	a := newAttacher(t, Config{Mode: ModeLegacy})
 	ours := newOurs(t)
-	theirs := addBPFAt(t, p, Egress, 1)
+	theirs := addBPFAt(t, p, netif.Egress, 1)
 	for range 2 {
-		pl, err := a.Place(p.ifA, Egress, ours[Egress].prog)
+		pl, err := a.Place(p.ifA, netif.Egress, ours[1].prog)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,12 +138,12 @@ func TestLegacyNothingAhead(t *testing.T) {
 	if st := a.Stats(); st.NotFirst != 2 || st.Failed != 0 {
 		t.Errorf("stats %+v, want 2 not first", st)
 	}
-	before := [2]uint64{ours[Egress].count(t), theirs(t)}
+	before := [2]uint64{ours[1].count(t), theirs(t)}
 	p.send(t, packets)
 	if got := theirs(t) - before[1]; got != packets {
 		t.Errorf("the filter at priority 1 saw %d packets, want %d", got, packets)
 	}
-	if got := ours[Egress].count(t) - before[0]; got != 0 {
+	if got := ours[1].count(t) - before[0]; got != 0 {
 		t.Errorf("ours saw %d packets behind a filter that ends the chain, want 0", got)
 	}
 }
@@ -155,29 +157,29 @@ func TestLegacyTakesOverOldPlaces(t *testing.T) {
 	old := newCounter(t, "nsint_old")
 	ensureClsact(t, p)
 	h := p.a.NetlinkHandle(t)
-	addOurs := func(dir Direction, prio uint16) {
+	addOurs := func(dir netif.Direction, prio uint16) {
 		t.Helper()
-		if err := h.FilterAdd(&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex,
+		if err := h.FilterAdd(&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: int(p.ifA.Ifindex),
 			Parent: clsactParent(dir), Handle: DefaultHandle, Priority: prio, Protocol: unix.ETH_P_ALL},
 			Fd: old.prog.FD(), Name: filterName(dir), DirectAction: true}); err != nil {
 			t.Fatalf("add old filter of ours at %d: %v", prio, err)
 		}
 	}
-	addOurs(Ingress, 0xC5A1) // alone: first, but where tc puts new filters
-	addOurs(Egress, 0xC5A1)  // behind the u32 filter below
-	addOurs(Egress, 3)       // first already: kept
+	addOurs(netif.Ingress, 0xC5A1) // alone: first, but where tc puts new filters
+	addOurs(netif.Egress, 0xC5A1)  // behind the u32 filter below
+	addOurs(netif.Egress, 3)       // first already: kept
 	var theirs [2]meter
 	for _, dir := range dirs {
-		theirs[dir] = addU32(t, p, dir, true)
+		theirs[dir-1] = addU32(t, p, dir, true)
 	}
 	a := newAttacher(t, Config{Mode: ModeLegacy})
 	ours := newOurs(t)
 	pl := placeBoth(t, a, p, ours)
-	if want := (Placement{Replaced: true, Moved: true, Priority: DefaultPriority}); pl[Ingress] != want {
-		t.Errorf("ingress: placed %+v, want %+v", pl[Ingress], want)
+	if want := (Placement{Replaced: true, Moved: true, Priority: DefaultPriority}); pl[0] != want {
+		t.Errorf("ingress: placed %+v, want %+v", pl[0], want)
 	}
-	if want := (Placement{Replaced: true, Priority: 3}); pl[Egress] != want {
-		t.Errorf("egress: placed %+v, want %+v", pl[Egress], want)
+	if want := (Placement{Replaced: true, Priority: 3}); pl[1] != want {
+		t.Errorf("egress: placed %+v, want %+v", pl[1], want)
 	}
 	before := old.count(t)
 	checkCounts(t, p, packets, ours, theirs)
@@ -185,7 +187,7 @@ func TestLegacyTakesOverOldPlaces(t *testing.T) {
 		t.Errorf("the old program still sees packets (%d)", got-before)
 	}
 	for _, dir := range dirs {
-		assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, dir, ours[dir], old, ours[Ingress], ours[Egress])
+		assertOurs(t, ModeLegacy, p.a, p.ifA.Ifindex, dir, ours[dir-1], old, ours[0], ours[1])
 	}
 }
 
@@ -203,38 +205,38 @@ func TestTCXMovesToHead(t *testing.T) {
 	first := pinnedLink(t, pinDir, p.ifA)
 	var theirs [2]meter
 	for _, dir := range dirs {
-		theirs[dir] = attachTCXPass(t, p, dir, link.Head())
+		theirs[dir-1] = attachTCXPass(t, p, dir, link.Head())
 	}
-	before := [2]uint64{ours[Ingress].count(t), ours[Egress].count(t)}
+	before := [2]uint64{ours[0].count(t), ours[1].count(t)}
 	p.send(t, packets)
 	for _, dir := range dirs {
-		if got := ours[dir].count(t); got != before[dir] {
-			t.Fatalf("%s: ours saw %d packets behind a program that passes them", dir, got-before[dir])
+		if got := ours[dir-1].count(t); got != before[dir-1] {
+			t.Fatalf("%s: ours saw %d packets behind a program that passes them", dir, got-before[dir-1])
 		}
 	}
 
 	for dir, pl := range placeBoth(t, a, p, ours) {
 		if pl != (Placement{Replaced: true, Moved: true}) {
-			t.Errorf("%s: placed %+v, want moved", Direction(dir), pl)
+			t.Errorf("%s: placed %+v, want moved", netif.Directions[dir], pl)
 		}
 	}
 	moved := pinnedLink(t, pinDir, p.ifA)
 	for _, dir := range dirs {
-		if moved[dir] == first[dir] {
-			t.Errorf("%s: same link %d after the move", dir, moved[dir])
+		if moved[dir-1] == first[dir-1] {
+			t.Errorf("%s: same link %d after the move", dir, moved[dir-1])
 		}
 		// Ours first, then theirs, and nothing else: the old link went.
 		ids := tcxPrograms(t, p.a, p.ifA.Ifindex, dir)
-		if len(ids) != 2 || ids[0] != ours[dir].id {
-			t.Errorf("%s: programs %v, want ours (%d) and theirs", dir, ids, ours[dir].id)
+		if len(ids) != 2 || ids[0] != ours[dir-1].id {
+			t.Errorf("%s: programs %v, want ours (%d) and theirs", dir, ids, ours[dir-1].id)
 		}
-		assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, dir, ours[dir], ours[:]...)
+		assertOurs(t, ModeTCX, p.a, p.ifA.Ifindex, dir, ours[dir-1], ours[:]...)
 	}
 	checkCounts(t, p, packets, ours, theirs)
 	// First again: updated in place, same link.
 	for dir, pl := range placeBoth(t, a, p, ours) {
 		if pl != (Placement{Replaced: true}) {
-			t.Errorf("%s: placed %+v on the next attach, want replaced in place", Direction(dir), pl)
+			t.Errorf("%s: placed %+v on the next attach, want replaced in place", netif.Directions[dir], pl)
 		}
 	}
 	if got := pinnedLink(t, pinDir, p.ifA); got != moved {
@@ -246,7 +248,7 @@ func TestTCXMovesToHead(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Place(p.ifA, Ingress, ours[Ingress].prog); !errors.Is(err, ErrClosed) {
+	if _, err := a.Place(p.ifA, netif.Ingress, ours[0].prog); !errors.Is(err, ErrClosed) {
 		t.Errorf("place after close: %v, want ErrClosed", err)
 	}
 }
@@ -264,7 +266,7 @@ func pinnedLink(t *testing.T, pinDir string, tg Target) (ids [2]link.ID) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids[dir] = info.ID
+		ids[dir-1] = info.ID
 	}
 	return ids
 }

@@ -9,10 +9,12 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/nsint/nsint/internal/countprog"
-	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/internal/countprog"
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // counter is a SchedCLS program that counts the packets it sees in a
@@ -146,7 +148,7 @@ func target(tb testing.TB, ns *netnstest.NS, name string) Target {
 	if err != nil {
 		tb.Fatalf("find %s in %s: %v", name, ns.Name, err)
 	}
-	return Target{NetnsPath: ns.Path, Netns: ns.Inode, Ifindex: l.Attrs().Index, Name: name}
+	return Target{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: netif.Ifindex(l.Attrs().Index)}, NetnsPath: ns.Path, Name: name}
 }
 
 // ping sends three echo requests from A to B and fails unless all return:
@@ -179,7 +181,7 @@ func addForeign(t *testing.T, p *pair) *foreign {
 	if HaveTCX() == nil {
 		err := p.a.Do(func() error {
 			var err error
-			f.tcxLink, err = link.AttachTCX(link.TCXOptions{Interface: p.ifA.Ifindex, Program: f.tcx.prog, Attach: ebpf.AttachTCXIngress})
+			f.tcxLink, err = link.AttachTCX(link.TCXOptions{Interface: int(p.ifA.Ifindex), Program: f.tcx.prog, Attach: ebpf.AttachTCXIngress})
 			return err
 		})
 		if err != nil {
@@ -189,15 +191,15 @@ func addForeign(t *testing.T, p *pair) *foreign {
 	}
 	h := p.a.NetlinkHandle(t)
 	if err := h.QdiscAdd(&netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: p.ifA.Ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
+		LinkIndex: int(p.ifA.Ifindex), Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
 	}}); err != nil {
 		t.Fatalf("foreign clsact: %v", err)
 	}
 	for _, fl := range []*netlink.BpfFilter{
-		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_EGRESS, Handle: 1, Priority: foreignPrio, Protocol: unix.ETH_P_ALL},
+		{FilterAttrs: netlink.FilterAttrs{LinkIndex: int(p.ifA.Ifindex), Parent: netlink.HANDLE_MIN_EGRESS, Handle: 1, Priority: foreignPrio, Protocol: unix.ETH_P_ALL},
 			Fd: f.cls.prog.FD(), Name: "foreign", DirectAction: true},
-		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.ifA.Ifindex, Parent: netlink.HANDLE_MIN_EGRESS, Handle: DefaultHandle + 1, Priority: decoyPrio, Protocol: unix.ETH_P_ALL},
-			Fd: f.decoy.prog.FD(), Name: filterName(Egress), DirectAction: true},
+		{FilterAttrs: netlink.FilterAttrs{LinkIndex: int(p.ifA.Ifindex), Parent: netlink.HANDLE_MIN_EGRESS, Handle: DefaultHandle + 1, Priority: decoyPrio, Protocol: unix.ETH_P_ALL},
+			Fd: f.decoy.prog.FD(), Name: filterName(netif.Egress), DirectAction: true},
 	} {
 		if err := h.FilterAdd(fl); err != nil {
 			t.Fatalf("foreign filter %s: %v", fl.Name, err)
@@ -223,7 +225,7 @@ func (f *foreign) checkAlive(t *testing.T, p *pair) {
 		t.Errorf("decoy filter with our name saw no packets (%d -> %d)", before[2], after[2])
 	}
 	if f.tcxLink != nil {
-		if ids := tcxPrograms(t, p.a, p.ifA.Ifindex, Ingress); !contains(ids, f.tcx.id) {
+		if ids := tcxPrograms(t, p.a, p.ifA.Ifindex, netif.Ingress); !contains(ids, f.tcx.id) {
 			t.Errorf("foreign tcx program %d not on ingress: %v", f.tcx.id, ids)
 		}
 	}
@@ -233,11 +235,11 @@ func (f *foreign) checkAlive(t *testing.T, p *pair) {
 }
 
 // tcxPrograms lists the program IDs on a TCX hook, queried inside ns.
-func tcxPrograms(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []ebpf.ProgramID {
+func tcxPrograms(tb testing.TB, ns *netnstest.NS, ifindex netif.Ifindex, dir netif.Direction) []ebpf.ProgramID {
 	tb.Helper()
 	var ids []ebpf.ProgramID
 	err := ns.Do(func() error {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: dir.tcxAttachType()})
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(ifindex), Attach: tcxAttachType(dir)})
 		if err != nil {
 			return err
 		}
@@ -253,14 +255,14 @@ func tcxPrograms(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []
 }
 
 // ourFilters lists the filters with our kind, name and handle on a hook.
-func ourFilters(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []*netlink.BpfFilter {
+func ourFilters(tb testing.TB, ns *netnstest.NS, ifindex netif.Ifindex, dir netif.Direction) []*netlink.BpfFilter {
 	tb.Helper()
 	h, err := ns.Handle()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer h.Close()
-	l, err := h.LinkByIndex(ifindex)
+	l, err := h.LinkByIndex(int(ifindex))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -277,14 +279,14 @@ func ourFilters(tb testing.TB, ns *netnstest.NS, ifindex int, dir Direction) []*
 	return ours
 }
 
-func hasClsact(tb testing.TB, ns *netnstest.NS, ifindex int) bool {
+func hasClsact(tb testing.TB, ns *netnstest.NS, ifindex netif.Ifindex) bool {
 	tb.Helper()
 	h, err := ns.Handle()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer h.Close()
-	l, err := h.LinkByIndex(ifindex)
+	l, err := h.LinkByIndex(int(ifindex))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -312,7 +314,7 @@ func contains(ids []ebpf.ProgramID, id ebpf.ProgramID) bool {
 // assertOurs checks that the hook carries exactly one attachment of ours and
 // that it runs want (0: that there is none of ours). progs are every program
 // of ours that could be there.
-func assertOurs(t *testing.T, mode Mode, ns *netnstest.NS, ifindex int, dir Direction, want *counter, progs ...*counter) {
+func assertOurs(t *testing.T, mode Mode, ns *netnstest.NS, ifindex netif.Ifindex, dir netif.Direction, want *counter, progs ...*counter) {
 	t.Helper()
 	if mode == ModeTCX {
 		ids := tcxPrograms(t, ns, ifindex, dir)

@@ -7,16 +7,18 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // placeAttempts bounds how often attachLegacy re-reads a hook when another
 // tool took the priority it chose in the meantime.
 const placeAttempts = 3
 
-func filterName(dir Direction) string { return "nsint-" + dir.String() }
+func filterName(dir netif.Direction) string { return "nsint-" + dir.String() }
 
-func clsactParent(dir Direction) uint32 {
-	if dir == Egress {
+func clsactParent(dir netif.Direction) uint32 {
+	if dir == netif.Egress {
 		return netlink.HANDLE_MIN_EGRESS
 	}
 	return netlink.HANDLE_MIN_INGRESS
@@ -40,18 +42,18 @@ func (n *nsRef) netlinkHandle() (*netlink.Handle, error) {
 // attachLegacy makes sure a clsact qdisc exists (creating it only when
 // absent) and puts our filter ahead of every other filter on the hook (see
 // hook.plan), replacing our earlier one in place when it is still there.
-func (a *Attacher) attachLegacy(ns *nsRef, t Target, dir Direction, prog *ebpf.Program) (Placement, error) {
+func (a *Attacher) attachLegacy(ns *nsRef, t Target, dir netif.Direction, prog *ebpf.Program) (Placement, error) {
 	h, err := ns.netlinkHandle()
 	if err != nil {
 		return Placement{}, err
 	}
 	defer h.Close()
-	lnk, err := h.LinkByIndex(t.Ifindex)
+	lnk, err := h.LinkByIndex(int(t.Ifindex))
 	if err != nil {
 		return Placement{}, classify(fmt.Errorf("find link: %w", err))
 	}
 	clsact := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: t.Ifindex,
+		LinkIndex: int(t.Ifindex),
 		Handle:    netlink.MakeHandle(0xffff, 0),
 		Parent:    netlink.HANDLE_CLSACT,
 	}}
@@ -92,7 +94,7 @@ func (a *Attacher) attachLegacy(ns *nsRef, t Target, dir Direction, prog *ebpf.P
 // and only when ours moves. taken reports that the new filter could not be
 // added at p.prio (another tool took it since the hook was read); nothing
 // has changed then.
-func (a *Attacher) applyLegacy(h *netlink.Handle, ifindex int, dir Direction, prog *ebpf.Program, p legacyPlan) (taken bool, err error) {
+func (a *Attacher) applyLegacy(h *netlink.Handle, ifindex netif.Ifindex, dir netif.Direction, prog *ebpf.Program, p legacyPlan) (taken bool, err error) {
 	var pass *ebpf.Program
 	if len(p.retire) > 0 {
 		if pass, err = a.passProgram(0); err != nil {
@@ -102,7 +104,7 @@ func (a *Attacher) applyLegacy(h *netlink.Handle, ifindex int, dir Direction, pr
 	target := p.keep
 	if target == nil {
 		target = &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{
-			LinkIndex: ifindex,
+			LinkIndex: int(ifindex),
 			Parent:    clsactParent(dir),
 			Handle:    a.cfg.Handle,
 			Priority:  p.prio,
@@ -139,7 +141,7 @@ func (a *Attacher) applyLegacy(h *netlink.Handle, ifindex int, dir Direction, pr
 
 // ourFilter is f (its hook, priority, protocol and handle) as ours running
 // prog.
-func ourFilter(f *netlink.BpfFilter, dir Direction, prog *ebpf.Program) *netlink.BpfFilter {
+func ourFilter(f *netlink.BpfFilter, dir netif.Direction, prog *ebpf.Program) *netlink.BpfFilter {
 	return &netlink.BpfFilter{FilterAttrs: f.FilterAttrs, Fd: prog.FD(), Name: filterName(dir), DirectAction: true}
 }
 
@@ -153,13 +155,13 @@ func deleteFilter(h *netlink.Handle, f *netlink.BpfFilter) error {
 
 // detachLegacy deletes our filters from the hook, if present, and leaves the
 // qdisc and every other filter alone.
-func (a *Attacher) detachLegacy(ns *nsRef, t Target, dir Direction) error {
+func (a *Attacher) detachLegacy(ns *nsRef, t Target, dir netif.Direction) error {
 	h, err := ns.netlinkHandle()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	lnk, err := h.LinkByIndex(t.Ifindex)
+	lnk, err := h.LinkByIndex(int(t.Ifindex))
 	if isNoDevice(err) {
 		return nil // our filter went with the device
 	}
@@ -172,7 +174,7 @@ func (a *Attacher) detachLegacy(ns *nsRef, t Target, dir Direction) error {
 
 // removeOurFilters deletes the filters of ours on one hook of lnk, at
 // whatever priority they are.
-func removeOurFilters(h *netlink.Handle, lnk netlink.Link, dir Direction, handle uint32) (int, error) {
+func removeOurFilters(h *netlink.Handle, lnk netlink.Link, dir netif.Direction, handle uint32) (int, error) {
 	filters, err := h.FilterList(lnk, clsactParent(dir))
 	if isNoDevice(err) || errors.Is(err, unix.EINVAL) {
 		return 0, nil // device gone, or no clsact: nothing of ours there

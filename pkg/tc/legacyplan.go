@@ -6,6 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/nsint/nsint/pkg/netif"
 	"github.com/nsint/nsint/pkg/tc/legacyfilter"
 )
 
@@ -35,7 +36,7 @@ type hook struct {
 
 // isOurFilter tells whether f is ours: kind bpf, our name for the
 // direction and our handle. The priority is where we put it, not who we are.
-func isOurFilter(f netlink.Filter, dir Direction, handle uint32) bool {
+func isOurFilter(f netlink.Filter, dir netif.Direction, handle uint32) bool {
 	bf, ok := f.(*netlink.BpfFilter)
 	return ok && bf.Name == filterName(dir) && bf.Handle == handle
 }
@@ -45,7 +46,7 @@ func inChain0(f netlink.Filter) bool {
 	return c == nil || *c == 0
 }
 
-func readHook(filters []netlink.Filter, dir Direction, handle uint32) hook {
+func readHook(filters []netlink.Filter, dir netif.Direction, handle uint32) hook {
 	var h hook
 	for _, f := range filters {
 		switch {

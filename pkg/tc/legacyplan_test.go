@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 func TestLegacyPlan(t *testing.T) {
 	chain := func(c uint32) *uint32 { return &c }
 	ours := func(prio uint16) netlink.Filter {
 		return &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: prio, Handle: DefaultHandle, Chain: chain(0)},
-			Name: filterName(Egress)}
+			Name: filterName(netif.Egress)}
 	}
 	foreign := func(prio uint16) netlink.Filter {
 		return &netlink.GenericFilter{FilterAttrs: netlink.FilterAttrs{Priority: prio, Chain: chain(0)}, FilterType: "u32"}
@@ -42,10 +44,10 @@ func TestLegacyPlan(t *testing.T) {
 		{name: "behind 1, fewer ahead", preferred: 2, filters: []netlink.Filter{foreign(1), foreign(3), ours(5)}, prio: 2, retire: 1, ahead: 1},
 		{name: "ours in another chain", preferred: 2,
 			filters: []netlink.Filter{&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 1, Handle: DefaultHandle, Chain: chain(3)},
-				Name: filterName(Egress)}}, prio: 2, retire: 1},
+				Name: filterName(netif.Egress)}}, prio: 2, retire: 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := readHook(c.filters, Egress, DefaultHandle).plan(c.preferred)
+			p, err := readHook(c.filters, netif.Egress, DefaultHandle).plan(c.preferred)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,17 +65,17 @@ func TestLegacyPlan(t *testing.T) {
 
 func TestLegacyPlanIdentity(t *testing.T) {
 	for _, f := range []netlink.Filter{
-		&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 9, Handle: DefaultHandle + 1}, Name: filterName(Egress)},
+		&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 9, Handle: DefaultHandle + 1}, Name: filterName(netif.Egress)},
 		&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 9, Handle: DefaultHandle}, Name: "other"},
-		&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 9, Handle: DefaultHandle}, Name: filterName(Ingress)},
+		&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 9, Handle: DefaultHandle}, Name: filterName(netif.Ingress)},
 		&netlink.GenericFilter{FilterAttrs: netlink.FilterAttrs{Priority: 9, Handle: DefaultHandle}, FilterType: "u32"},
 	} {
-		if h := readHook([]netlink.Filter{f}, Egress, DefaultHandle); len(h.ours) != 0 || len(h.foreign) != 1 {
+		if h := readHook([]netlink.Filter{f}, netif.Egress, DefaultHandle); len(h.ours) != 0 || len(h.foreign) != 1 {
 			t.Errorf("%+v taken for ours", f)
 		}
 	}
-	ours := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 0xC5A1, Handle: DefaultHandle}, Name: filterName(Egress)}
-	if h := readHook([]netlink.Filter{ours}, Egress, DefaultHandle); len(h.ours) != 1 {
+	ours := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{Priority: 0xC5A1, Handle: DefaultHandle}, Name: filterName(netif.Egress)}
+	if h := readHook([]netlink.Filter{ours}, netif.Egress, DefaultHandle); len(h.ours) != 1 {
 		t.Error("ours at another priority not recognised")
 	}
 }
@@ -83,7 +85,7 @@ func TestLegacyPlanNoPriorityLeft(t *testing.T) {
 	for p := uint16(1); p <= MaxPriority; p++ {
 		filters = append(filters, &netlink.GenericFilter{FilterAttrs: netlink.FilterAttrs{Priority: p}})
 	}
-	if _, err := readHook(filters, Egress, DefaultHandle).plan(DefaultPriority); !errors.Is(err, errNoPriority) {
+	if _, err := readHook(filters, netif.Egress, DefaultHandle).plan(DefaultPriority); !errors.Is(err, errNoPriority) {
 		t.Fatalf("plan on a full hook: %v, want errNoPriority", err)
 	}
 }

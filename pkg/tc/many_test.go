@@ -5,8 +5,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nsint/nsint/internal/netnstest"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nsint/nsint/internal/netnstest"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // manyInterfaces creates n namespaces under one directory, each holding
@@ -44,7 +46,7 @@ func manyInterfaces(tb testing.TB, n int) (dir string, nss []*netnstest.NS, targ
 				h.Close()
 				tb.Fatalf("%s in %s: %v", name, ns.Name, err)
 			}
-			targets = append(targets, Target{NetnsPath: ns.Path, Netns: ns.Inode, Ifindex: l.Attrs().Index, Name: name})
+			targets = append(targets, Target{ID: netif.ID{Netns: netif.Netns(ns.Inode), Ifindex: netif.Ifindex(l.Attrs().Index)}, NetnsPath: ns.Path, Name: name})
 		}
 		h.Close()
 		nss = append(nss, ns)
@@ -62,7 +64,7 @@ func attachAll(a *Attacher, targets []Target, prog *counter, workers int) error 
 		go func() {
 			defer wg.Done()
 			for tg := range next {
-				for _, dir := range []Direction{Ingress, Egress} {
+				for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 					if err := a.Attach(tg, dir, prog.prog); err != nil {
 						errs <- err
 					}
@@ -95,7 +97,7 @@ func TestConcurrentAttachAcrossNamespaces(t *testing.T) {
 			t.Errorf("stats %+v, want %d attached and as many replaced", st, 2*len(targets))
 		}
 		for i, tg := range targets {
-			for _, dir := range []Direction{Ingress, Egress} {
+			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				assertOurs(t, mode, nss[i/2], tg.Ifindex, dir, prog, prog)
 			}
 		}

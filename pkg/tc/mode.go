@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Mode selects how programs are attached.
@@ -50,31 +52,8 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("attach mode %q: want auto, tcx or tc", s)
 }
 
-// Direction is the TC hook: ingress or egress.
-type Direction int
-
-const (
-	// Ingress is the hook for packets the interface receives.
-	Ingress Direction = iota
-	// Egress is the hook for packets the interface sends.
-	Egress
-)
-
-// String returns "ingress" or "egress".
-func (d Direction) String() string {
-	switch d {
-	case Ingress:
-		return "ingress"
-	case Egress:
-		return "egress"
-	}
-	return fmt.Sprintf("Direction(%d)", int(d))
-}
-
-func (d Direction) valid() bool { return d == Ingress || d == Egress }
-
-func (d Direction) tcxAttachType() ebpf.AttachType {
-	if d == Egress {
+func tcxAttachType(dir netif.Direction) ebpf.AttachType {
+	if dir == netif.Egress {
 		return ebpf.AttachTCXEgress
 	}
 	return ebpf.AttachTCXIngress

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netns"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // ownNetnsPath names the agent's own network namespace: the calling
@@ -20,13 +21,13 @@ const ownNetnsPath = "/proc/thread-self/ns/net"
 type nsRef struct {
 	ns    *netns.NS
 	path  string
-	inode uint64
+	inode netif.Netns
 }
 
 // openNetns opens the namespace at path ("" = our own). A file that is gone,
 // no longer a namespace, or now a different namespace than want (when want
 // is not 0) is reported as ErrInterfaceGone.
-func openNetns(path string, want uint64) (*nsRef, error) {
+func openNetns(path string, want netif.Netns) (*nsRef, error) {
 	if path == "" {
 		path = ownNetnsPath
 	}
@@ -39,11 +40,11 @@ func openNetns(path string, want uint64) (*nsRef, error) {
 	case err != nil:
 		return nil, err
 	}
-	if want != 0 && ns.Inode() != want {
+	if want != 0 && netif.Netns(ns.Inode()) != want {
 		ns.Close()
 		return nil, markGone(fmt.Errorf("netns %s: is namespace %d now, not %d", path, ns.Inode(), want))
 	}
-	return &nsRef{ns: ns, path: path, inode: ns.Inode()}, nil
+	return &nsRef{ns: ns, path: path, inode: netif.Netns(ns.Inode())}, nil
 }
 
 func (n *nsRef) close() { n.ns.Close() }

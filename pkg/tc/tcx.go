@@ -10,20 +10,22 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 const tcxPinSubdir = "tcx"
 
 // pinPath is <PinDir>/tcx/<netns-inode>/<ifindex>_<direction>.
-func pinPath(pinDir string, netns uint64, ifindex int, dir Direction) string {
-	return filepath.Join(pinDir, tcxPinSubdir, strconv.FormatUint(netns, 10),
-		strconv.Itoa(ifindex)+"_"+dir.String())
+func pinPath(pinDir string, netns netif.Netns, ifindex netif.Ifindex, dir netif.Direction) string {
+	return filepath.Join(pinDir, tcxPinSubdir, strconv.FormatUint(uint64(netns), 10),
+		strconv.FormatUint(uint64(ifindex), 10)+"_"+dir.String())
 }
 
 // attachTCX gives prog to our pinned link when it is still attached to this
 // interface (updateTCX), and otherwise replaces the stale pin with a new link
 // at the head of the hook, ahead of every program already there.
-func (a *Attacher) attachTCX(ns *nsRef, t Target, dir Direction, prog *ebpf.Program) (Placement, error) {
+func (a *Attacher) attachTCX(ns *nsRef, t Target, dir netif.Direction, prog *ebpf.Program) (Placement, error) {
 	pin := pinPath(a.cfg.PinDir, ns.inode, t.Ifindex, dir)
 	old, err := link.LoadPinnedLink(pin, nil)
 	switch {
@@ -52,9 +54,9 @@ func (a *Attacher) attachTCX(ns *nsRef, t Target, dir Direction, prog *ebpf.Prog
 		// The kernel resolves the ifindex in the calling thread's namespace.
 		var err error
 		l, err = link.AttachTCX(link.TCXOptions{
-			Interface: t.Ifindex,
+			Interface: int(t.Ifindex),
 			Program:   prog,
-			Attach:    dir.tcxAttachType(),
+			Attach:    tcxAttachType(dir),
 			Anchor:    link.Head(),
 		})
 		return err
@@ -73,14 +75,14 @@ func (a *Attacher) attachTCX(ns *nsRef, t Target, dir Direction, prog *ebpf.Prog
 
 // liveLinkID returns the ID of l when it is a live TCX link on ifindex in
 // dir. A link whose device was deleted is defunct and reports ifindex 0.
-func liveLinkID(l link.Link, ifindex int, dir Direction) (link.ID, bool) {
+func liveLinkID(l link.Link, ifindex netif.Ifindex, dir netif.Direction) (link.ID, bool) {
 	info, err := l.Info()
 	if err != nil {
 		return 0, false
 	}
 	tcx := info.TCX()
 	live := tcx != nil && tcx.Ifindex != 0 && tcx.Ifindex == uint32(ifindex) &&
-		ebpf.AttachType(tcx.AttachType) == dir.tcxAttachType()
+		ebpf.AttachType(tcx.AttachType) == tcxAttachType(dir)
 	return info.ID, live
 }
 
@@ -96,7 +98,7 @@ func dropLink(l link.Link) error {
 
 // removePin detaches and unpins our link for the hook, if there is one, and
 // removes the namespace's pin directory once it is empty.
-func (a *Attacher) removePin(netns uint64, ifindex int, dir Direction) error {
+func (a *Attacher) removePin(netns netif.Netns, ifindex netif.Ifindex, dir netif.Direction) error {
 	if a.cfg.PinDir == "" {
 		return nil
 	}

@@ -6,15 +6,17 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // updateTCX gives prog to old, our live link (ID id) on the hook: in place
 // while it runs first, which keeps its position; when another tool has put a
 // program ahead of it since, by moving ours to the head (moveTCX).
-func (a *Attacher) updateTCX(ns *nsRef, old link.Link, id link.ID, pin string, ifindex int, dir Direction, prog *ebpf.Program) (moved bool, err error) {
+func (a *Attacher) updateTCX(ns *nsRef, old link.Link, id link.ID, pin string, ifindex netif.Ifindex, dir netif.Direction, prog *ebpf.Program) (moved bool, err error) {
 	err = ns.do(func() error {
 		// The kernel resolves the ifindex in the calling thread's namespace.
-		res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: dir.tcxAttachType()})
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(ifindex), Attach: tcxAttachType(dir)})
 		if err != nil {
 			return fmt.Errorf("query tcx programs: %w", err)
 		}
@@ -39,7 +41,7 @@ func (a *Attacher) updateTCX(ns *nsRef, old link.Link, id link.ID, pin string, i
 // getting prog, two bpf calls back to back, is the hook unobserved. On an
 // error, old is left pinned and running prog, and the new link goes. It runs
 // in the hook's namespace.
-func (a *Attacher) moveTCX(old link.Link, pin string, ifindex int, dir Direction, prog *ebpf.Program) error {
+func (a *Attacher) moveTCX(old link.Link, pin string, ifindex netif.Ifindex, dir netif.Direction, prog *ebpf.Program) error {
 	pass, err := a.passProgram(0)
 	if err != nil {
 		return err
@@ -49,9 +51,9 @@ func (a *Attacher) moveTCX(old link.Link, pin string, ifindex int, dir Direction
 		return err
 	}
 	head, err := link.AttachTCX(link.TCXOptions{
-		Interface: ifindex,
+		Interface: int(ifindex),
 		Program:   pass,
-		Attach:    dir.tcxAttachType(),
+		Attach:    tcxAttachType(dir),
 		Anchor:    link.Head(),
 	})
 	if err != nil {

@@ -3,11 +3,13 @@ package deepinsight
 import (
 	"cmp"
 	"fmt"
-	"github.com/nsint/nsint/pkg/api"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/netif"
 
 	"github.com/nsint/nsint/pkg/collector/topology"
 )
@@ -77,7 +79,7 @@ func Build(docs []topology.Document, opt Options) Topology {
 	subnetName := map[netip.Prefix]string{}
 	type nsKey struct {
 		sw    uint32
-		inode uint64
+		inode netif.Netns
 	}
 	nsPrefixes := map[nsKey][]netip.Prefix{}
 	prefixesOf := func(p *api.Port) []netip.Prefix {

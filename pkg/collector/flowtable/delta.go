@@ -3,6 +3,8 @@ package flowtable
 import (
 	"maps"
 	"net/netip"
+
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Delta is what one row gained between two calls of TakeDeltas: the
@@ -11,7 +13,7 @@ import (
 // its latest one.
 type Delta struct {
 	PortRef
-	Direction        Direction
+	Direction        netif.Direction
 	EtherType        uint16
 	VLAN             uint16
 	Proto            uint8 // meaningful when Src is valid (an IP flow)

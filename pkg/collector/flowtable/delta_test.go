@@ -1,6 +1,10 @@
 package flowtable
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/nsint/nsint/pkg/netif"
+)
 
 func takeAll(tb *Table, max int) []Delta {
 	var out []Delta
@@ -31,7 +35,7 @@ func TestTakeDeltasHandsOverIncrements(t *testing.T) {
 	drop.Drops, drop.DropReason = 1, 71
 	tb.Add(drop, in, nil)
 	d = takeAll(tb, 0)
-	if len(d) != 1 || d[0].Interface != "net1" || d[0].Direction != Ingress || d[0].Packets != 0 || d[0].Drops != 5 ||
+	if len(d) != 1 || d[0].Interface != "net1" || d[0].Direction != netif.Ingress || d[0].Packets != 0 || d[0].Drops != 5 ||
 		d[0].DropReasons[80] != 4 || d[0].DropReasons[71] != 1 || d[0].FirstSeenNs != 1 || d[0].LastSeenNs != 3 {
 		t.Fatalf("take after drops: %+v", d)
 	}

@@ -6,28 +6,8 @@ import (
 
 	"github.com/nsint/nsint/pkg/collector/flowkey"
 	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/netif"
 )
-
-// Direction is the side of an interface a row describes.
-type Direction uint8
-
-// Directions of a row: a report's ingress port gets an Ingress row, its
-// egress port an Egress row.
-const (
-	Ingress Direction = iota + 1
-	Egress
-)
-
-// String gives "ingress" or "egress".
-func (d Direction) String() string {
-	switch d {
-	case Ingress:
-		return "ingress"
-	case Egress:
-		return "egress"
-	}
-	return "unknown"
-}
 
 // Observation is what one report says about a flow at its ports: the packets
 // and bytes that crossed them (the one packet a report carries, or with v2.0
@@ -59,7 +39,7 @@ type rowKey struct {
 	dstPort   uint16
 	etherType uint16
 	proto     uint8
-	dir       Direction
+	dir       netif.Direction
 	is4       bool
 	ip        bool
 }
@@ -145,7 +125,7 @@ type Table struct {
 // ifaceKey packs switch ID, port ID and direction.
 type ifaceKey uint64
 
-func makeIfaceKey(k topology.Key, dir Direction) ifaceKey {
+func makeIfaceKey(k topology.Key, dir netif.Direction) ifaceKey {
 	return ifaceKey(uint64(k.SwitchID)<<24 | uint64(k.Port)<<8 | uint64(dir))
 }
 
@@ -153,7 +133,7 @@ func (k ifaceKey) port() topology.Key {
 	return topology.Key{SwitchID: uint32(k >> 24), Port: uint16(k >> 8)}
 }
 
-func (k ifaceKey) dir() Direction { return Direction(k) }
+func (k ifaceKey) dir() netif.Direction { return netif.Direction(k) }
 
 type ifaceTotals struct {
 	port  *topology.Port
@@ -177,7 +157,7 @@ func New(capacity int) *Table {
 	return t
 }
 
-// Add records o at ingress (as an Ingress row) and at egress (as an Egress
+// Add records o at ingress (as an ingress row) and at egress (as an egress
 // row); either port may be nil. An empty observation changes nothing: no row
 // or per-interface total exists that has neither packets nor drops.
 func (t *Table) Add(o *Observation, ingress, egress *topology.Port) {
@@ -186,15 +166,15 @@ func (t *Table) Add(o *Observation, ingress, egress *topology.Port) {
 	}
 	t.mu.Lock()
 	if ingress != nil {
-		t.addLocked(o, ingress, Ingress)
+		t.addLocked(o, ingress, netif.Ingress)
 	}
 	if egress != nil {
-		t.addLocked(o, egress, Egress)
+		t.addLocked(o, egress, netif.Egress)
 	}
 	t.mu.Unlock()
 }
 
-func (t *Table) addLocked(o *Observation, p *topology.Port, dir Direction) {
+func (t *Table) addLocked(o *Observation, p *topology.Port, dir netif.Direction) {
 	tu := &o.Tuple
 	k := rowKey{switchID: p.SwitchID, port: p.ID, srcPort: tu.SrcPort, dstPort: tu.DstPort,
 		etherType: tu.EtherType, proto: tu.Proto, dir: dir}

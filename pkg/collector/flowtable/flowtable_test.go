@@ -1,9 +1,10 @@
 package flowtable
 
 import (
-	"github.com/nsint/nsint/pkg/api"
 	"net/netip"
 	"testing"
+
+	"github.com/nsint/nsint/pkg/api"
 
 	"github.com/nsint/nsint/pkg/collector/flowkey"
 	"github.com/nsint/nsint/pkg/collector/topology"

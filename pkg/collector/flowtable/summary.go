@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // Totals are the counters of one direction of one interface.
@@ -48,7 +49,7 @@ func (t *Table) Summary(f Filter) []InterfaceSummary {
 			byPort[k.port()] = s
 		}
 		tot := &s.Ingress
-		if k.dir() == Egress {
+		if k.dir() == netif.Egress {
 			tot = &s.Egress
 		}
 		it.counters.fill(&tot.Reports, &tot.Packets, &tot.Bytes, &tot.Drops, &tot.DropReasons,
@@ -81,7 +82,7 @@ func (t *Table) Summary(f Filter) []InterfaceSummary {
 // PortTotals are the counters of one port for metrics.
 type PortTotals struct {
 	Port      *topology.Port
-	Direction Direction
+	Direction netif.Direction
 	Reports   uint64
 	Packets   uint64
 	Bytes     uint64

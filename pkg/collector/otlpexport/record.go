@@ -11,6 +11,7 @@ import (
 	"github.com/nsint/nsint/pkg/collector/flowkey"
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/dropreason"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 // EventName names every record this package emits.
@@ -82,7 +83,7 @@ func fillRecord(r *log.Record, d *flowtable.Delta, now time.Time, attrs []attrib
 	r.SetSeverity(log.SeverityInfo)
 	r.SetSeverityText("INFO")
 	dir := "receive"
-	if d.Direction == flowtable.Egress {
+	if d.Direction == netif.Egress {
 		dir = "transmit"
 	}
 	a := append(attrs[:0],

@@ -3,7 +3,6 @@ package topology
 import (
 	"context"
 	"encoding/json"
-	"github.com/nsint/nsint/pkg/api"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/netif"
 )
 
 type agentServer struct {
@@ -48,7 +50,7 @@ func (a *agentServer) set(doc Document, fail bool) {
 func doc(sw uint32, node string, gen uint64, ids ...uint16) Document {
 	d := Document{SwitchID: sw, Node: node, Generation: gen}
 	for _, id := range ids {
-		d.Ports = append(d.Ports, api.Port{ID: id, Name: "p" + strconv.Itoa(int(id)), Netns: Netns{Inode: uint64(id)}})
+		d.Ports = append(d.Ports, api.Port{ID: id, Name: "p" + strconv.Itoa(int(id)), Netns: Netns{Inode: netif.Netns(id)}})
 	}
 	return d
 }

@@ -1,13 +1,15 @@
 package web
 
 import (
-	"github.com/nsint/nsint/pkg/api"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/netif"
 
 	"github.com/nsint/nsint/pkg/collector/flowkey"
 	"github.com/nsint/nsint/pkg/collector/flowtable"
@@ -42,7 +44,7 @@ func outDir(t *testing.T) string {
 func pagePorts() (netA, stackA, eth0A, netB *topology.Port) {
 	podA := &topology.Pod{Namespace: "default", Name: "pod-a"}
 	podB := &topology.Pod{Namespace: "team-b", Name: "pod-b"}
-	mk := func(id uint16, name string, pod *topology.Pod, network string, inode uint64) *topology.Port {
+	mk := func(id uint16, name string, pod *topology.Pod, network string, inode netif.Netns) *topology.Port {
 		return &topology.Port{Port: api.Port{ID: id, Name: name, Pod: pod, Network: network,
 			Netns: topology.Netns{Inode: inode}, LocalStack: name == ":stack"}, Node: "node-a", SwitchID: 7}
 	}
