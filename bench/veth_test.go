@@ -421,7 +421,7 @@ func (n *vethNet) clientUDP(t *testing.T) *net.UDPConn {
 }
 
 // dropLatencyRepeated times repeated drops of one flow, which the datapath's
-// drop rate limit (--drop-report-interval, default 100 ms, per flow, hook
+// drop rate limit (--drop-report-interval, default 25 ms, per flow, hook
 // and reason: bpf/headers/nsint_drop.h) folds into the flow's next report
 // or the sweep's. A few flows (closed ports of the server, none a first-drop
 // probe's) each get a datagram every 10 ms for NSINT_BENCH_DROP_REPEAT_SECONDS

@@ -118,7 +118,7 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.logLevel = fs.String("log-level", "info", "log level: debug, info, warn or error")
 	r.hostNetns = fs.Bool("host-netns", true, "also watch the agent's own network namespace (tests and the demo set false)")
 	r.reportInterval = fs.Duration("report-interval", time.Second, "refresh interval of reports for an active flow")
-	r.dropInterval = fs.Duration("drop-report-interval", 100*time.Millisecond, "minimum gap between two drop reports of one flow")
+	r.dropInterval = fs.Duration("drop-report-interval", 25*time.Millisecond, "minimum gap between two drop reports of one flow")
 	r.snaplen = fs.Int("snaplen", 128, "bytes of each reported packet carried in the report (64..128)")
 	fs.Var(r.selects, "select", "interface selection rule (repeatable), e.g. 'include name=net*' or 'exclude kind=veth'")
 	r.tcPrio = fs.Int("tc-priority", int(legacyfilter.DefaultPriority), fmt.Sprintf("preferred priority of our legacy tc filters (1..%d); when it is taken or not ahead of every other filter, a free one that is", legacyfilter.MaxPriority))

@@ -8,7 +8,7 @@ import (
 // Defaults applied to zero fields of Config.
 const (
 	DefaultReportInterval     = time.Second
-	DefaultDropReportInterval = 100 * time.Millisecond
+	DefaultDropReportInterval = 25 * time.Millisecond
 	DefaultSnapLen            = 128
 	DefaultMaxFlows           = 65536
 	DefaultMaxPorts           = 4096
