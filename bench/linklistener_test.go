@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"syscall"
@@ -45,8 +46,11 @@ func listenLinks(ns *netnstest.NS) (*linkListener, error) {
 
 // wait reads link events until each of names has been seen in an
 // RTM_NEWLINK, or timeout passes, and closes the socket. It returns when
-// each name was first seen (the time its message was read).
-func (l *linkListener) wait(timeout time.Duration, names ...string) (map[string]time.Time, error) {
+// each name was first seen (the time its message was read). onSeen, when
+// not nil, is called at once for each name's first sighting with the
+// link's index; what it does delays the reading of later messages, as it
+// would in any single-threaded discovery.
+func (l *linkListener) wait(timeout time.Duration, onSeen func(name string, index int), names ...string) (map[string]time.Time, error) {
 	defer unix.Close(l.fd)
 	seen := make(map[string]time.Time, len(names))
 	want := make(map[string]bool, len(names))
@@ -86,6 +90,9 @@ func (l *linkListener) wait(timeout time.Duration, names ...string) (map[string]
 				name := unix.ByteSliceToString(a.Value)
 				if _, done := seen[name]; want[name] && !done {
 					seen[name] = at
+					if onSeen != nil && len(m.Data) >= unix.SizeofIfInfomsg {
+						onSeen(name, int(int32(binary.NativeEndian.Uint32(m.Data[4:8])))) // ifi_index
+					}
 				}
 			}
 		}

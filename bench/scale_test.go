@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,38 +34,72 @@ import (
 // attach_agent_share_p99_ratio (its p99 over the p99 of creation began →
 // attached: how much of the whole is the agent's). Each is one value over
 // all interfaces of the run (p99 of 2 000).
+//
+// Before each agent run, the same creation without an agent gives the
+// floor any TCX attacher meets (benchScaleBare): attach_bare_p99_ms and
+// attach_bare_p50_ms (seen → a do-nothing program attached at both hooks),
+// attach_bare_create_seconds, with the suffix _flatout for the flat-out
+// run; and attach_agent_over_bare_p99_ms[_flatout], the agent's p99 less
+// the floor's.
 func TestBenchScale(t *testing.T) {
 	requireBench(t)
 	rate := envInt("NSINT_BENCH_SCALE_RATE", 100)
+	var bare, agent map[string]float64
+	t.Run("paced-bare", func(t *testing.T) {
+		bare = benchScaleBare(t, rate)
+		record(t, singles(bare))
+	})
 	t.Run("paced", func(t *testing.T) {
 		figures := map[string]float64{}
-		for k, v := range benchScale(t, rate) {
+		agent = benchScale(t, rate)
+		for k, v := range agent {
 			if !strings.HasPrefix(k, "attach_") {
 				k += "_paced"
 			}
 			figures[k] = v
 		}
+		overFloor(figures, agent, bare, "")
+		record(t, singles(figures))
+	})
+	t.Run("flat-out-bare", func(t *testing.T) {
+		bare = map[string]float64{}
+		for k, v := range benchScaleBare(t, 0) {
+			bare[k] = v
+		}
+		figures := map[string]float64{}
+		for k, v := range bare {
+			figures[k+"_flatout"] = v
+		}
 		record(t, singles(figures))
 	})
 	t.Run("flat-out", func(t *testing.T) {
 		figures := map[string]float64{}
-		for k, v := range benchScale(t, 0) {
+		agent = benchScale(t, 0)
+		for k, v := range agent {
 			if strings.HasPrefix(k, "attach_") {
 				k += "_flatout"
 			}
 			figures[k] = v
 		}
+		overFloor(figures, agent, bare, "_flatout")
 		record(t, singles(figures))
 	})
+}
+
+// overFloor adds attach_agent_over_bare_p99_ms<suffix>: the agent's share
+// (seen → attached) less the bare TCX attacher's, both p99 of their runs
+// (when the bare run gave its figures).
+func overFloor(figures, agent, bare map[string]float64, suffix string) {
+	if b, ok := bare["attach_bare_p99_ms"]; ok {
+		figures["attach_agent_over_bare_p99_ms"+suffix] = agent["attach_agent_p99_ms"] - b
+	}
 }
 
 // benchScale is one run of TestBenchScale creating namespaces at rate per
 // second (0: as fast as possible).
 func benchScale(t *testing.T, rate int) map[string]float64 {
 	count := envInt("NSINT_BENCH_SCALE_NS", 1000)
-	const workers = 4
 	dir := netnstest.Dir(t)
-	pfx := netnstest.Prefix(t)
 	rcv, err := newReceiver(false)
 	if err != nil {
 		t.Fatal(err)
@@ -82,88 +114,13 @@ func benchScale(t *testing.T, rate int) map[string]float64 {
 	p := env.start(t, rcv.String())
 	rssIdle, _ := p.rssMiB()
 
-	var mu sync.Mutex
-	var all []*netnstest.NS
-	created := map[ifaceKey]time.Time{}
-	began := map[ifaceKey]time.Time{} // just before the interface was made
-	seen := map[ifaceKey]time.Time{}  // when the bare listener saw it
-	var listenErrs []error
-	var listeners sync.WaitGroup
-	nsCreated := map[uint64]time.Time{}
-	t.Cleanup(func() { removeAll(t, &mu, &all) })
-
 	load0 := loadAvg1()
 	cpu0, err := p.cpuSeconds()
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < count; i += workers {
-				if rate > 0 {
-					time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
-				}
-				ns, err := netnstest.Create(dir, fmt.Sprintf("%s-s%d", pfx, i))
-				if err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				all = append(all, ns)
-				nsCreated[ns.Inode] = time.Now()
-				mu.Unlock()
-				h, err := ns.Handle()
-				if err != nil {
-					errs <- err
-					return
-				}
-				l, err := listenLinks(ns)
-				if err != nil {
-					h.Close()
-					errs <- err
-					return
-				}
-				listeners.Go(func() {
-					s, err := l.wait(120*time.Second, "eth0", "net1")
-					mu.Lock()
-					defer mu.Unlock()
-					for name, at := range s {
-						seen[ifaceKey{ns.Inode, name}] = at
-					}
-					if err != nil {
-						listenErrs = append(listenErrs, err)
-					}
-				})
-				begin := time.Now()
-				err = addVethLocal(h, "eth0", "net1")
-				at := time.Now()
-				h.Close()
-				if err != nil {
-					errs <- fmt.Errorf("netns %s: %w", ns.Name, err)
-					return
-				}
-				mu.Lock()
-				for _, name := range []string{"eth0", "net1"} {
-					created[ifaceKey{ns.Inode, name}] = at
-					began[ifaceKey{ns.Inode, name}] = begin
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	createdIn := time.Since(start)
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	listeners.Wait()
-	for _, err := range listenErrs {
-		t.Error(err)
-	}
+	c := createScale(t, dir, count, rate, nil)
+	created, began, seen, nsCreated, start, createdIn := c.created, c.began, c.seen, c.nsCreated, c.start, c.createdIn
 
 	var att map[ifaceKey]attachedEvent
 	missing := 0
@@ -242,7 +199,7 @@ func benchScale(t *testing.T, rate int) map[string]float64 {
 
 	// Teardown: every namespace goes; the agent must let go of all of them.
 	tdStart := time.Now()
-	removeAll(t, &mu, &all)
+	c.removeAll(t)
 	if !waitFor(120*time.Second, func() bool {
 		v, err := p.metric("nsint_ports_attached")
 		return err != nil || v == 0 // the series disappears at 0
@@ -265,24 +222,4 @@ func benchScale(t *testing.T, rate int) map[string]float64 {
 	}
 	figures["scale_rate_per_second"] = float64(rate)
 	return figures
-}
-
-// removeAll removes the namespaces in *all (eight at a time) and empties it.
-func removeAll(t *testing.T, mu *sync.Mutex, all *[]*netnstest.NS) {
-	mu.Lock()
-	list := *all
-	*all = nil
-	mu.Unlock()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, ns := range list {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := ns.Remove(); err != nil {
-				t.Errorf("remove netns %s: %v", ns.Path, err)
-			}
-		})
-	}
-	wg.Wait()
 }
