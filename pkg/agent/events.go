@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/nsint/nsint/ifacewatch"
@@ -34,32 +35,78 @@ type eventHandler struct {
 	ifacesChanged chan struct{} // wakes Kubernetes naming; buffer 1
 }
 
-// eventWorkers bounds how many namespaces are handled at once. Events of one
-// namespace always go to the same worker, in order.
-const eventWorkers = 8
-
-// run fans discovery events out to workers by namespace until events
-// closes, then waits for the workers to finish what they hold.
+// run hands discovery events to one goroutine per namespace that has events
+// waiting, until events closes, then waits for them to finish. A namespace
+// whose interfaces are being attached never delays another's events (the
+// attacher bounds how many attachments run at once). The events of one
+// namespace are handled in order, except that interfaces added one after
+// the other (a namespace's first listing) are attached side by side
+// (concurrentAdd).
 func (h *eventHandler) run(events <-chan ifacewatch.Event) {
 	var wg sync.WaitGroup
-	queues := make([]chan ifacewatch.Event, eventWorkers)
-	for i := range queues {
-		queues[i] = make(chan ifacewatch.Event, 256)
-		q := queues[i]
-		wg.Go(func() {
-			for ev := range q {
-				h.handle(ev)
+	var mu sync.Mutex
+	// The events waiting per namespace; a namespace is in the map while its
+	// goroutine runs.
+	waiting := make(map[netif.Netns][]ifacewatch.Event)
+	// next takes the namespace's next event, or the run of concurrentAdd
+	// events at the head of its queue; none: the goroutine ends.
+	next := func(id netif.Netns) []ifacewatch.Event {
+		mu.Lock()
+		defer mu.Unlock()
+		q := waiting[id]
+		if len(q) == 0 {
+			delete(waiting, id)
+			return nil
+		}
+		n := 1
+		if concurrentAdd(q[0]) {
+			seen := map[netif.Ifindex]bool{q[0].Iface.ID.Ifindex: true}
+			for n < len(q) && n < maxConcurrentAdds && concurrentAdd(q[n]) && !seen[q[n].Iface.ID.Ifindex] {
+				seen[q[n].Iface.ID.Ifindex] = true
+				n++
 			}
-		})
+		}
+		batch := slices.Clone(q[:n])
+		clear(q[:n])
+		waiting[id] = q[n:]
+		return batch
 	}
 	for ev := range events {
 		h.metrics.discoveryEvents.WithLabelValues(ev.Kind.String()).Inc()
-		queues[uint64(ev.Netns.ID)%eventWorkers] <- ev
-	}
-	for _, q := range queues {
-		close(q)
+		id := ev.Netns.ID
+		mu.Lock()
+		q, running := waiting[id]
+		waiting[id] = append(q, ev)
+		mu.Unlock()
+		if running {
+			continue
+		}
+		wg.Go(func() {
+			for batch := next(id); batch != nil; batch = next(id) {
+				if len(batch) == 1 {
+					h.handle(batch[0])
+					continue
+				}
+				var adds sync.WaitGroup
+				for _, ev := range batch {
+					adds.Go(func() { h.handle(ev) })
+				}
+				adds.Wait()
+			}
+		})
 	}
 	wg.Wait()
+}
+
+// maxConcurrentAdds bounds the interfaces of one namespace attached at once.
+const maxConcurrentAdds = 16
+
+// concurrentAdd reports whether ev may be handled at the same time as the
+// events next to it that are too: the addition of an interface that is
+// neither a bridge nor a bridge's member, whose datapath configuration
+// depends on no other interface's.
+func concurrentAdd(ev ifacewatch.Event) bool {
+	return ev.Kind == ifacewatch.IfaceAdded && ev.Iface != nil && ev.Iface.Kind != "bridge" && ev.Iface.MasterIndex == 0
 }
 
 func (h *eventHandler) handle(ev ifacewatch.Event) {
@@ -190,33 +237,44 @@ func target(ns ifacewatch.Namespace, iface *ifacewatch.Interface) tc.Target {
 	return tc.Target{ID: iface.ID, NetnsPath: path, Name: iface.Name}
 }
 
-// attach builds a dispatcher per direction and attaches it. A vanished
-// interface is counted and logged at debug level: its removal event follows.
-// noEarlierRun: see tc.Target.
+// attach builds a dispatcher per direction and attaches it, both directions
+// at once (a TCX attachment waits for a kernel RCU grace period while it
+// holds RTNL; the two hooks' waits overlap). A vanished interface is counted
+// and logged at debug level: its removal event follows. noEarlierRun: see
+// tc.Target.
 func (h *eventHandler) attach(ns ifacewatch.Namespace, iface *ifacewatch.Interface, id uint16, noEarlierRun bool) error {
 	t := target(ns, iface)
 	t.NoEarlierRun = noEarlierRun
-	for _, dir := range netif.Directions {
-		prog, err := h.dp.Dispatcher(id, dir)
-		if err != nil {
-			h.metrics.attachErrors.WithLabelValues("load").Inc()
-			return fmt.Errorf("dispatcher for %s in netns %d: %w", iface.Name, ns.ID, err)
-		}
-		pl, err := h.att.Place(t, dir, prog)
-		prog.Close() // the attachment holds its own reference
-		if err == nil && !pl.First() {
-			h.log.Warn("another tool's tc filter runs ahead of ours and may hide packets from it (a filter at priority 1)",
-				"netns", ns.ID, "iface", iface.Name, "direction", dir.String(), "priority", pl.Priority, "ahead", pl.Ahead)
-		}
-		switch {
-		case errors.Is(err, tc.ErrInterfaceGone):
-			h.metrics.attachErrors.WithLabelValues("gone").Inc()
-			h.log.Debug("interface gone while attaching", "netns", ns.ID, "iface", iface.Name, "err", err)
-			return nil
-		case err != nil:
-			h.metrics.attachErrors.WithLabelValues("attach").Inc()
-			return fmt.Errorf("attach %s %s in netns %d: %w", dir, iface.Name, ns.ID, err)
-		}
+	var errs [len(netif.Directions)]error
+	var wg sync.WaitGroup
+	for i, dir := range netif.Directions {
+		wg.Go(func() { errs[i] = h.attachHook(ns, iface, id, t, dir) })
+	}
+	wg.Wait()
+	return errors.Join(errs[:]...)
+}
+
+// attachHook attaches the dispatcher of one direction.
+func (h *eventHandler) attachHook(ns ifacewatch.Namespace, iface *ifacewatch.Interface, id uint16, t tc.Target, dir netif.Direction) error {
+	prog, err := h.dp.Dispatcher(id, dir)
+	if err != nil {
+		h.metrics.attachErrors.WithLabelValues("load").Inc()
+		return fmt.Errorf("dispatcher for %s in netns %d: %w", iface.Name, ns.ID, err)
+	}
+	pl, err := h.att.Place(t, dir, prog)
+	prog.Close() // the attachment holds its own reference
+	if err == nil && !pl.First() {
+		h.log.Warn("another tool's tc filter runs ahead of ours and may hide packets from it (a filter at priority 1)",
+			"netns", ns.ID, "iface", iface.Name, "direction", dir.String(), "priority", pl.Priority, "ahead", pl.Ahead)
+	}
+	switch {
+	case errors.Is(err, tc.ErrInterfaceGone):
+		h.metrics.attachErrors.WithLabelValues("gone").Inc()
+		h.log.Debug("interface gone while attaching", "netns", ns.ID, "iface", iface.Name, "err", err)
+		return nil
+	case err != nil:
+		h.metrics.attachErrors.WithLabelValues("attach").Inc()
+		return fmt.Errorf("attach %s %s in netns %d: %w", dir, iface.Name, ns.ID, err)
 	}
 	return nil
 }

@@ -92,8 +92,11 @@ type Stats struct {
 }
 
 // Attacher attaches programs to TC hooks. It is safe for concurrent use; at
-// most Config.MaxConcurrent calls run at once and calls for the same
-// namespace are serialised.
+// most Config.MaxConcurrent calls run at once. Calls for the same namespace
+// are serialised, except new TCX attachments to interfaces no earlier run
+// knew (Target.NoEarlierRun), which run side by side on different hooks:
+// each holds RTNL across a kernel RCU grace period, so an interface's two
+// hooks attached one after the other wait for two.
 type Attacher struct {
 	cfg    Config
 	slots  chan struct{}
@@ -109,9 +112,19 @@ type Attacher struct {
 	attached, replaced, moved, notFirst, detached, gone, failed atomic.Uint64
 }
 
+// netnsLock serialises the calls on one namespace. Calls that may touch its
+// pin directory as a whole or several hooks (detaching, replacing another
+// mode's attachment) hold mu exclusively; a new TCX attachment holds it
+// shared and its hook's own lock.
 type netnsLock struct {
-	mu   sync.Mutex
-	refs int
+	mu    sync.RWMutex
+	hooks map[hookKey]*sync.Mutex
+	refs  int
+}
+
+type hookKey struct {
+	ifindex netif.Ifindex
+	dir     netif.Direction
 }
 
 // New returns an Attacher in the mode ResolveMode gives. In TCX mode the
@@ -199,7 +212,12 @@ func (a *Attacher) Place(t Target, dir netif.Direction, prog *ebpf.Program) (Pla
 		return Placement{}, a.count(fmt.Errorf("attach %s: %w", a.describe(t, dir, t.Netns), err))
 	}
 	defer ns.close()
-	unlock := a.lockNetns(ns.inode)
+	var unlock func()
+	if a.cfg.Mode == ModeTCX && t.NoEarlierRun {
+		unlock = a.lockHook(ns.inode, t.Ifindex, dir)
+	} else {
+		unlock = a.lockNetns(ns.inode)
+	}
 	defer unlock()
 
 	var pl Placement
@@ -332,25 +350,58 @@ func (a *Attacher) enter() (release func()) {
 	return func() { <-a.slots }
 }
 
-// lockNetns serialises calls on one namespace, so that two calls never race
-// on the same hook or on the namespace's pin directory.
+// lockNetns takes a namespace's lock exclusively: no other call on the
+// namespace runs until unlock.
 func (a *Attacher) lockNetns(inode netif.Netns) (unlock func()) {
-	a.mu.Lock()
-	l := a.locks[inode]
-	if l == nil {
-		l = &netnsLock{}
-		a.locks[inode] = l
-	}
-	l.refs++
-	a.mu.Unlock()
+	l := a.netnsLock(inode)
 	l.mu.Lock()
 	return func() {
 		l.mu.Unlock()
-		a.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(a.locks, inode)
-		}
-		a.mu.Unlock()
+		a.releaseNetnsLock(inode, l)
+	}
+}
+
+// lockHook takes a namespace's lock shared and one hook's lock: calls on
+// other hooks of the namespace that take lockHook run at the same time.
+func (a *Attacher) lockHook(inode netif.Netns, ifindex netif.Ifindex, dir netif.Direction) (unlock func()) {
+	l := a.netnsLock(inode)
+	a.mu.Lock()
+	k := hookKey{ifindex, dir}
+	h := l.hooks[k]
+	if h == nil {
+		h = &sync.Mutex{}
+		l.hooks[k] = h
+	}
+	a.mu.Unlock()
+	l.mu.RLock()
+	h.Lock()
+	return func() {
+		h.Unlock()
+		l.mu.RUnlock()
+		a.releaseNetnsLock(inode, l)
+	}
+}
+
+// netnsLock returns the namespace's lock, counting one more user.
+func (a *Attacher) netnsLock(inode netif.Netns) *netnsLock {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.locks[inode]
+	if l == nil {
+		l = &netnsLock{hooks: make(map[hookKey]*sync.Mutex)}
+		a.locks[inode] = l
+	}
+	l.refs++
+	return l
+}
+
+// releaseNetnsLock counts one user less, and forgets the lock (with its
+// hooks' locks) when it has none.
+func (a *Attacher) releaseNetnsLock(inode netif.Netns, l *netnsLock) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l.refs--
+	if l.refs == 0 {
+		delete(a.locks, inode)
 	}
 }
