@@ -29,7 +29,22 @@ var pciAddr = regexp.MustCompile(`^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}
 // pciDevicesDir is where PCI devices appear in sysfs.
 const pciDevicesDir = "/sys/bus/pci/devices"
 
+// driverOfKind names the ethtool driver of the virtual device kinds whose
+// driver is their kind. For them no ioctl is issued: ETHTOOL_GDRVINFO takes
+// RTNL, and while namespaces are being created every RTNL section waits
+// behind the others (each TCX attachment holds it for an RCU grace period),
+// so it cost a pod's veth and macvlan tens of milliseconds before they
+// could be attached. TestDriverOfKind checks the table against the ioctl.
+var driverOfKind = map[string]string{
+	"veth": "veth", "macvlan": "macvlan", "bridge": "bridge", "vxlan": "vxlan",
+}
+
 func (k *nsWorker) fetchInfo(sock *rtnlSocket, st *linkState) {
+	if d, ok := driverOfKind[st.msg.kind]; ok {
+		st.driver = d
+		st.infoDone = true
+		return
+	}
 	info, err := sock.ethtoolDrvinfo(st.msg.name)
 	switch {
 	case errors.Is(err, unix.ENODEV) && st.msg.parentDevBus == "pci" && st.msg.parentDev != "":

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/nsint/nsint/internal/netns"
 	"github.com/nsint/nsint/internal/netnstest"
 )
@@ -70,5 +72,54 @@ func TestDevInfoRenamedPCIDevice(t *testing.T) {
 	(&nsWorker{}).fetchInfo(sock, st)
 	if st.infoDone {
 		t.Errorf("a device without a PCI parent gone by name was described: %+v", st)
+	}
+}
+
+// The drivers driverOfKind gives without asking are what ethtool says of
+// each kind.
+func TestDriverOfKind(t *testing.T) {
+	netnstest.RequireRoot(t)
+	dir, pfx := netnstest.Dir(t), netnstest.Prefix(t)
+	ns := netnstest.New(t, dir, pfx+"-k")
+	peer := netnstest.New(t, dir, pfx+"-p")
+	netnstest.Veth(t, ns, "v0", peer, "v1")
+	h := ns.NetlinkHandle(t)
+	v0, err := h.LinkByName("v0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []netlink.Link{
+		&netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: "m0", ParentIndex: v0.Attrs().Index}, Mode: netlink.MACVLAN_MODE_BRIDGE},
+		&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "b0"}},
+		&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "x0"}, VxlanId: 42, Port: 4789},
+	} {
+		if err := h.LinkAdd(l); err != nil {
+			t.Fatalf("add %s %s: %v", l.Type(), l.Attrs().Name, err)
+		}
+	}
+	f, err := netns.Open(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sock, err := openRTNL(f, 0, ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	names := map[string]string{"veth": "v0", "macvlan": "m0", "bridge": "b0", "vxlan": "x0"}
+	for kind, want := range driverOfKind {
+		name, ok := names[kind]
+		if !ok {
+			t.Errorf("kind %s: no device of it in this test", kind)
+			continue
+		}
+		info, err := sock.ethtoolDrvinfo(name)
+		if err != nil {
+			t.Fatalf("ethtool %s: %v", name, err)
+		}
+		if got := cstring(info.Driver[:]); got != want {
+			t.Errorf("kind %s: ethtool says driver %q, driverOfKind %q", kind, got, want)
+		}
 	}
 }
