@@ -26,6 +26,7 @@ type Collector struct {
 	metrics  *metrics
 	handler  http.Handler
 	resolved chan struct{}        // topology changed: replay pending reports
+	sources  chan struct{}        // a source became an agent or was rejected: replay pending reports
 	otlp     *otlpexport.Exporter // nil: no OTLP export
 }
 
@@ -40,15 +41,12 @@ func New(cfg Config) (*Collector, error) {
 		pending:  newPendingQueue(cfg.MaxPending),
 		seq:      newSequences(cfg.MaxSources),
 		resolved: make(chan struct{}, 1),
+		sources:  make(chan struct{}, 1),
 	}
 	r, err := topology.New(topology.Config{
 		Agents: cfg.Agents, AgentPort: cfg.AgentAPIPort, Refresh: cfg.TopologyRefresh,
-		OnChange: func() {
-			select {
-			case c.resolved <- struct{}{}:
-			default:
-			}
-		},
+		OnChange:  func() { signal(c.resolved) },
+		OnSources: func() { signal(c.sources) },
 	})
 	if err != nil {
 		return nil, &ConfigError{"agents", fmt.Sprint(cfg.Agents), err.Error()}
@@ -164,8 +162,18 @@ func (c *Collector) Serve(ctx context.Context, conns []*net.UDPConn, ln net.List
 	return first
 }
 
+// signal wakes the receiver of ch without blocking (a wake-up already
+// waiting stands for this one too).
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // replayLoop applies pending reports after each topology change, relabels the
-// table and forgets ports that disappeared; every refresh period it asks
+// table and forgets ports that disappeared; after a source became an agent or
+// was rejected, it applies or drops that source's pending reports; every refresh period it asks
 // again for the topologies that pending reports still wait for.
 func (c *Collector) replayLoop(ctx context.Context) {
 	tick := time.NewTicker(c.cfg.TopologyRefresh)
@@ -177,7 +185,9 @@ func (c *Collector) replayLoop(ctx context.Context) {
 		case <-c.resolved:
 			c.table.Relabel(c.resolver.Lookup)
 			c.table.ForgetPorts(func(k topology.Key) bool { return c.resolver.Lookup(k) != nil })
-			c.pending.drain(c.apply)
+			c.pending.drain(c.replay)
+		case <-c.sources:
+			c.pending.drain(c.replay)
 		case <-tick.C:
 			for src, sw := range c.pending.sources() {
 				c.resolver.Request(src, sw)
