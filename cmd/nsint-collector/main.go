@@ -63,7 +63,10 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 		if err := parse(fs, args); err != nil {
 			return err
 		}
-		hc := &http.Client{Timeout: 30 * time.Second}
+		hc, err := o.HTTPClient()
+		if err != nil {
+			return usageError{err}
+		}
 		resp, err := client.Flows(ctx, hc, o.Server, o.Params())
 		if err != nil {
 			return err
