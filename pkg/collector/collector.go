@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/otlpexport"
 	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/kubeauth"
 )
 
 // Collector receives reports and serves the views. Create it with New.
@@ -27,6 +29,7 @@ type Collector struct {
 	handler  http.Handler
 	resolved chan struct{}        // topology changed: replay pending reports
 	otlp     *otlpexport.Exporter // nil: no OTLP export
+	certs    *kubeauth.CertFiles  // nil: plain HTTP
 }
 
 // New validates cfg and builds a collector; nothing runs until Run or Serve.
@@ -41,8 +44,13 @@ func New(cfg Config) (*Collector, error) {
 		seq:      newSequences(cfg.MaxSources),
 		resolved: make(chan struct{}, 1),
 	}
+	client, err := agentClient(cfg)
+	if err != nil {
+		return nil, err
+	}
 	r, err := topology.New(topology.Config{
 		Agents: cfg.Agents, AgentPort: cfg.AgentAPIPort, Refresh: cfg.TopologyRefresh,
+		Client: client, HTTPS: cfg.AgentTLSCA != "",
 		OnChange: func() {
 			select {
 			case c.resolved <- struct{}{}:
@@ -61,6 +69,9 @@ func New(cfg Config) (*Collector, error) {
 	}
 	c.metrics = newMetrics(c)
 	c.handler = c.newHandler()
+	if err := c.setUpAuth(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -137,6 +148,9 @@ func (c *Collector) Serve(ctx context.Context, conns []*net.UDPConn, ln net.List
 	}()
 	var srv *http.Server
 	if ln != nil {
+		if tc := c.tlsConfig(); tc != nil {
+			ln = tls.NewListener(ln, tc)
+		}
 		srv = &http.Server{Handler: c.handler, ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {

@@ -9,7 +9,7 @@ import (
 	"sync"
 )
 
-// TokenFileTransport sends the bearer token of a file with each request,
+// TokenFileTransport sends the bearer token of a file with each https request,
 // re-reading the file when it changed (projected ServiceAccount tokens are
 // rotated by the kubelet). When the file cannot be read any more, the last
 // token read is sent.
@@ -64,8 +64,12 @@ func (t *TokenFileTransport) Token() string {
 	return t.token
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper. The token goes only with https
+// requests: a plain-HTTP request is sent without it.
 func (t *TokenFileTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" {
+		return t.base.RoundTrip(r)
+	}
 	r2 := r.Clone(r.Context())
 	r2.Header.Set("Authorization", "Bearer "+t.Token())
 	return t.base.RoundTrip(r2)
