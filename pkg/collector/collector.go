@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/otlpexport"
 	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/kubeauth"
 )
 
 // Collector receives reports and serves the views. Create it with New.
@@ -28,6 +30,7 @@ type Collector struct {
 	resolved chan struct{}        // topology changed: replay pending reports
 	sources  chan struct{}        // a source became an agent or was rejected: replay pending reports
 	otlp     *otlpexport.Exporter // nil: no OTLP export
+	certs    *kubeauth.CertFiles  // nil: plain HTTP
 }
 
 // New validates cfg and builds a collector; nothing runs until Run or Serve.
@@ -43,8 +46,13 @@ func New(cfg Config) (*Collector, error) {
 		resolved: make(chan struct{}, 1),
 		sources:  make(chan struct{}, 1),
 	}
+	client, err := agentClient(cfg)
+	if err != nil {
+		return nil, err
+	}
 	r, err := topology.New(topology.Config{
 		Agents: cfg.Agents, AgentPort: cfg.AgentAPIPort, Refresh: cfg.TopologyRefresh,
+		Client: client, HTTPS: cfg.AgentTLSCA != "",
 		OnChange:  func() { signal(c.resolved) },
 		OnSources: func() { signal(c.sources) },
 	})
@@ -59,6 +67,9 @@ func New(cfg Config) (*Collector, error) {
 	}
 	c.metrics = newMetrics(c)
 	c.handler = c.newHandler()
+	if err := c.setUpAuth(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -135,6 +146,9 @@ func (c *Collector) Serve(ctx context.Context, conns []*net.UDPConn, ln net.List
 	}()
 	var srv *http.Server
 	if ln != nil {
+		if tc := c.tlsConfig(); tc != nil {
+			ln = tls.NewListener(ln, tc)
+		}
 		srv = &http.Server{Handler: c.handler, ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {

@@ -35,6 +35,13 @@
 // latency comes from the v2.0 hop-latency field, else egress − ingress
 // timestamp (v0.5: mod 2^32, flow reports only).
 //
+// With Config.APIAuth "kubernetes" the HTTP views sit behind a
+// pkg/kubeauth gate (gate.go): /healthz and the page open, /metrics for users
+// allowed to get it, the rest for authenticated users, each request carrying
+// an access.Scope built from what the user may get (pods per namespace,
+// nodes). Agents are asked over https with Config.AgentTLSCA, sending the
+// token of Config.AgentTokenFile.
+//
 // It never logs: Run returns errors and Stats exposes every counter. Nothing
 // it receives can crash it; memory is bounded by Config (flows, pending
 // reports, tracked sequences, agents) and the fixed read buffers.

@@ -32,6 +32,9 @@ type Config struct {
 	// address and AgentPort.
 	Agents    []string
 	AgentPort int
+	// HTTPS asks the agents found at report sources over https (Client
+	// then holds the CA to verify them with).
+	HTTPS bool
 	// Client fetches documents; nil means a client with a 5 s timeout.
 	Client *http.Client
 	// Refresh is how often every known agent is asked again (0: 30 s).
@@ -325,6 +328,9 @@ func (r *Resolver) handleRequest(req request, start func(*agent, time.Time)) {
 	u := ""
 	if req.source.IsValid() {
 		u = AgentURL(req.source, r.cfg.AgentPort)
+		if r.cfg.HTTPS {
+			u = "https" + strings.TrimPrefix(u, "http")
+		}
 	}
 	if su, ok := snap.bySwitch[req.switchID]; ok {
 		if a := r.agents[su]; a != nil {
