@@ -92,7 +92,7 @@ func TestKubernetesNames(t *testing.T) {
 	}
 
 	rcv := newReceiver(t)
-	agentEnv := newAgentEnv(t, dir, rcv.addr(), "--kubeconfig", kubeconfig, "--kubernetes", "on")
+	agentEnv := newAgentEnv(t, dir, rcv.addr(), "--kubeconfig", kubeconfig, "--kubernetes", "on", "--api-auth", "none")
 	ag := agentEnv.start(t)
 
 	byName := func() map[string]api.Port {

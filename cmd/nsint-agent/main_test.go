@@ -22,6 +22,7 @@ func TestInvalidConfigurationExitsTwo(t *testing.T) {
 		{[]string{"--select", "include color=blue"}, `select "include color=blue"`},
 		{[]string{"cleanup", "--attach-mode", "xdp"}, `attach-mode "xdp"`},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--api-auth", "kubernetes"}, `api-tls-cert "" (from configuration): --api-auth kubernetes needs --api-tls-cert and --api-tls-key`},
 	} {
 		var stderr strings.Builder
 		if code := run(c.args, &stderr); code != 2 {

@@ -63,7 +63,10 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 		if err := parse(fs, args); err != nil {
 			return err
 		}
-		hc := &http.Client{Timeout: 30 * time.Second}
+		hc, err := o.HTTPClient()
+		if err != nil {
+			return usageError{err}
+		}
 		resp, err := client.Flows(ctx, hc, o.Server, o.Params())
 		if err != nil {
 			return err
@@ -113,7 +116,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 		return err
 	}
 	log.Info("collector starting", "listen", cfg.Listen, "api", cfg.APIAddr, "agents", cfg.Agents,
-		"agentApiPort", cfg.AgentAPIPort, "maxFlows", cfg.MaxFlows)
+		"agentApiPort", cfg.AgentAPIPort, "maxFlows", cfg.MaxFlows, "apiAuth", cfg.APIAuth, "apiTLS", cfg.TLSCert != "",
+		"agentTLSCA", cfg.AgentTLSCA, "agentTLSServerName", cfg.AgentTLSServerName, "agentTokenFile", cfg.AgentTokenFile)
 	if cfg.OTLP.Enabled() {
 		log.Info("exporting flow records over OTLP", "endpoint", cfg.OTLP.Endpoint, "interval", cfg.OTLP.Interval,
 			"queueSize", cfg.OTLP.QueueSize, "maxRetryTime", cfg.OTLP.MaxRetryTime)

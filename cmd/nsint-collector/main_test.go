@@ -81,6 +81,12 @@ func TestInvalidConfigurationExitsWithStatus2(t *testing.T) {
 		{"", []string{"NSINT_COLLECTOR_OTLP_QUEUE_SIZE=0"}, []string{"otlp-queue-size", `"0"`}},
 		{"--otlp-queue-size 5 --otlp-batch-size 10", nil, []string{"otlp-batch-size", `"10"`}},
 		{"--otlp-max-retry-time -1s", nil, []string{"otlp-max-retry-time", `"-1s"`}},
+		{"flows --token @" + filepath.Join(dir, "absent"), nil, []string{"--token", filepath.Join(dir, "absent"), "no such file"}},
+		{"flows --token @" + yml + " --server https://h", nil, []string{"--token", yml, "white space"}},
+		{"flows --ca-file " + yml + " --server https://h", nil, []string{"--ca-file", yml, "no PEM certificate"}},
+		{"flows --kubeconfig " + filepath.Join(dir, "absent"), nil, []string{"--kubeconfig", filepath.Join(dir, "absent")}},
+		{"flows --token abc --server http://198.18.0.1:8080", nil, []string{"--server", "https"}},
+		{"flows --server ftp://h", nil, []string{"--server", "ftp://h"}},
 	} {
 		code, out := runMain(t, tc.args, tc.env...)
 		if code != 2 {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,6 +104,10 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 	a.recov = newRecovery()
 	a.metrics = newMetrics(a)
 	a.metrics.reg.MustRegister(a.recov.m.collectors()...)
+	apiServe, err := a.prepareAPI()
+	if err != nil {
+		return err
+	}
 
 	format, err := intreport.ParseFormat(cfg.ReportFormat)
 	if err != nil {
@@ -249,14 +254,14 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 	// ask for the topology to name them.
 	server := sup.group()
 	defer server.Wait()
-	srv, err := a.serveAPI(server)
+	srv, err := a.serveAPI(server, apiServe)
 	if err != nil {
 		return err
 	}
 	defer shutdownAPI(srv)
 	log.Info("nsint-agent running", "node", cfg.NodeName, "switchId", cfg.SwitchID, "switchIdFrom", cfg.SwitchIDSource,
 		"attachMode", a.att.Mode().String(), "format", format.String(), "collectors", cfg.Collectors, "collectorReplicas", cfg.CollectorReplicas,
-		"api", srv.Addr, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns, "flowTable", flowTableName(a.dp))
+		"api", srv.Addr, "apiTLS", apiServe.tls != nil, "apiAuth", cfg.APIAuth, "netnsDirs", cfg.NetnsDirs, "hostNetns", cfg.HostNetns, "flowTable", flowTableName(a.dp))
 
 	components.Go("sweeper", func() error {
 		a.sweeper.run(ctx, sweepPeriod(cfg.ReportInterval))
@@ -289,7 +294,7 @@ func (a *Agent) namer(s seams) (namer, error) {
 		return s.names()
 	}
 	cfg := a.cfg
-	if !kubernetesWanted(cfg.Kubernetes, cfg.Kubeconfig) {
+	if !config.KubernetesOn(cfg.Kubernetes, cfg.Kubeconfig) {
 		return nil, nil
 	}
 	malformed := func(pod k8s.PodRef, err error) {
@@ -385,15 +390,20 @@ func (a *Agent) applyWatchlist(rules []watchlist.Rule) error {
 }
 
 // serveAPI starts serving the API under g; shutdownAPI stops it.
-func (a *Agent) serveAPI(g *group) (*http.Server, error) {
+func (a *Agent) serveAPI(g *group, serve *apiServing) (*http.Server, error) {
 	ln, err := net.Listen("tcp", a.cfg.APIAddr)
 	if err != nil {
 		return nil, fmt.Errorf("API listen on %s: %w", a.cfg.APIAddr, err)
 	}
 	srv := &http.Server{
 		Addr:              ln.Addr().String(),
-		Handler:           api.Handler(a, a.metrics.reg),
+		Handler:           serve.handler,
 		ReadHeaderTimeout: 5 * time.Second,
+		// A client that does not trust our certificate is not our error.
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
+	if serve.tls != nil {
+		ln = tls.NewListener(ln, serve.tls)
 	}
 	a.apiAddr = srv.Addr
 	g.Go("api", func() error {

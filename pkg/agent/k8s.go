@@ -4,24 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/nsint/nsint/pkg/api"
 	"github.com/nsint/nsint/pkg/k8s"
 	"github.com/nsint/nsint/pkg/netif"
 )
-
-// kubernetesWanted decides whether to enrich ports with Kubernetes names:
-// "on", "off", or "auto" (when running in a pod or given a kubeconfig).
-func kubernetesWanted(mode, kubeconfig string) bool {
-	switch mode {
-	case "on":
-		return true
-	case "off":
-		return false
-	}
-	return kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""
-}
 
 // namer gives interfaces their Kubernetes names: a *k8s.Enricher, or a test's
 // stand-in.

@@ -5,5 +5,7 @@
 //
 // It defines the JSON wire types and nothing else: the agent hands it a
 // Source that answers from its own state. Handlers never block on the
-// datapath.
+// datapath. It does not authenticate: the agent puts pkg/kubeauth in front
+// of Handler, open on OpenPath and authorizing every other path as
+// AuthzPath, and asks HandlerWith for QuietHealth.
 package api

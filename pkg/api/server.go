@@ -20,8 +20,24 @@ type Source interface {
 	Ready() (bool, string)
 }
 
+// Options change what Handler serves.
+type Options struct {
+	// QuietHealth makes /readyz answer only "not ready", without the
+	// reason: when the API is open only to authorized callers, the kubelet
+	// probes /healthz and /readyz unauthenticated and they reveal nothing.
+	QuietHealth bool
+	// NotReady, when set, is told the reason of each "not ready" answer
+	// (for the log).
+	NotReady func(reason string)
+}
+
 // Handler returns the agent's HTTP handler. gatherer serves /metrics.
 func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
+	return HandlerWith(src, gatherer, Options{})
+}
+
+// HandlerWith is Handler with opts.
+func HandlerWith(src Source, gatherer prometheus.Gatherer, opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/topology", func(w http.ResponseWriter, r *http.Request) {
 		t := src.Topology()
@@ -50,6 +66,13 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if ok, why := src.Ready(); !ok {
+			if opts.NotReady != nil {
+				opts.NotReady(why)
+			}
+			if opts.QuietHealth {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
 			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}

@@ -23,12 +23,12 @@ func TestReportLossPerAgent(t *testing.T) {
 	// restarts: 0, 1 (not a loss). One v0.5 report of its own sequence.
 	send(t, addrs[0], flow(intreport.V20, nodeA, 2001), flow(intreport.V20, nodeA, 2002), flow(intreport.V20, nodeA, 2006),
 		flow(intreport.V20, nodeA, 0), flow(intreport.V20, nodeA, 1), flow(intreport.V05, nodeA, 77))
-	// An agent whose topology the collector cannot fetch, from ::1: no loss.
+	// From ::1, where no agent answers: rejected, in no view.
 	send(t, addrs[1], flow(intreport.V20, 0x0A, 40), flow(intreport.V20, 0x0A, 41))
-	eventually(t, "eight reports and node-a's topology", func() bool {
+	eventually(t, "node-a's six reports, its topology and ::1's two rejected", func() bool {
 		s := c.Stats()
 		_, known := c.Resolver().Node(nodeA)
-		return s.Reports == 8 && known
+		return s.Table.Flows > 0 && known && s.Rejected == 2 && s.Pending == 0
 	})
 
 	var sum web.SummaryResponse
@@ -37,7 +37,6 @@ func TestReportLossPerAgent(t *testing.T) {
 	}
 	want := []web.AgentReports{
 		{Source: "127.0.0.1", Node: "node-a", SwitchID: nodeA, Reports: 6, LostReports: 3, SequenceResets: 1},
-		{Source: "::1", Node: "", SwitchID: 0x0A, Reports: 2},
 	}
 	if len(sum.Agents) != len(want) {
 		t.Fatalf("summary agents %+v, want %+v", sum.Agents, want)
@@ -55,21 +54,23 @@ func TestReportLossPerAgent(t *testing.T) {
 	if sum.Agents == nil || len(sum.Agents) != 0 {
 		t.Errorf("summary?node=node-b agents %+v, want an empty list", sum.Agents)
 	}
-	if s := c.Stats(); s.LostReports != 3 || s.Sources != 3 {
-		t.Errorf("stats: lost %d sequences %d, want 3 and 3", s.LostReports, s.Sources)
+	if s := c.Stats(); s.LostReports != 3 {
+		t.Errorf("stats: lost %d, want 3", s.LostReports)
 	}
 
 	m := scrape(t, base)
 	for _, w := range []string{
 		`nsint_collector_agent_lost_reports_total{agent="127.0.0.1"} 3`,
-		`nsint_collector_agent_lost_reports_total{agent="::1"} 0`,
 		`nsint_collector_agent_reports_total{agent="127.0.0.1"} 6`,
 		`nsint_collector_agent_info{agent="127.0.0.1",node="node-a",switch_id="3323068673"} 1`,
-		`nsint_collector_agent_info{agent="::1",node="",switch_id="10"} 1`,
+		`nsint_collector_reports_rejected_total{reason="unknown_source"} 2`,
 		`nsint_collector_lost_reports_total 3`,
 	} {
 		if !strings.Contains(m, w+"\n") {
 			t.Errorf("metrics lack %s", w)
 		}
+	}
+	if strings.Contains(m, `agent="::1"`) {
+		t.Error("metrics name ::1, which is no agent")
 	}
 }

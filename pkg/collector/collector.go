@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/otlpexport"
 	"github.com/nsint/nsint/pkg/collector/topology"
+	"github.com/nsint/nsint/pkg/kubeauth"
 )
 
 // Collector receives reports and serves the views. Create it with New.
@@ -26,7 +28,9 @@ type Collector struct {
 	metrics  *metrics
 	handler  http.Handler
 	resolved chan struct{}        // topology changed: replay pending reports
+	sources  chan struct{}        // a source became an agent or was rejected: replay pending reports
 	otlp     *otlpexport.Exporter // nil: no OTLP export
+	certs    *kubeauth.CertFiles  // nil: plain HTTP
 }
 
 // New validates cfg and builds a collector; nothing runs until Run or Serve.
@@ -40,15 +44,17 @@ func New(cfg Config) (*Collector, error) {
 		pending:  newPendingQueue(cfg.MaxPending),
 		seq:      newSequences(cfg.MaxSources),
 		resolved: make(chan struct{}, 1),
+		sources:  make(chan struct{}, 1),
+	}
+	client, err := agentClient(cfg)
+	if err != nil {
+		return nil, err
 	}
 	r, err := topology.New(topology.Config{
 		Agents: cfg.Agents, AgentPort: cfg.AgentAPIPort, Refresh: cfg.TopologyRefresh,
-		OnChange: func() {
-			select {
-			case c.resolved <- struct{}{}:
-			default:
-			}
-		},
+		Client: client, HTTPS: cfg.AgentTLSCA != "",
+		OnChange:  func() { signal(c.resolved) },
+		OnSources: func() { signal(c.sources) },
 	})
 	if err != nil {
 		return nil, &ConfigError{"agents", fmt.Sprint(cfg.Agents), err.Error()}
@@ -61,6 +67,9 @@ func New(cfg Config) (*Collector, error) {
 	}
 	c.metrics = newMetrics(c)
 	c.handler = c.newHandler()
+	if err := c.setUpAuth(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -137,6 +146,9 @@ func (c *Collector) Serve(ctx context.Context, conns []*net.UDPConn, ln net.List
 	}()
 	var srv *http.Server
 	if ln != nil {
+		if tc := c.tlsConfig(); tc != nil {
+			ln = tls.NewListener(ln, tc)
+		}
 		srv = &http.Server{Handler: c.handler, ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() {
@@ -164,8 +176,18 @@ func (c *Collector) Serve(ctx context.Context, conns []*net.UDPConn, ln net.List
 	return first
 }
 
+// signal wakes the receiver of ch without blocking (a wake-up already
+// waiting stands for this one too).
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // replayLoop applies pending reports after each topology change, relabels the
-// table and forgets ports that disappeared; every refresh period it asks
+// table and forgets ports that disappeared; after a source became an agent or
+// was rejected, it applies or drops that source's pending reports; every refresh period it asks
 // again for the topologies that pending reports still wait for.
 func (c *Collector) replayLoop(ctx context.Context) {
 	tick := time.NewTicker(c.cfg.TopologyRefresh)
@@ -177,7 +199,9 @@ func (c *Collector) replayLoop(ctx context.Context) {
 		case <-c.resolved:
 			c.table.Relabel(c.resolver.Lookup)
 			c.table.ForgetPorts(func(k topology.Key) bool { return c.resolver.Lookup(k) != nil })
-			c.pending.drain(c.apply)
+			c.pending.drain(c.replay)
+		case <-c.sources:
+			c.pending.drain(c.replay)
 		case <-tick.C:
 			for src, sw := range c.pending.sources() {
 				c.resolver.Request(src, sw)

@@ -169,7 +169,8 @@ func TestBadQueryValues(t *testing.T) {
 }
 
 // TestHandWrittenVectors feeds the independent reference payloads (not built
-// by our encoder) through the UDP path, from [::1], with a static agent list.
+// by our encoder) through the UDP path, from [::1], with a static agent list
+// (one of them at [::1], so that the reports come from an agent's host).
 func TestHandWrittenVectors(t *testing.T) {
 	// Frames 1 (v0.5 flow), 2 (v0.5 drop), 3 (v1.0), 4 (v2.0 IPv4 inner) of
 	// shared/int-vectors (copied to testdata): switch/node IDs 1 and
@@ -183,7 +184,7 @@ func TestHandWrittenVectors(t *testing.T) {
 	}
 	a1, a2 := newFakeAgent(t, ports(1, "sw1")), newFakeAgent(t, ports(0x11111111, "sw2"))
 	cfg := testConfig(1)
-	cfg.Agents = []string{a1.srv.URL, a2.srv.URL + topology.Path}
+	cfg.Agents = []string{a1.serveV6(t), a2.srv.URL + topology.Path}
 	c, addrs, base := startCollector(t, cfg, true)
 	send(t, addrs[1], payloads...)
 

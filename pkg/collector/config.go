@@ -21,6 +21,14 @@ const (
 	DefaultMaxSources      = 65536
 	DefaultTopologyRefresh = 30 * time.Second
 	DefaultReadBuffer      = 8 << 20
+	DefaultAuthCacheTTL    = 30 * time.Second
+	DefaultAgentServerName = "nsint-agent.nsint.svc"
+)
+
+// The values of Config.APIAuth.
+const (
+	APIAuthNone       = "none"       // anyone who reaches the port sees everything
+	APIAuthKubernetes = "kubernetes" // bearer tokens, TokenReview and SubjectAccessReview
 )
 
 // Config configures a Collector.
@@ -35,6 +43,16 @@ type Config struct {
 	TopologyRefresh time.Duration     // how often agents are asked again
 	ReadBuffer      int               // UDP socket receive buffer, bytes
 	OTLP            otlpexport.Config // export of the rows' increments as OTLP log records (off without an endpoint)
+
+	APIAuth      string        // none or kubernetes: who may call the HTTP API
+	TLSCert      string        // PEM certificate of the HTTP API ("" = plain HTTP)
+	TLSKey       string        // PEM key of TLSCert
+	AuthCacheTTL time.Duration // how long an authentication or authorization decision is reused
+	Kubeconfig   string        // for TokenReview and SubjectAccessReview ("" = in-cluster)
+
+	AgentTLSCA         string // CA bundle of the agents' serving certificates ("" = agents over http)
+	AgentTLSServerName string // name checked in the agents' certificates ("" = the URL's host)
+	AgentTokenFile     string // bearer token sent to agents, re-read on change ("" = none)
 }
 
 // DefaultConfig returns the defaults.
@@ -43,7 +61,8 @@ func DefaultConfig() Config {
 		Listen: DefaultListen, APIAddr: DefaultAPIAddr, AgentAPIPort: DefaultAgentAPIPort,
 		MaxFlows: DefaultMaxFlows, MaxPending: DefaultMaxPending, MaxSources: DefaultMaxSources,
 		TopologyRefresh: DefaultTopologyRefresh, ReadBuffer: DefaultReadBuffer,
-		OTLP: otlpexport.DefaultConfig(),
+		OTLP:    otlpexport.DefaultConfig(),
+		APIAuth: APIAuthNone, AuthCacheTTL: DefaultAuthCacheTTL, AgentTLSServerName: DefaultAgentServerName,
 	}
 }
 
@@ -87,6 +106,22 @@ func (c *Config) Validate() error {
 	}
 	if c.ReadBuffer < 0 {
 		return &ConfigError{"read-buffer", strconv.Itoa(c.ReadBuffer), "want 0 (system default) or more bytes"}
+	}
+	switch c.APIAuth {
+	case APIAuthNone, APIAuthKubernetes:
+	default:
+		return &ConfigError{"api-auth", c.APIAuth, "want none or kubernetes"}
+	}
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		return &ConfigError{"api-tls-key", "", "--api-tls-cert is set: give its key too"}
+	case c.TLSCert == "" && c.TLSKey != "":
+		return &ConfigError{"api-tls-cert", "", "--api-tls-key is set: give its certificate too"}
+	case c.APIAuth == APIAuthKubernetes && c.TLSCert == "":
+		return &ConfigError{"api-tls-cert", "", "--api-auth kubernetes needs --api-tls-cert and --api-tls-key: bearer tokens are never accepted over plain HTTP"}
+	}
+	if c.AuthCacheTTL < 0 || c.AuthCacheTTL > time.Hour {
+		return &ConfigError{"api-auth-cache-ttl", c.AuthCacheTTL.String(), "want 0..1h"}
 	}
 	if err := c.OTLP.Validate(); err != nil {
 		var fe *otlpexport.FieldError

@@ -14,6 +14,13 @@
 // topology change). Parsing inner packets, the flow table, topology
 // resolution and the HTTP views live in the sub-packages.
 //
+// Reports count only from agents: a datagram is used only when its source
+// address is a known agent (topology.SourceAgent: its topology was fetched
+// from that address, or it is the host of a static agent URL). Until the
+// first fetch from a new source ends, its reports wait in the pending queue;
+// once that fetch failed, they and the source's later reports are dropped and
+// counted as rejected (Stats.Rejected), in no row, total or agent list.
+//
 // Counters per report: a v2.0 report with nsint's domain-specific counters
 // adds its packets and bytes since the previous report. A report without
 // counters (every v0.5 report, or a v2.0 reporter that sends none) stands for
@@ -27,6 +34,13 @@
 // empty and creates or touches no row: a row always has packets or drops. Hop
 // latency comes from the v2.0 hop-latency field, else egress − ingress
 // timestamp (v0.5: mod 2^32, flow reports only).
+//
+// With Config.APIAuth "kubernetes" the HTTP views sit behind a
+// pkg/kubeauth gate (gate.go): /healthz and the page open, /metrics for users
+// allowed to get it, the rest for authenticated users, each request carrying
+// an access.Scope built from what the user may get (pods per namespace,
+// nodes). Agents are asked over https with Config.AgentTLSCA, sending the
+// token of Config.AgentTokenFile.
 //
 // It never logs: Run returns errors and Stats exposes every counter. Nothing
 // it receives can crash it; memory is bounded by Config (flows, pending

@@ -21,6 +21,14 @@ func (cfg *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&cfg.MaxSources, "max-sources", cfg.MaxSources, "report sequences (source address, switch ID, hw_id) tracked for loss")
 	fs.DurationVar(&cfg.TopologyRefresh, "topology-refresh", cfg.TopologyRefresh, "how often agents' topologies are fetched again")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", cfg.ReadBuffer, "UDP receive buffer in bytes (0: system default)")
+	fs.StringVar(&cfg.APIAuth, "api-auth", cfg.APIAuth, "who may call the HTTP API: none, or kubernetes (a bearer token TokenReview accepts; /metrics needs SubjectAccessReview get /metrics, the views show the rows of the namespaces whose pods the user may get; needs --api-tls-cert and --api-tls-key); /healthz and the page stay open")
+	fs.StringVar(&cfg.TLSCert, "api-tls-cert", cfg.TLSCert, "PEM certificate (chain) the HTTP API serves HTTPS with, re-read when it changes (with --api-tls-key; empty: plain HTTP)")
+	fs.StringVar(&cfg.TLSKey, "api-tls-key", cfg.TLSKey, "PEM private key of --api-tls-cert, re-read when it changes")
+	fs.DurationVar(&cfg.AuthCacheTTL, "api-auth-cache-ttl", cfg.AuthCacheTTL, "how long an allow or deny decision of --api-auth kubernetes is reused for the same token (0: ask every time)")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "kubeconfig for TokenReview and SubjectAccessReview (default: in-cluster configuration)")
+	fs.StringVar(&cfg.AgentTLSCA, "agent-tls-ca", cfg.AgentTLSCA, "PEM CA bundle the agents' serving certificates chain to; when set, agents are asked over https")
+	fs.StringVar(&cfg.AgentTLSServerName, "agent-tls-server-name", cfg.AgentTLSServerName, "name checked in the agents' certificates (agents are reached by node IP; empty: the URL's host)")
+	fs.StringVar(&cfg.AgentTokenFile, "agent-token-file", cfg.AgentTokenFile, "file of the bearer token sent to agents (over https only), re-read when it changes (a projected ServiceAccount token); empty: none")
 	cfg.OTLP.RegisterFlags(fs)
 }
 

@@ -2,10 +2,12 @@ package collector
 
 import (
 	"net"
+	"net/netip"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/intreport"
 )
 
@@ -15,7 +17,9 @@ import (
 // must be accounted for — received or counted as dropped by the kernel —,
 // the sequence gaps must equal the kernel's drops, the table must stay at
 // its bound with the excess counted as evictions, and the heap must not grow
-// with the number of reports.
+// with the number of reports. Reports forged from 127.0.0.2 (no agent there)
+// for the same switch and ports, before and after the flood, are rejected
+// and in no row.
 func TestFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("flood test skipped in -short mode")
@@ -51,6 +55,24 @@ func TestFlood(t *testing.T) {
 	// Resolve the ports first so the flood exercises the table.
 	sendOne(0)
 	eventually(t, "ports to resolve", func() bool { s := c.Stats(); return s.Reports == 1 && s.Pending == 0 })
+	const forgedPort, forgedN = 65000, 5
+	forge := func() {
+		t.Helper()
+		f := r
+		f.Inner = append([]byte(nil), r.Inner...)
+		f.Inner[34], f.Inner[35] = byte(forgedPort>>8), byte(forgedPort&0xff)
+		var ps [][]byte
+		for range forgedN {
+			ps = append(ps, intreport.AppendV20(nil, &f))
+		}
+		sendFrom(t, netip.MustParseAddr("127.0.0.2"), addrs[0], ps...)
+	}
+	forge()
+	eventually(t, "forged reports rejected", func() bool { s := c.Stats(); return s.Rejected == forgedN && s.Pending == 0 })
+	// Not reports of the flood: the datagrams the flood accounting leaves out,
+	// and those not counted as reports (rejected on arrival).
+	forgedDatagrams := uint64(forgedN)
+	notReports := c.Stats().Datagrams - c.Stats().Reports
 
 	runtime.GC()
 	var before runtime.MemStats
@@ -91,15 +113,23 @@ func TestFlood(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s := c.Stats()
-		if s.Datagrams+s.SocketDrops == uint64(sent) && s.LostReports == s.SocketDrops {
+		if s.Datagrams-forgedDatagrams+s.SocketDrops == uint64(sent) && s.LostReports == s.SocketDrops {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("datagrams %d + socket drops %d != sent %d (lost %d)", s.Datagrams, s.SocketDrops, sent, s.LostReports)
+			t.Fatalf("datagrams %d (%d forged) + socket drops %d != sent %d (lost %d)", s.Datagrams, forgedDatagrams,
+				s.SocketDrops, sent, s.LostReports)
 		}
 		sendOne(0)
 		sent++
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	forge()
+	eventually(t, "forged reports rejected after the flood", func() bool { return c.Stats().Rejected == 2*forgedN })
+	notReports += forgedN
+	if rows, _ := c.Table().Query(flowtable.Filter{Proto: -1, Port: forgedPort}); len(rows) != 0 {
+		t.Errorf("forged reports shown: %+v", rows)
 	}
 
 	runtime.GC()
@@ -121,7 +151,7 @@ func TestFlood(t *testing.T) {
 	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 32<<20 {
 		t.Errorf("heap grew by %d MiB during the flood", grown>>20)
 	}
-	if s.Reports != s.Datagrams {
-		t.Errorf("reports %d != datagrams %d", s.Reports, s.Datagrams)
+	if s.Reports != s.Datagrams-notReports {
+		t.Errorf("reports %d != datagrams %d - %d rejected on arrival", s.Reports, s.Datagrams, notReports)
 	}
 }

@@ -31,7 +31,8 @@ func FuzzIngest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if err := c.Resolver().Install("http://127.0.0.1:4048", twoPodTopology(nodeA)); err != nil {
+	// The reports come from ipA: the agent's address.
+	if err := c.Resolver().Install("http://"+ipA.String()+":4048", twoPodTopology(nodeA)); err != nil {
 		f.Fatal(err)
 	}
 	in := c.NewIngester()

@@ -14,5 +14,6 @@ func (c *Collector) newHandler() http.Handler {
 		Agents:   c.Agents,
 		Served:   c.Served,
 		Metrics:  c.metrics.handler(),
+		Rejected: func() uint64 { return c.ing.rejected.Load() },
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +53,20 @@ func (a *fakeAgent) set(doc topology.Document) {
 	a.mu.Lock()
 	a.doc = doc
 	a.mu.Unlock()
+}
+
+// serveV6 serves the agent on [::1] too, at the same port (so that reports
+// from [::1] come from a known agent), and returns that URL.
+func (a *fakeAgent) serveV6(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(a.port())))
+	if err != nil {
+		t.Fatalf("fake agent on [::1]: %v", err)
+	}
+	srv := &http.Server{Handler: a.srv.Config.Handler, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
 }
 
 func (a *fakeAgent) port() int {

@@ -64,6 +64,7 @@ type ingestCounters struct {
 	unresolved  atomic.Uint64 // reports that went to the pending queue
 	empty       atomic.Uint64 // reports whose counters say nothing crossed
 	noPorts     atomic.Uint64 // reports naming no port at all
+	rejected    atomic.Uint64 // reports from a source that is no known agent
 }
 
 // Ingester decodes datagrams and feeds the flow table. One Ingester belongs
@@ -96,14 +97,25 @@ func (in *Ingester) Ingest(source netip.Addr, payload []byte, nowNs int64) {
 		c.ing.errors[ReasonNoReports].Add(1)
 		return
 	}
+	state := c.resolver.Source(source)
+	if state == topology.SourceRejected {
+		// Not from an agent: shown nowhere, not even as a sequence. The
+		// resolver asks the address again every refresh period.
+		c.ing.rejected.Add(uint64(len(d.Reports)))
+		return
+	}
 	first := &d.Reports[0]
 	c.seq.observe(seqKey{source: source, switchID: first.SwitchID, hwID: first.HwID, v20: d.Format == intreport.V20}, first.Seq, first.SwitchID)
 	for i := range d.Reports {
-		in.one(source, d.Format, &d.Reports[i], nowNs)
+		in.one(source, state, d.Format, &d.Reports[i], nowNs)
 	}
 }
 
-func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.DecodedReport, nowNs int64) {
+// one handles one report from source. A report from a source not known yet
+// as an agent waits in the pending queue for the first topology fetch from
+// it, whatever its ports: reports are applied only when their source is an
+// agent.
+func (in *Ingester) one(source netip.Addr, state topology.SourceState, f intreport.Format, r *intreport.DecodedReport, nowNs int64) {
 	c := in.c
 	c.ing.reports.Add(1)
 	if r.Kind == intreport.Drop {
@@ -118,9 +130,6 @@ func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.Deco
 		c.ing.empty.Add(1)
 		return
 	}
-	if o.HasLatency {
-		c.metrics.observeLatency(o.LatencyNs)
-	}
 	if r.IngressPort == 0 && r.EgressPort == 0 {
 		c.ing.noPorts.Add(1)
 		return
@@ -132,7 +141,7 @@ func (in *Ingester) one(source netip.Addr, f intreport.Format, r *intreport.Deco
 		obs:     *o,
 	}
 	dropOnlyWhereObserved(r, &u)
-	if !c.apply(&u) {
+	if state != topology.SourceAgent || !c.apply(&u) {
 		c.ing.unresolved.Add(1)
 		c.pending.push(&u)
 		c.resolver.Request(source, r.SwitchID)
@@ -204,7 +213,23 @@ func hasCounters(r *intreport.DecodedReport) bool {
 	return r.DomainID == intreport.NsintDomainID && r.DSMdBits&(intreport.DSPackets|intreport.DSBytes) != 0
 }
 
-// apply adds u to the table when every port it names is known.
+// replay is the pending queue's verdict on u: applied when its source is an
+// agent and its ports are known, rejected when its source is no agent.
+func (c *Collector) replay(u *unresolved) verdict {
+	switch c.resolver.Source(u.source) {
+	case topology.SourceAgent:
+		if c.apply(u) {
+			return applied
+		}
+	case topology.SourceRejected:
+		c.ing.rejected.Add(1)
+		return rejected
+	}
+	return keep
+}
+
+// apply adds u to the table when every port it names is known (its source
+// must be an agent: the caller checks).
 func (c *Collector) apply(u *unresolved) bool {
 	var ing, eg *topology.Port
 	if u.ingress.Port != 0 {
@@ -218,6 +243,9 @@ func (c *Collector) apply(u *unresolved) bool {
 		}
 	}
 	c.table.Add(&u.obs, ing, eg)
+	if u.obs.HasLatency {
+		c.metrics.observeLatency(u.obs.LatencyNs)
+	}
 	return true
 }
 

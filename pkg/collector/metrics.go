@@ -23,8 +23,8 @@ type metrics struct {
 
 	ifaceReports, ifacePackets, ifaceBytes, ifaceDrops *prometheus.Desc
 
-	datagrams, reports, errors, kernelDrops, lost, unresolved, pendingOverflow *prometheus.Desc
-	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow, empty *prometheus.Desc
+	datagrams, reports, errors, kernelDrops, lost, unresolved, pendingOverflow           *prometheus.Desc
+	pendingNow, resolveFailures, fetches, evictions, flows, seqOverflow, empty, rejected *prometheus.Desc
 
 	agentReports, agentLost, agentInfo *prometheus.Desc
 
@@ -64,6 +64,7 @@ func newMetrics(c *Collector) *metrics {
 	m.evictions = d("flow_evictions_total", "Flow rows evicted (least recently seen) because the table was full.")
 	m.flows = d("flows", "Flow rows in the table.")
 	m.seqOverflow = d("sequence_sources_overflow_total", "Reports whose source was not tracked for gaps because too many sources were.")
+	m.rejected = d("reports_rejected_total", "Reports dropped unseen, by reason: unknown_source (their source address is no agent whose topology was fetched from it, nor a static --agents host).", "reason")
 	m.empty = d("empty_reports_total", "Reports whose counters were present and zero (nothing crossed): no row was created or updated.")
 	// Per agent: one series per tracked source address (at most
 	// --max-sources), labelled by the address, which does not change when
@@ -96,7 +97,7 @@ func (m *metrics) handler() http.Handler {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.ifaceReports, m.ifacePackets, m.ifaceBytes, m.ifaceDrops,
 		m.datagrams, m.reports, m.errors, m.kernelDrops, m.lost, m.unresolved, m.pendingOverflow,
-		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow, m.empty,
+		m.pendingNow, m.resolveFailures, m.fetches, m.evictions, m.flows, m.seqOverflow, m.empty, m.rejected,
 		m.agentReports, m.agentLost, m.agentInfo} {
 		ch <- d
 	}
@@ -150,6 +151,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.flows, float64(s.Table.Flows))
 	counter(m.seqOverflow, s.SequenceOverflow)
 	counter(m.empty, s.EmptyReports)
+	counter(m.rejected, s.Rejected, "unknown_source")
 	for _, a := range c.Agents() {
 		counter(m.agentReports, a.Reports, a.Source)
 		counter(m.agentLost, a.LostReports, a.Source)

@@ -27,6 +27,15 @@ type pendingQueue struct {
 	resolved uint64
 }
 
+// verdict is what a drain does with a queued report.
+type verdict uint8
+
+const (
+	keep     verdict = iota // still waiting
+	applied                 // in the table now
+	rejected                // dropped: its source is no agent
+)
+
 func newPendingQueue(capacity int) *pendingQueue {
 	return &pendingQueue{ring: make([]unresolved, max(capacity, 1))}
 }
@@ -44,15 +53,18 @@ func (q *pendingQueue) push(u *unresolved) {
 }
 
 // drain calls try on every queued report in arrival order and keeps those
-// for which it returns false.
-func (q *pendingQueue) drain(try func(*unresolved) bool) {
+// it says to keep.
+func (q *pendingQueue) drain(try func(*unresolved) verdict) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	kept := 0
 	for i := 0; i < q.n; i++ {
 		u := &q.ring[(q.head+i)%len(q.ring)]
-		if try(u) {
+		switch try(u) {
+		case applied:
 			q.resolved++
+			continue
+		case rejected:
 			continue
 		}
 		q.ring[(q.head+kept)%len(q.ring)] = *u

@@ -50,17 +50,31 @@ func TestPendingQueueOverflowCountsOldest(t *testing.T) {
 		t.Fatalf("queued %d overflow %d, want 3 and 2", n, overflow)
 	}
 	var seen []uint16
-	q.drain(func(u *unresolved) bool {
+	q.drain(func(u *unresolved) verdict {
 		seen = append(seen, u.ingress.Port)
-		return u.ingress.Port == 4
+		if u.ingress.Port == 4 {
+			return applied
+		}
+		return keep
 	})
 	if len(seen) != 3 || seen[0] != 3 || seen[2] != 5 {
 		t.Errorf("drain order %v, want [3 4 5] (oldest dropped)", seen)
 	}
 	var left []uint16
-	q.drain(func(u *unresolved) bool { left = append(left, u.ingress.Port); return false })
+	q.drain(func(u *unresolved) verdict {
+		left = append(left, u.ingress.Port)
+		if u.ingress.Port == 3 {
+			return rejected
+		}
+		return keep
+	})
 	if len(left) != 2 || left[0] != 3 || left[1] != 5 {
 		t.Errorf("kept %v, want [3 5]", left)
+	}
+	left = nil
+	q.drain(func(u *unresolved) verdict { left = append(left, u.ingress.Port); return keep })
+	if n, _, resolved := q.stats(); len(left) != 1 || left[0] != 5 || n != 1 || resolved != 1 {
+		t.Errorf("after a rejection kept %v (queued %d, resolved %d), want [5] (1, 1)", left, n, resolved)
 	}
 }
 
@@ -68,6 +82,7 @@ func TestPendingQueueOverflowCountsOldest(t *testing.T) {
 // over UDP; each is counted under its reason and the collector keeps working.
 func TestBadInputIsCountedByReason(t *testing.T) {
 	agent := newFakeAgent(t, twoPodTopology(nodeA))
+	agent.serveV6(t)
 	c, addrs, _ := startCollector(t, testConfig(agent.port()), true)
 	good := encode(intreport.V20, intreport.Report{Kind: intreport.Flow, Seq: 1, SwitchID: nodeA,
 		IngressPort: 5, EgressPort: 6, Inner: frame})

@@ -73,6 +73,7 @@ func TestShardedReplicas(t *testing.T) {
 		netip.AddrPortFrom(netip.MustParseAddr("::1"), port),
 	}
 	agent := newFakeAgent(t, twoPodTopology(nodeA))
+	agent.serveV6(t) // the agents of the ::1 replica send from ::1
 	cfg := testConfig(agent.port())
 	replicas := map[netip.AddrPort]*Collector{}
 	bases := map[netip.AddrPort]string{}

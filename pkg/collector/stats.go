@@ -22,12 +22,15 @@ type Stats struct {
 	NoPorts          uint64            `json:"noPorts"`
 	EmptyReports     uint64            `json:"emptyReports"` // counters present and zero: no row touched
 	Unresolved       uint64            `json:"unresolved"`
-	Pending          int               `json:"pending"`
-	PendingOverflow  uint64            `json:"pendingOverflow"`
-	PendingResolved  uint64            `json:"pendingResolved"`
-	Table            flowtable.Stats   `json:"table"`
-	Topology         topology.Stats    `json:"topology"`
-	OTLP             *otlpexport.Stats `json:"otlp,omitempty"` // nil without an OTLP endpoint
+	// Rejected counts the reports dropped because their source address is
+	// no known agent (metric reason "unknown_source"): in no view.
+	Rejected        uint64            `json:"rejected"`
+	Pending         int               `json:"pending"`
+	PendingOverflow uint64            `json:"pendingOverflow"`
+	PendingResolved uint64            `json:"pendingResolved"`
+	Table           flowtable.Stats   `json:"table"`
+	Topology        topology.Stats    `json:"topology"`
+	OTLP            *otlpexport.Stats `json:"otlp,omitempty"` // nil without an OTLP endpoint
 }
 
 // Stats returns a snapshot of every counter.
@@ -43,6 +46,7 @@ func (c *Collector) Stats() Stats {
 		NoPorts:      c.ing.noPorts.Load(),
 		EmptyReports: c.ing.empty.Load(),
 		Unresolved:   c.ing.unresolved.Load(),
+		Rejected:     c.ing.rejected.Load(),
 		Table:        c.table.Stats(),
 		Topology:     c.resolver.Stats(),
 	}

@@ -73,7 +73,22 @@ type Agent struct {
 	PerfBufferBytes    int              // perf ring size per CPU
 	Kubeconfig         string           // "" = in-cluster when in a pod, else no Kubernetes
 	Kubernetes         string           // auto, on or off
+	APIAuth            APIAuth          // none or kubernetes (auto resolved)
+	APIAuthFrom        string           // the --api-auth value APIAuth was resolved from
+	APITLSCert         string           // PEM certificate of the API ("" = plain HTTP)
+	APITLSKey          string           // PEM key of APITLSCert
+	APIAuthCacheTTL    time.Duration    // how long an authentication or authorization decision is reused
 }
+
+// APIAuth is who may call the agent's API.
+type APIAuth string
+
+// The API authentication modes.
+const (
+	APIAuthAuto       APIAuth = "auto"       // kubernetes when Kubernetes is on, else none
+	APIAuthNone       APIAuth = "none"       // anyone who reaches the port
+	APIAuthKubernetes APIAuth = "kubernetes" // bearer tokens, TokenReview and SubjectAccessReview
+)
 
 type rawAgent struct {
 	collectors, netnsDirs, selects *flagconf.StringList
@@ -90,6 +105,8 @@ type rawAgent struct {
 	tailCall                       *string
 	replicas                       *string
 	replicaRefresh                 *time.Duration
+	apiAuth, apiCert, apiKey       *string
+	apiAuthTTL                     *time.Duration
 }
 
 // FlagSet declares every agent flag on a new flag set. The returned function
@@ -128,6 +145,10 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.perfBuffer = fs.Int("perf-buffer-size", 256*1024, "perf ring buffer bytes per CPU")
 	r.kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster configuration when running in a pod)")
 	r.kubernetes = fs.String("kubernetes", "auto", "Kubernetes enrichment: auto (when in a pod or --kubeconfig is set), on, off")
+	r.apiAuth = fs.String("api-auth", "auto", "who may call the API: kubernetes (a bearer token that TokenReview accepts, allowed by SubjectAccessReview to get the path; needs --api-tls-cert and --api-tls-key), none, or auto (kubernetes when Kubernetes is on, else none); /healthz and /readyz stay open")
+	r.apiCert = fs.String("api-tls-cert", "", "PEM certificate (chain) the API serves HTTPS with, re-read when it changes (with --api-tls-key; empty: plain HTTP)")
+	r.apiKey = fs.String("api-tls-key", "", "PEM private key of --api-tls-cert, re-read when it changes")
+	r.apiAuthTTL = fs.Duration("api-auth-cache-ttl", 30*time.Second, "how long an allow or deny decision of --api-auth kubernetes is reused for the same token (0: ask every time)")
 	r.config = fs.String("config", "", "YAML file with any of these flags as keys")
 	return fs, r.validate
 }
@@ -172,6 +193,10 @@ func (r *rawAgent) validate() (*Agent, error) {
 		PerfBufferBytes:    *r.perfBuffer,
 		Kubeconfig:         *r.kubeconfig,
 		Kubernetes:         *r.kubernetes,
+		APIAuthFrom:        *r.apiAuth,
+		APITLSCert:         *r.apiCert,
+		APITLSKey:          *r.apiKey,
+		APIAuthCacheTTL:    *r.apiAuthTTL,
 	}
 	var errs []error
 	add := func(err error) {
@@ -218,6 +243,7 @@ func (r *rawAgent) validate() (*Agent, error) {
 	default:
 		add(bad("kubernetes", a.Kubernetes, errors.New("want auto, on or off")))
 	}
+	add(a.resolveAPIAuth())
 	if _, _, err := net.SplitHostPort(a.APIAddr); err != nil {
 		add(bad("api-addr", a.APIAddr, err))
 	}
@@ -297,6 +323,51 @@ func (r *rawAgent) validate() (*Agent, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// KubernetesOn says whether Kubernetes enrichment is on for --kubernetes
+// mode: "on", "off", or "auto" (when running in a pod or given a kubeconfig).
+func KubernetesOn(mode, kubeconfig string) bool {
+	switch mode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""
+}
+
+// resolveAPIAuth resolves --api-auth auto and checks the TLS flags: bearer
+// tokens are never accepted over plain HTTP.
+func (a *Agent) resolveAPIAuth() error {
+	var errs []error
+	switch APIAuth(a.APIAuthFrom) {
+	case APIAuthNone, APIAuthKubernetes:
+		a.APIAuth = APIAuth(a.APIAuthFrom)
+	case APIAuthAuto:
+		a.APIAuth = APIAuthNone
+		if KubernetesOn(a.Kubernetes, a.Kubeconfig) {
+			a.APIAuth = APIAuthKubernetes
+		}
+	default:
+		return bad("api-auth", a.APIAuthFrom, errors.New("want auto, none or kubernetes"))
+	}
+	switch {
+	case a.APITLSCert != "" && a.APITLSKey == "":
+		errs = append(errs, bad("api-tls-key", "", errors.New("--api-tls-cert is set: give its key too")))
+	case a.APITLSCert == "" && a.APITLSKey != "":
+		errs = append(errs, bad("api-tls-cert", "", errors.New("--api-tls-key is set: give its certificate too")))
+	case a.APIAuth == APIAuthKubernetes && a.APITLSCert == "":
+		why := "--api-auth kubernetes needs --api-tls-cert and --api-tls-key: bearer tokens are never accepted over plain HTTP"
+		if APIAuth(a.APIAuthFrom) == APIAuthAuto {
+			why = "Kubernetes is on (--kubernetes, --kubeconfig or running in a pod), so --api-auth auto means kubernetes, which needs --api-tls-cert and --api-tls-key (bearer tokens are never accepted over plain HTTP); give both, or --api-auth none"
+		}
+		errs = append(errs, bad("api-tls-cert", "", errors.New(why)))
+	}
+	if a.APIAuthCacheTTL < 0 || a.APIAuthCacheTTL > time.Hour {
+		errs = append(errs, bad("api-auth-cache-ttl", a.APIAuthCacheTTL.String(), errors.New("want 0..1h")))
+	}
+	return errors.Join(errs...)
 }
 
 // CollectorAddr validates a collector address and adds the default port when

@@ -122,3 +122,49 @@ func TestSelectParsedWithDefault(t *testing.T) {
 		t.Errorf("selection %+v", a.Select)
 	}
 }
+
+// --api-auth: auto follows Kubernetes; kubernetes (also as auto's
+// resolution) without a certificate and key is an error naming the flag;
+// a certificate without its key, or the reverse, is one too.
+func TestAPIAuth(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	for _, c := range []struct {
+		args    []string
+		want    APIAuth
+		wantErr string
+	}{
+		{[]string{"--kubernetes", "off"}, APIAuthNone, ""},
+		{[]string{"--kubernetes", "off", "--api-auth", "kubernetes", "--api-tls-cert", "c", "--api-tls-key", "k"}, APIAuthKubernetes, ""},
+		{[]string{"--kubernetes", "on", "--api-tls-cert", "c", "--api-tls-key", "k"}, APIAuthKubernetes, ""},
+		{[]string{"--kubeconfig", "kc", "--api-auth", "none"}, APIAuthNone, ""},
+		{[]string{"--kubernetes", "off", "--api-tls-cert", "c", "--api-tls-key", "k"}, APIAuthNone, ""},
+		{[]string{"--api-auth", "kubernetes"}, "", `invalid api-tls-cert "" (from configuration): --api-auth kubernetes needs --api-tls-cert`},
+		{[]string{"--kubernetes", "on"}, "", `invalid api-tls-cert "" (from configuration): Kubernetes is on`},
+		{[]string{"--api-auth", "kubernetes", "--api-tls-cert", "c"}, "", `invalid api-tls-key ""`},
+		{[]string{"--api-tls-key", "k"}, "", `invalid api-tls-cert ""`},
+		{[]string{"--api-auth", "token"}, "", `invalid api-auth "token"`},
+		{[]string{"--api-auth-cache-ttl", "-1s"}, "", `invalid api-auth-cache-ttl "-1s"`},
+	} {
+		a, err := Parse(append([]string{"--node-name", "n1"}, c.args...), nil, io.Discard)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%v: error %v, want one containing %s", c.args, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", c.args, err)
+			continue
+		}
+		if a.APIAuth != c.want {
+			t.Errorf("%v: api auth %s, want %s", c.args, a.APIAuth, c.want)
+		}
+	}
+	a, err := Parse([]string{"--node-name", "n1"}, []string{"NSINT_API_AUTH_CACHE_TTL=5s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.APIAuthCacheTTL != 5*time.Second || a.APIAuthFrom != "auto" {
+		t.Errorf("ttl %v from %s", a.APIAuthCacheTTL, a.APIAuthFrom)
+	}
+}

@@ -56,6 +56,12 @@ func get(ctx context.Context, c *http.Client, server, view string, params url.Va
 	if err != nil {
 		return fmt.Errorf("%s from %s: %w", view, server, err)
 	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%s from %s: not authenticated (401): give a valid token with --token or --kubeconfig", view, server)
+	case http.StatusForbidden:
+		return fmt.Errorf("%s from %s: forbidden (403): the token's user may not read this view", view, server)
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e web.ErrorResponse
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {

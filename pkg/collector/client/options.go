@@ -9,6 +9,7 @@ import (
 // FlowsOptions are the flags of `nsint-collector flows`.
 type FlowsOptions struct {
 	Server                                            string
+	Token, Kubeconfig, CAFile                         string
 	Iface, Pod, Namespace, Network, Node, Proto, Addr string
 	Port                                              int
 	Drops                                             bool
@@ -19,6 +20,9 @@ type FlowsOptions struct {
 // RegisterFlags defines the flows flags on fs.
 func (o *FlowsOptions) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Server, "server", "http://localhost:8080", "collector base URL")
+	fs.StringVar(&o.Token, "token", "", "bearer token for the collector, or @FILE to read it from FILE")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig whose current context gives the token (and the CA for an https collector)")
+	fs.StringVar(&o.CAFile, "ca-file", "", "PEM CA bundle that the collector's https certificate chains to")
 	fs.StringVar(&o.Iface, "iface", "", "interface name (exact), or <pod-namespace>/<pod>:<name>")
 	fs.StringVar(&o.Pod, "pod", "", "pod name or <namespace>/<name>")
 	fs.StringVar(&o.Namespace, "namespace", "", "pod namespace")

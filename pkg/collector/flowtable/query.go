@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nsint/nsint/pkg/collector/access"
 	"github.com/nsint/nsint/pkg/collector/flowkey"
 	"github.com/nsint/nsint/pkg/collector/topology"
 )
@@ -103,12 +104,32 @@ type Filter struct {
 	Sort         SortKey
 	Ascending    bool
 	Limit        int // 0: no limit
+	// Scope hides the rows the caller may not see (applied before sort and
+	// limit); nil sees everything.
+	Scope access.Scope
 }
 
 // MatchAll is a filter that matches every row, sorted by most recent.
 func MatchAll() Filter { return Filter{Proto: -1, Port: -1} }
 
+// Visible reports whether a caller with scope s may see the rows of port p:
+// a pod's port when s has the pod's namespace, a port without a pod (a node's
+// interface, a named or host network namespace) when s has the nodes. A nil
+// s sees everything.
+func Visible(s access.Scope, p *topology.Port) bool {
+	if s == nil {
+		return true
+	}
+	if p.Pod != nil {
+		return s.Namespace(p.Pod.Namespace)
+	}
+	return s.Nodes()
+}
+
 func (f *Filter) matchPort(p *topology.Port) bool {
+	if !Visible(f.Scope, p) {
+		return false
+	}
 	if f.Interface != "" && p.Name != f.Interface {
 		return false
 	}
@@ -154,8 +175,8 @@ func (f *Filter) matchEntry(e *entry) bool {
 	return true
 }
 
-// Query returns the rows f selects, sorted and limited as f says, and how
-// many rows matched before the limit.
+// Query returns the rows f selects (within f.Scope), sorted and limited as f
+// says, and how many rows matched before the limit.
 func (t *Table) Query(f Filter) (rows []Row, matched int) {
 	t.mu.Lock()
 	var hits []*entry

@@ -32,8 +32,9 @@ type InterfaceSummary struct {
 	Egress  Totals `json:"egress"`
 }
 
-// Summary returns per-interface totals of the interfaces f's interface, pod,
-// network and node fields select (other fields are ignored), ordered by
+// Summary returns per-interface totals of the interfaces f's scope,
+// interface, pod, network and node fields select (other fields are ignored):
+// a caller's totals hold only the interfaces it may see. It is ordered by
 // node, then interface name, then port ID.
 func (t *Table) Summary(f Filter) []InterfaceSummary {
 	t.mu.Lock()

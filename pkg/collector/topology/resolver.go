@@ -32,6 +32,9 @@ type Config struct {
 	// address and AgentPort.
 	Agents    []string
 	AgentPort int
+	// HTTPS asks the agents found at report sources over https (Client
+	// then holds the CA to verify them with).
+	HTTPS bool
 	// Client fetches documents; nil means a client with a 5 s timeout.
 	Client *http.Client
 	// Refresh is how often every known agent is asked again (0: 30 s).
@@ -45,6 +48,9 @@ type Config struct {
 	MaxConcurrent int
 	// OnChange is called from Run's goroutine after the snapshot changed.
 	OnChange func()
+	// OnSources is called from Run's goroutine after the state of a source
+	// address (see Source) changed.
+	OnSources func()
 }
 
 // Stats are the resolver's counters.
@@ -82,6 +88,11 @@ type snapshot struct {
 	nodes  map[uint32]string
 	docs   []Document
 	agents []AgentStatus
+	// sources is the state of each address an agent was asked at or
+	// resolved to (see Source); staticDone: every static agent's host was
+	// resolved (or tried once), so any other address is no agent.
+	sources    map[netip.Addr]SourceState
+	staticDone bool
 }
 
 type request struct {
@@ -91,6 +102,9 @@ type request struct {
 
 type agent struct {
 	url      string
+	static   bool         // from Config.Agents
+	addrs    []netip.Addr // static: its host's addresses, once resolved
+	done     bool         // a fetch completed (or failed)
 	doc      *Document
 	fetched  time.Time
 	tried    time.Time
@@ -100,9 +114,10 @@ type agent struct {
 }
 
 type fetchResult struct {
-	url string
-	doc *Document
-	err error
+	url   string
+	doc   *Document
+	err   error
+	addrs []netip.Addr // static agents: the host's addresses; nil: not resolved
 }
 
 // Resolver resolves (switch ID, port ID) to ports from the agents' topologies.
@@ -143,9 +158,15 @@ func New(cfg Config) (*Resolver, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.agents[u] = &agent{url: u}
+		a := &agent{url: u, static: true}
+		if addr, ok := urlAddr(u); ok {
+			a.addrs = []netip.Addr{addr}
+		}
+		r.agents[u] = a
 	}
-	r.snap.Store(&snapshot{ports: map[portIndex]*Port{}, bySwitch: map[uint32]string{}, nodes: map[uint32]string{}})
+	sources, staticDone := r.sourcesLocked()
+	r.snap.Store(&snapshot{ports: map[portIndex]*Port{}, bySwitch: map[uint32]string{}, nodes: map[uint32]string{},
+		sources: sources, staticDone: staticDone})
 	return r, nil
 }
 
@@ -248,10 +269,14 @@ func (r *Resolver) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			}
+			var addrs []netip.Addr
+			if a.static {
+				addrs = resolveHost(ctx, a.url)
+			}
 			doc, err := Fetch(ctx, r.cfg.Client, a.url)
 			<-sem
 			select {
-			case results <- fetchResult{url: a.url, doc: doc, err: err}:
+			case results <- fetchResult{url: a.url, doc: doc, err: err, addrs: addrs}:
 			case <-ctx.Done():
 			}
 		}()
@@ -299,10 +324,23 @@ func (r *Resolver) handleRequest(req request, start func(*agent, time.Time)) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if u, ok := r.snap.Load().bySwitch[req.switchID]; ok {
-		if a := r.agents[u]; a != nil {
+	snap := r.snap.Load()
+	u := ""
+	if req.source.IsValid() {
+		u = AgentURL(req.source, r.cfg.AgentPort)
+		if r.cfg.HTTPS {
+			u = "https" + strings.TrimPrefix(u, "http")
+		}
+	}
+	if su, ok := snap.bySwitch[req.switchID]; ok {
+		if a := r.agents[su]; a != nil {
 			start(a, now)
-			return
+			// A source that is not yet an agent is asked itself too,
+			// whatever switch ID its reports claim: that is what makes
+			// it an agent or rejects it.
+			if r.static || u == "" || u == su || snap.sources[req.source.Unmap().WithZone("")] == SourceAgent {
+				return
+			}
 		}
 	}
 	if r.static {
@@ -311,13 +349,12 @@ func (r *Resolver) handleRequest(req request, start func(*agent, time.Time)) {
 		}
 		return
 	}
-	if !req.source.IsValid() {
+	if u == "" {
 		return
 	}
-	u := AgentURL(req.source, r.cfg.AgentPort)
 	a := r.agents[u]
 	if a == nil {
-		if len(r.agents) >= r.cfg.MaxAgents {
+		if len(r.agents) >= r.cfg.MaxAgents && !r.evictRejectedLocked() {
 			r.agentsOverflow.Add(1)
 			return
 		}
@@ -335,12 +372,18 @@ func (r *Resolver) apply(res fetchResult) {
 		r.mu.Unlock()
 		return
 	}
-	a.inFlight = false
+	a.inFlight, a.done = false, true
+	if res.addrs != nil {
+		a.addrs = res.addrs
+	}
+	old := r.snap.Load()
 	if res.err != nil {
 		r.fetchErrors.Add(1)
 		a.lastErr = res.err.Error()
 		r.publishLocked(false)
+		cur := r.snap.Load()
 		r.mu.Unlock()
+		r.notifySources(old, cur)
 		return
 	}
 	a.lastErr = ""
@@ -350,7 +393,9 @@ func (r *Resolver) apply(res fetchResult) {
 	// Ports are rebuilt on every fetch, so that their counters are those of
 	// the latest one; only a new generation is a change of the topology.
 	r.publishLocked(true)
+	cur := r.snap.Load()
 	r.mu.Unlock()
+	r.notifySources(old, cur)
 	if changed {
 		r.changes.Add(1)
 		if r.cfg.OnChange != nil {
@@ -396,7 +441,14 @@ func (r *Resolver) publishLocked(changed bool) {
 		s.agents = append(s.agents, st)
 	}
 	sortAgents(s.agents)
+	s.sources, s.staticDone = r.sourcesLocked()
 	r.snap.Store(s)
+}
+
+func (r *Resolver) notifySources(old, cur *snapshot) {
+	if r.cfg.OnSources != nil && sourcesChanged(old, cur) {
+		r.cfg.OnSources()
+	}
 }
 
 func hostOf(u string) string {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nsint/nsint/pkg/collector/access"
 	"github.com/nsint/nsint/pkg/collector/flowtable"
 	"github.com/nsint/nsint/pkg/collector/topology"
 	"github.com/nsint/nsint/pkg/dropreason"
@@ -25,6 +26,9 @@ type Sources struct {
 	Agents   func() []AgentReports // reports received and lost per agent; nil: none
 	Served   func() []ServedAgent  // agents (source, switch ID) reports came from; nil: none
 	Metrics  http.Handler          // served at /metrics; nil: 404
+	// Rejected counts the reports dropped because their source is no known
+	// agent; nil: none.
+	Rejected func() uint64
 }
 
 // FlowsResponse is the body of GET /api/v1/flows.
@@ -61,6 +65,9 @@ type SummaryResponse struct {
 	// Agents are the agents reporting to the collector (those of the node
 	// the filter names, when it names one), with their report loss.
 	Agents []AgentReports `json:"agents"`
+	// RejectedReports counts the reports the collector dropped because
+	// their source address is no known agent (never in any figure).
+	RejectedReports uint64 `json:"rejectedReports"`
 }
 
 // AgentReports is one agent — one source address of reports — with the
@@ -110,8 +117,11 @@ func New(src Sources) http.Handler {
 			writeError(w, err)
 			return
 		}
+		f.Scope = access.FromContext(r.Context())
 		rows, matched := src.Table.Query(f)
-		resp := FlowsResponse{Flows: rows, Matched: matched, DropReasonNames: map[string]string{}, Agents: ofNode(src.Served, f.Node, func(a *ServedAgent) string { return a.Node })}
+		nodes := visibleNodes(f.Scope, src.Resolver)
+		resp := FlowsResponse{Flows: rows, Matched: matched, DropReasonNames: map[string]string{},
+			Agents: ofNode(src.Served, f.Node, nodes, func(a *ServedAgent) string { return a.Node })}
 		for i := range rows {
 			nameReasons(resp.DropReasonNames, rows[i].DropReasons)
 		}
@@ -123,8 +133,14 @@ func New(src Sources) http.Handler {
 			writeError(w, err)
 			return
 		}
+		f.Scope = access.FromContext(r.Context())
 		s := src.Table.Summary(f)
-		resp := SummaryResponse{Interfaces: s, DropReasonNames: map[string]string{}, Agents: ofNode(src.Agents, f.Node, func(a *AgentReports) string { return a.Node })}
+		nodes := visibleNodes(f.Scope, src.Resolver)
+		resp := SummaryResponse{Interfaces: s, DropReasonNames: map[string]string{},
+			Agents: ofNode(src.Agents, f.Node, nodes, func(a *AgentReports) string { return a.Node })}
+		if src.Rejected != nil {
+			resp.RejectedReports = src.Rejected()
+		}
 		for i := range s {
 			nameReasons(resp.DropReasonNames, s[i].Ingress.DropReasons)
 			nameReasons(resp.DropReasonNames, s[i].Egress.DropReasons)
@@ -132,10 +148,24 @@ func New(src Sources) http.Handler {
 		writeJSON(w, resp)
 	})
 	mux.HandleFunc("GET /api/v1/ports", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, PortsResponse{Ports: src.Resolver.Ports()})
+		scope := access.FromContext(r.Context())
+		ports := []*topology.Port{}
+		for _, p := range src.Resolver.Ports() {
+			if flowtable.Visible(scope, p) {
+				ports = append(ports, p)
+			}
+		}
+		writeJSON(w, PortsResponse{Ports: ports})
 	})
 	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"agents": src.Resolver.Agents()})
+		nodes := visibleNodes(access.FromContext(r.Context()), src.Resolver)
+		agents := []topology.AgentStatus{}
+		for _, a := range src.Resolver.Agents() {
+			if nodes(a.Node) {
+				agents = append(agents, a)
+			}
+		}
+		writeJSON(w, map[string]any{"agents": agents})
 	})
 	mux.HandleFunc("GET /api/v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, src.Stats())
@@ -151,19 +181,38 @@ func New(src Sources) http.Handler {
 	return mux
 }
 
-// ofNode returns the entries of list whose node (nodeOf) is node ("": all),
-// never nil.
-func ofNode[T any](list func() []T, node string, nodeOf func(*T) string) []T {
+// ofNode returns the entries of list whose node (nodeOf) is node ("": all)
+// and visible, never nil.
+func ofNode[T any](list func() []T, node string, visible func(string) bool, nodeOf func(*T) string) []T {
 	out := []T{}
 	if list == nil {
 		return out
 	}
 	for _, a := range list() {
-		if node == "" || nodeOf(&a) == node {
+		if n := nodeOf(&a); (node == "" || n == node) && visible(n) {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// visibleNodes returns which agents (by node) a caller with scope s may see:
+// every one when s has the nodes, else those of the nodes where a pod of a
+// namespace of s has a port (an agent whose node is not known yet is no
+// one's but the nodes').
+func visibleNodes(s access.Scope, r *topology.Resolver) func(node string) bool {
+	if s.Nodes() {
+		return func(string) bool { return true }
+	}
+	set := map[string]bool{}
+	if r != nil {
+		for _, p := range r.Ports() {
+			if p.Pod != nil && p.Node != "" && s.Namespace(p.Pod.Namespace) {
+				set[p.Node] = true
+			}
+		}
+	}
+	return func(node string) bool { return set[node] }
 }
 
 func nameReasons(dst map[string]string, reasons map[string]uint64) {

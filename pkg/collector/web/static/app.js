@@ -1,10 +1,32 @@
 "use strict";
 // The collector's page: reads /api/v1/flows and /api/v1/summary with the
-// filter fields as query parameters and refreshes every few seconds.
+// filter fields as query parameters and refreshes every few seconds. With a
+// token given in the Token field (kept in sessionStorage: this tab only,
+// gone when it closes), every request carries it as Authorization: Bearer;
+// behind an OAuth proxy, the proxy adds the user's token and none is needed.
 (function () {
   const fields = ["iface", "pod", "network", "node"];
   const refreshMs = 2000;
+  const tokenKey = "nsint-collector-token";
   let timer = null;
+
+  function token() {
+    try { return sessionStorage.getItem(tokenKey) || ""; } catch (e) { return ""; }
+  }
+
+  let memToken = token();
+
+  function setToken(v) {
+    try {
+      if (v) sessionStorage.setItem(tokenKey, v); else sessionStorage.removeItem(tokenKey);
+    } catch (e) { /* storage off: the token lasts until reload */ }
+    memToken = v;
+    showToken();
+  }
+
+  function showToken() {
+    $("token-state").textContent = memToken ? "token set for this tab" : "no token";
+  }
 
   function $(id) { return document.getElementById(id); }
 
@@ -160,9 +182,20 @@
   }
 
   async function getJSON(url) {
-    const r = await fetch(url, { cache: "no-store" });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.error || r.statusText);
+    const headers = {};
+    if (memToken) headers["Authorization"] = "Bearer " + memToken;
+    const r = await fetch(url, { cache: "no-store", headers: headers });
+    if (r.status === 401) {
+      throw new Error(memToken
+        ? "Not authenticated (401): the token was not accepted; give another one in the Token field."
+        : "Not authenticated (401): give a bearer token in the Token field (for example from `kubectl create token`).");
+    }
+    if (r.status === 403) {
+      throw new Error("Forbidden (403): this token's user may not read the collector's views.");
+    }
+    let body = {};
+    try { body = await r.json(); } catch (e) { if (r.ok) throw e; }
+    if (!r.ok) throw new Error(body.error || r.status + " " + r.statusText);
     return body;
   }
 
@@ -185,6 +218,7 @@
       $("error").textContent = e.message;
       $("error").hidden = false;
       $("status").textContent = "error";
+      document.body.dataset.loaded = "";
     }
   }
 
@@ -199,7 +233,20 @@
     history.replaceState(null, "", q ? "?" + q : location.pathname);
     refresh();
   });
+  $("auth").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const v = $("token").value.trim();
+    $("token").value = "";
+    setToken(v);
+    refresh();
+  });
+  $("token-forget").addEventListener("click", () => {
+    $("token").value = "";
+    setToken("");
+    refresh();
+  });
   $("live").addEventListener("change", schedule);
+  showToken();
   fromLocation();
   refresh();
   schedule();
