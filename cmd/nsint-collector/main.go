@@ -84,13 +84,21 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 		var agents collector.ListFlag
 		fs.Var(&agents, "agents", "agent API URLs (comma-separated or repeated)")
 		out := fs.String("output", "-", "file to write ('-': standard output)")
+		ca := fs.String("agent-tls-ca", "", "PEM CA bundle the agents' serving certificates chain to (for https agent URLs)")
+		serverName := fs.String("agent-tls-server-name", collector.DefaultAgentServerName, "name checked in the agents' certificates (empty: the URL's host)")
+		tokenFile := fs.String("agent-token-file", "", "file of the bearer token sent to agents (over https only)")
 		if err := parse(fs, args); err != nil {
 			return err
 		}
 		if len(agents) == 0 {
 			return usageError{errors.New("deepinsight-topology: invalid agents \"\": give at least one agent URL")}
 		}
-		docs, err := topology.FetchAll(ctx, &http.Client{Timeout: 10 * time.Second}, agents)
+		hc, err := collector.AgentClient(*ca, *serverName, *tokenFile)
+		if err != nil {
+			return err
+		}
+		hc.Timeout = 10 * time.Second
+		docs, err := topology.FetchAll(ctx, hc, agents)
 		if err != nil {
 			return err
 		}

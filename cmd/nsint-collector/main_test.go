@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"github.com/nsint/nsint/pkg/api"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsint/nsint/internal/certtest"
+	"github.com/nsint/nsint/pkg/api"
+	"github.com/nsint/nsint/pkg/collector"
 	"github.com/nsint/nsint/pkg/collector/deepinsight"
 	"github.com/nsint/nsint/pkg/collector/topology"
 	"github.com/nsint/nsint/pkg/intreport"
@@ -267,4 +270,57 @@ func freePort(t *testing.T, network string) string {
 	defer l.Close()
 	_, p, _ := net.SplitHostPort(l.Addr().String())
 	return p
+}
+
+// deepinsight-topology reaches an https agent with --agent-tls-ca, the
+// default --agent-tls-server-name and --agent-token-file.
+func TestDeepInsightTopologyHTTPS(t *testing.T) {
+	ca, err := certtest.NewCA("agents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile, err := ca.WriteServing(dir, "agent", "nsint-agent", []string{collector.DefaultAgentServerName}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, tokenFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "token")
+	if err := ca.WriteCA(caFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte("agent-reader-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer agent-reader-token" {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(topology.Document{SwitchID: 9, Node: "node-a", Generation: 1, Ports: []api.Port{
+			{ID: 5, Name: "net1", IPs: []string{"198.18.1.2"}, Netns: topology.Netns{Inode: 1}},
+		}})
+	}))
+	agent.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	agent.StartTLS()
+	defer agent.Close()
+	out := filepath.Join(t.TempDir(), "topo.json")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := run(context.Background(), []string{"deepinsight-topology", "--agents", agent.URL, "--output", out}, io.Discard, log); err == nil {
+		t.Error("an https agent whose CA was not given was read")
+	}
+	if err := run(context.Background(), []string{"deepinsight-topology", "--agents", agent.URL, "--output", out,
+		"--agent-tls-ca", caFile, "--agent-token-file", tokenFile}, io.Discard, log); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"node-a"`) {
+		t.Errorf("topology: %s", raw)
+	}
 }

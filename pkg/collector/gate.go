@@ -87,27 +87,34 @@ func (s *userScope) Namespace(ns string) bool {
 // Nodes implements access.Scope.
 func (s *userScope) Nodes() bool { return s.may(nodesKey) }
 
-// agentClient is the client the topology resolver asks agents with: over
-// https verified with cfg.AgentTLSCA (for cfg.AgentTLSServerName) when it
-// is set, sending the token of cfg.AgentTokenFile when that is set.
+// agentClient is the client the topology resolver asks agents with.
 func agentClient(cfg Config) (*http.Client, error) {
+	return AgentClient(cfg.AgentTLSCA, cfg.AgentTLSServerName, cfg.AgentTokenFile)
+}
+
+// AgentClient returns a client for agents' APIs: over https verified with
+// the CA bundle of caFile (for serverName, "" = the URL's host) when caFile
+// is set, sending the bearer token of tokenFile (re-read when it changes;
+// https only) when that is set. Errors are *ConfigError naming
+// agent-tls-ca or agent-token-file.
+func AgentClient(caFile, serverName, tokenFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.AgentTLSCA != "" {
-		pem, err := os.ReadFile(cfg.AgentTLSCA)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, &ConfigError{"agent-tls-ca", cfg.AgentTLSCA, err.Error()}
+			return nil, &ConfigError{"agent-tls-ca", caFile, err.Error()}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &ConfigError{"agent-tls-ca", cfg.AgentTLSCA, "no PEM certificate in it"}
+			return nil, &ConfigError{"agent-tls-ca", caFile, "no PEM certificate in it"}
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: cfg.AgentTLSServerName, MinVersion: tls.VersionTLS12}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
 	}
 	var rt http.RoundTripper = tr
-	if cfg.AgentTokenFile != "" {
-		t, err := kubeauth.NewTokenFileTransport(cfg.AgentTokenFile, tr)
+	if tokenFile != "" {
+		t, err := kubeauth.NewTokenFileTransport(tokenFile, tr)
 		if err != nil {
-			return nil, &ConfigError{"agent-token-file", cfg.AgentTokenFile, errors.Unwrap(err).Error()}
+			return nil, &ConfigError{"agent-token-file", tokenFile, errors.Unwrap(err).Error()}
 		}
 		rt = t
 	}
