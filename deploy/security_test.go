@@ -35,8 +35,10 @@ var allowedRules = map[string][]string{
 		"authentication.k8s.io/tokenreviews create",
 		"authorization.k8s.io/subjectaccessreviews create",
 	},
-	// The agents' API paths, for the collector.
-	"nsint-agent-reader": {"/api/v1/topology get", "/api/v1/namespaces get", "/metrics get"},
+	// The agents' API paths, for the collector (as the agent asks about
+	// them: /nsint-agent/api/..., out of the API server's /api/* that every
+	// authenticated user may get).
+	"nsint-agent-reader": {"/nsint-agent/api/v1/topology get", "/nsint-agent/api/v1/namespaces get", "/metrics get"},
 	// /metrics, for the monitoring stack.
 	"nsint-metrics-reader": {"/metrics get"},
 	// A team's view of its namespaces' flows: bound per namespace by RoleBinding.

@@ -148,8 +148,9 @@ func testAgentRights(t *testing.T, e *env) {
 			t.Errorf("%s %s %s/%s: allowed=%v, want %v", c.account, c.verb, c.group, c.resource, got, c.allowed)
 		}
 	}
-	// The agents' paths: for the collector, not for the agent itself.
-	for _, path := range []string{"/api/v1/topology", "/api/v1/namespaces", "/metrics"} {
+	// The agents' paths, as the agent asks about them: for the collector,
+	// not for the agent itself.
+	for _, path := range []string{"/nsint-agent/api/v1/topology", "/nsint-agent/api/v1/namespaces", "/metrics"} {
 		if !e.may(t, "nsint-collector", nil, &authv1.NonResourceAttributes{Path: path, Verb: "get"}) {
 			t.Errorf("nsint-collector may not get %s", path)
 		}
