@@ -59,7 +59,7 @@ scrape_configs:
       credentials_file: $dir/token
     relabel_configs:
       - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape], regex: "true", action: keep}
-      - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scheme], regex: (https?), target_label: __scheme__}
+      - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scheme], regex: "(https?)", target_label: __scheme__}
       - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path], regex: (.+), target_label: __metrics_path__}
       - source_labels: [__meta_kubernetes_pod_ip, __meta_kubernetes_pod_annotation_prometheus_io_port]
         regex: (.+);(.+)
