@@ -34,7 +34,7 @@ POD_SUBNET=198.18.201.0/24
 # The pod bridge's address: pods reach the node IP (the host-network agent and
 # collector) through it, and only the node IP (no default route).
 POD_GATEWAY=198.18.201.1
-NSINT_PKI=/var/lib/nsint-cluster/nsint-pki
+NSINT_PKI=$WORK/nsint-pki
 ETCD_CLIENT=127.0.0.1:12379
 ETCD_PEER=127.0.0.1:12380
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
