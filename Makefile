@@ -159,7 +159,7 @@ test-sriov: ## the agent on SR-IOV VFs of QEMU's emulated igb in Debian's 6.1 un
 	hack/vm/test-sriov.sh
 
 .PHONY: cluster-up
-cluster-up: build ## one-node Kubernetes cluster here, no Docker (kubelet, containerd, Multus, nsint; root) -> prints KUBECONFIG= and COLLECTOR=
+cluster-up: build ## one-node Kubernetes cluster here, no Docker (kubelet, containerd, Multus, nsint; root) -> prints KUBECONFIG=, COLLECTOR=, COLLECTOR_TOKEN=, COLLECTOR_CA=
 	hack/local-cluster/cluster.sh up
 
 .PHONY: cluster-down

@@ -26,7 +26,7 @@ import (
 	"github.com/nsint/nsint/pkg/k8s/k8stest"
 )
 
-var overlays = []string{"base", "overlays/kind", "overlays/openshift", "overlays/sharded"}
+var overlays = []string{"base", "overlays/kind", "overlays/local", "overlays/openshift", "overlays/sharded"}
 
 // agentCapabilities are the capabilities the DaemonSet adds, and the only ones.
 var agentCapabilities = []string{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN"}
@@ -177,6 +177,7 @@ func checkScrapeAnnotations(t *testing.T, ds *appsv1.DaemonSet) {
 	}
 	want := map[string]string{
 		"prometheus.io/scrape": "true",
+		"prometheus.io/scheme": "https",
 		"prometheus.io/port":   strconv.Itoa(int(c.Ports[0].ContainerPort)),
 		"prometheus.io/path":   "/metrics",
 	}

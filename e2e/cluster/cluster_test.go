@@ -30,9 +30,9 @@ import (
 	"github.com/nsint/nsint/pkg/netif"
 )
 
-// TestCluster runs in order: the checks that only read, the traffic, what
-// the suite's Prometheus scraped of it, the pod life cycle, the agent's
-// restart, and last the uninstall.
+// TestCluster runs in order: the checks that only read, the traffic, who
+// may see it and who may send reports, what the suite's Prometheus scraped
+// of it, the pod life cycle, the agent's restart, and last the uninstall.
 func TestCluster(t *testing.T) {
 	e := clusterEnv(t)
 	run := fmt.Sprintf("%d", time.Now().Unix()%100000)
@@ -44,6 +44,9 @@ func TestCluster(t *testing.T) {
 	b := e.startPod(t, nsB, "pod-b", nil)
 	t.Run("TrafficAndViews", func(t *testing.T) { testTraffic(t, e, a, b) })
 	t.Run("DropWithReason", func(t *testing.T) { testDrop(t, e, a, b) })
+	t.Run("WhoSeesWhat", func(t *testing.T) { testWhoSeesWhat(t, e, a, b) })
+	t.Run("ReportsOnlyFromAgents", func(t *testing.T) { testForgedReports(t, e, a) })
+	t.Run("APIsFromAPod", func(t *testing.T) { testAPIFromPod(t, e, nsA) })
 	t.Run("Prometheus", func(t *testing.T) { testPrometheus(t, e, a, b) })
 	t.Run("NewPodAndDeletedPod", func(t *testing.T) { testPodLifecycle(t, e, nsA, b) })
 	t.Run("MalformedNetworkStatus", func(t *testing.T) { testMalformed(t, e, nsB) })
@@ -124,29 +127,54 @@ func testAgentRights(t *testing.T, e *env) {
 	if fmt.Sprint(live.Rules) != fmt.Sprint(role.Rules) {
 		t.Errorf("live ClusterRole rules %v, deploy/ has %v", live.Rules, role.Rules)
 	}
-	user := "system:serviceaccount:nsint:nsint-agent"
 	for _, c := range []struct {
-		group, resource, verb string
-		allowed               bool
+		account, group, resource, verb string
+		allowed                        bool
 	}{
-		{"", "pods", "list", true}, {"", "pods", "watch", true},
-		{"k8s.cni.cncf.io", "network-attachment-definitions", "list", true},
-		{"", "pods", "create", false}, {"", "pods", "delete", false}, {"", "secrets", "get", false},
-		{"", "nodes", "list", false}, {"k8s.cni.cncf.io", "network-attachment-definitions", "update", false},
+		{"nsint-agent", "", "pods", "list", true}, {"nsint-agent", "", "pods", "watch", true},
+		{"nsint-agent", "k8s.cni.cncf.io", "network-attachment-definitions", "list", true},
+		{"nsint-agent", "authentication.k8s.io", "tokenreviews", "create", true},
+		{"nsint-agent", "authorization.k8s.io", "subjectaccessreviews", "create", true},
+		{"nsint-agent", "", "pods", "create", false}, {"nsint-agent", "", "pods", "delete", false},
+		{"nsint-agent", "", "secrets", "get", false}, {"nsint-agent", "", "nodes", "list", false},
+		{"nsint-agent", "k8s.cni.cncf.io", "network-attachment-definitions", "update", false},
+		{"nsint-agent", "authentication.k8s.io", "tokenreviews", "list", false},
+		{"nsint-collector", "authentication.k8s.io", "tokenreviews", "create", true},
+		{"nsint-collector", "authorization.k8s.io", "subjectaccessreviews", "create", true},
+		{"nsint-collector", "", "pods", "list", false}, {"nsint-collector", "", "secrets", "get", false},
+		{"nsint-collector", "", "nodes", "get", false},
 	} {
-		sar := &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
-			User:               user,
-			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:nsint", "system:authenticated"},
-			ResourceAttributes: &authv1.ResourceAttributes{Group: c.group, Resource: c.resource, Verb: c.verb},
-		}}
-		res, err := e.kube.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), sar, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Status.Allowed != c.allowed {
-			t.Errorf("%s %s %s/%s: allowed=%v, want %v", user, c.verb, c.group, c.resource, res.Status.Allowed, c.allowed)
+		if got := e.may(t, c.account, &authv1.ResourceAttributes{Group: c.group, Resource: c.resource, Verb: c.verb}, nil); got != c.allowed {
+			t.Errorf("%s %s %s/%s: allowed=%v, want %v", c.account, c.verb, c.group, c.resource, got, c.allowed)
 		}
 	}
+	// The agents' paths, as the agent asks about them: for the collector,
+	// not for the agent itself.
+	for _, path := range []string{"/nsint-agent/api/v1/topology", "/nsint-agent/api/v1/namespaces", "/metrics"} {
+		if !e.may(t, "nsint-collector", nil, &authv1.NonResourceAttributes{Path: path, Verb: "get"}) {
+			t.Errorf("nsint-collector may not get %s", path)
+		}
+		if e.may(t, "nsint-agent", nil, &authv1.NonResourceAttributes{Path: path, Verb: "get"}) {
+			t.Errorf("nsint-agent may get %s", path)
+		}
+	}
+}
+
+// may asks the API server whether the ServiceAccount nsint/account may do
+// what res or nonRes describes.
+func (e *env) may(t *testing.T, account string, res *authv1.ResourceAttributes, nonRes *authv1.NonResourceAttributes) bool {
+	t.Helper()
+	sar := &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
+		User:                  "system:serviceaccount:" + agentNamespace + ":" + account,
+		Groups:                []string{"system:serviceaccounts", "system:serviceaccounts:" + agentNamespace, "system:authenticated"},
+		ResourceAttributes:    res,
+		NonResourceAttributes: nonRes,
+	}}
+	r, err := e.kube.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), sar, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Status.Allowed
 }
 
 func capNames(cs []corev1.Capability) []string {
@@ -285,7 +313,7 @@ func testDrop(t *testing.T, e *env, a, b pod) {
 		_, _ = e.exec(t, a, "testbox", "send", "udp", b.net1v4, closedPort, "3")
 		var resp web.FlowsResponse
 		q := url.Values{"iface": {b.String() + ":net1"}, "drops": {"true"}}
-		if err := kubee2e.GetJSON(e.collector+"/api/v1/flows?"+q.Encode(), &resp); err != nil {
+		if err := e.viewer.GetJSON(e.collector+"/api/v1/flows?"+q.Encode(), &resp); err != nil {
 			return err
 		}
 		for _, r := range resp.Flows {
@@ -333,7 +361,7 @@ func testPodLifecycle(t *testing.T, e *env, ns string, peer pod) {
 				} `json:"pod"`
 			} `json:"ports"`
 		}
-		if err := kubee2e.GetJSON(e.collector+"/api/v1/ports", &resp); err != nil {
+		if err := e.viewer.GetJSON(e.collector+"/api/v1/ports", &resp); err != nil {
 			return false, err
 		}
 		for _, p := range resp.Ports {

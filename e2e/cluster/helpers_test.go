@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -30,7 +32,10 @@ import (
 const (
 	agentNamespace = "nsint"
 	nodeIP         = "198.18.200.1"
-	agentAPI       = "http://" + nodeIP + ":4048"
+	agentAPI       = "https://" + nodeIP + ":4048"
+	// agentName is the name the agents' serving certificate is issued for
+	// (the headless Service of deploy/), checked when reaching them by IP.
+	agentName      = "nsint-agent.nsint.svc"
 	macvlanNetwork = "default/nsint-macvlan"
 	testboxImage   = "nsint.local/testbox:dev"
 	netnsDir       = "/run/netns"
@@ -48,13 +53,26 @@ type env struct {
 	// prometheus is the base URL of the suite's Prometheus (PROMETHEUS,
 	// which make e2e-cluster sets).
 	prometheus string
+	// caFile is the CA of the agents' and the collector's certificates
+	// (COLLECTOR_CA); viewer calls the collector with COLLECTOR_TOKEN (it
+	// may read pods and nodes everywhere: every row); agentTLS checks the
+	// agents' certificates for agentName.
+	caFile            string
+	viewer            kubee2e.Caller
+	collectorTLS      *http.Client
+	agentTLS          *http.Client
+	collectorIdentity kubee2e.Caller
 }
 
 func clusterEnv(t *testing.T) *env {
 	t.Helper()
 	kc, coll := os.Getenv("KUBECONFIG"), os.Getenv("COLLECTOR")
 	if kc == "" || coll == "" {
-		t.Skip("KUBECONFIG and COLLECTOR are not set: run `make e2e-cluster` (or `make cluster-up` and export its two lines)")
+		t.Skip("KUBECONFIG and COLLECTOR are not set: run `make e2e-cluster` (or `make cluster-up` and export its four lines)")
+	}
+	token, caFile := os.Getenv("COLLECTOR_TOKEN"), os.Getenv("COLLECTOR_CA")
+	if token == "" || caFile == "" {
+		t.Fatal("COLLECTOR is set but COLLECTOR_TOKEN or COLLECTOR_CA is not: export all four lines of make cluster-up")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("the cluster tests read the pods' network namespaces from the host: run as root")
@@ -75,20 +93,64 @@ func clusterEnv(t *testing.T) *env {
 		}
 		kubectl = filepath.Join(strings.TrimSpace(string(bins)), "kubectl")
 	}
-	return &env{kubeconfig: kc, collector: strings.TrimRight(coll, "/"), kube: kube, kubectl: kubectl,
-		prometheus: strings.TrimRight(os.Getenv("PROMETHEUS"), "/")}
+	collectorTLS, err := kubee2e.TLSClient(caFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentTLS, err := kubee2e.TLSClient(caFile, agentName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{kubeconfig: kc, collector: strings.TrimRight(coll, "/"), kube: kube, kubectl: kubectl,
+		prometheus: strings.TrimRight(os.Getenv("PROMETHEUS"), "/"), caFile: caFile,
+		viewer: kubee2e.Caller{Client: collectorTLS, Token: token}, collectorTLS: collectorTLS, agentTLS: agentTLS}
+	// The agents are read as the collector reads them: with a token of its
+	// ServiceAccount (bound to nsint-agent-reader).
+	e.collectorIdentity = kubee2e.Caller{Client: agentTLS, Token: e.saToken(t, agentNamespace, "nsint-collector")}
+	return e
+}
+
+// saToken returns a token (valid an hour) of the ServiceAccount ns/name.
+func (e *env) saToken(t *testing.T, ns, name string) string {
+	t.Helper()
+	var token string
+	kubee2e.Eventually(t, 30*time.Second, "a token of "+ns+"/"+name, func() error {
+		exp := int64(3600)
+		tr, err := e.kube.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name,
+			&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		token = tr.Status.Token
+		return nil
+	})
+	return token
+}
+
+// agent asks the agent's API with token (empty: none), checking its
+// certificate for agentName.
+func (e *env) agent(token string) kubee2e.Caller {
+	return kubee2e.Caller{Client: e.agentTLS, Token: token}
+}
+
+// collectorAs asks the collector's API with token (empty: none).
+func (e *env) collectorAs(token string) kubee2e.Caller {
+	return kubee2e.Caller{Client: e.collectorTLS, Token: token}
 }
 
 func (e *env) topology(t *testing.T) api.Topology {
 	t.Helper()
 	var topo api.Topology
-	kubee2e.Eventually(t, 30*time.Second, "agent topology", func() error { return kubee2e.GetJSON(agentAPI+"/api/v1/topology", &topo) })
+	kubee2e.Eventually(t, 30*time.Second, "agent topology", func() error {
+		return e.collectorIdentity.GetJSON(agentAPI+"/api/v1/topology", &topo)
+	})
 	return topo
 }
 
-// flows returns the collector's flow rows that match query.
+// flows returns the collector's flow rows that match query, as
+// COLLECTOR_TOKEN sees them (every row).
 func (e *env) flows(query url.Values) ([]flowtable.Row, error) {
-	return kubee2e.Flows(e.collector, query)
+	return e.viewer.Flows(e.collector, query)
 }
 
 // pod is a testbox pod of a test.
@@ -104,6 +166,13 @@ func (p pod) String() string { return p.namespace + "/" + p.name }
 // and waits until it runs and Multus has written its network status.
 func (e *env) startPod(t *testing.T, namespace, name string, annotations map[string]string) pod {
 	t.Helper()
+	return e.startPodWith(t, namespace, name, annotations, nil)
+}
+
+// startPodWith is startPod with the pod changed by edit before it is created
+// (nil: unchanged). Annotations not nil and without the Multus one: eth0 only.
+func (e *env) startPodWith(t *testing.T, namespace, name string, annotations map[string]string, edit func(*corev1.Pod)) pod {
+	t.Helper()
 	if annotations == nil {
 		annotations = map[string]string{nadv1.NetworkAttachmentAnnot: macvlanNetwork}
 	}
@@ -118,6 +187,9 @@ func (e *env) startPod(t *testing.T, namespace, name string, annotations map[str
 				Command: []string{"/bin/testbox", "serve", echoPort},
 			}},
 		},
+	}
+	if edit != nil {
+		edit(p)
 	}
 	if _, err := e.kube.CoreV1().Pods(namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -121,7 +121,8 @@ func (e *env) scrapedAfter(query string, when time.Time) error {
 
 // The suite's Prometheus (hack/local-cluster/prometheus.sh) finds the agent
 // pod through the API server and its prometheus.io annotations, and scrapes
-// it. What its PromQL answers for net1 of one pod is exactly what the test
+// it over HTTPS with a token that may get /metrics only (and the collector
+// likewise). What its PromQL answers for net1 of one pod is exactly what the test
 // sent: the UDP datagrams and their echoes, counted once a scrape after the
 // traffic has passed (in a window where nothing else crossed net1); and a closed-port probe's datagrams appear as drops of
 // the receiving pod's net1 with the kernel's reason, no more and no fewer.
@@ -146,6 +147,17 @@ func testPrometheus(t *testing.T, e *env, a, b pod) {
 		if up[0].Value != 1 || m["agent_pod"] != agents[0].Name || m["agent_namespace"] != agentNamespace ||
 			m["instance"] != nodeIP+":4048" {
 			return fmt.Errorf("target %v = %v, want agent_pod %s at %s:4048, up", m, up[0].Value, agents[0].Name, nodeIP)
+		}
+		return nil
+	})
+	// The collector too, over TLS with the same token (nsint-metrics-reader).
+	kubee2e.Eventually(t, 60*time.Second, "Prometheus scrapes the collector", func() error {
+		up, err := e.promQuery(`up{job="nsint-collector"}`)
+		if err != nil {
+			return err
+		}
+		if len(up) != 1 || up[0].Value != 1 {
+			return fmt.Errorf("collector targets %v, want one up", up)
 		}
 		return nil
 	})

@@ -10,7 +10,10 @@
 // that `go test ./...` on a machine without Docker stays green. It creates a
 // macvlan NetworkAttachmentDefinition over eth1 (static addresses from
 // 198.18.100.128/25) and two testbox pods on the two workers in a
-// namespace of its own, and reads the collector's API from the Docker host.
+// namespace of its own, and reads the collector's API from the Docker host
+// (HTTPS checked against cert-manager's CA, with the token of a ServiceAccount
+// it creates that may read pods and nodes: every row). Not run on the build
+// machines since the collector wants TLS and tokens (no Docker there).
 //
 // The other tests need no cluster: they hold the pinned versions
 // (hack/kind/versions.env), the kind overlay, the scripts and the GitHub

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -42,6 +46,10 @@ type cluster struct {
 	kube      kubernetes.Interface
 	dyn       dynamic.Interface
 	collector string
+	// viewer asks the collector over TLS (checked against cert-manager's
+	// nsint-ca) with the token of an account that may read pods and nodes
+	// everywhere: it sees every row.
+	viewer kubee2e.Caller
 }
 
 func clusterFromEnv(t *testing.T) *cluster {
@@ -66,7 +74,65 @@ func clusterFromEnv(t *testing.T) *cluster {
 		c.collector = c.collectorURL(t)
 	}
 	t.Logf("collector API at %s", c.collector)
+	c.viewer = c.viewerCaller(t)
 	return c
+}
+
+// viewerCaller makes a ServiceAccount that may get pods and nodes everywhere
+// (removed when the test ends) and returns a Caller with its token, checking
+// the collector's certificate (it is reached by node IP) for its Service name.
+func (c *cluster) viewerCaller(t *testing.T) kubee2e.Caller {
+	t.Helper()
+	ctx := context.Background()
+	secret, err := c.kube.CoreV1().Secrets("nsint").Get(ctx, "nsint-ca-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the CA of the collector's certificate: %v", err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, secret.Data["ca.crt"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubee2e.TLSClient(caFile, "nsint-collector.nsint.svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "nsint-e2e-kind-viewer"
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"get", "list", "watch"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: "nsint"}}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "nsint"}}
+	t.Cleanup(func() {
+		_ = c.kube.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
+		_ = c.kube.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
+		_ = c.kube.CoreV1().ServiceAccounts("nsint").Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	for _, create := range []func() error{
+		func() error {
+			_, err := c.kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.kube.CoreV1().ServiceAccounts("nsint").Create(ctx, sa, metav1.CreateOptions{})
+			return err
+		},
+	} {
+		if err := create(); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	exp := int64(3600)
+	tr, err := c.kube.CoreV1().ServiceAccounts("nsint").CreateToken(ctx, name,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubee2e.Caller{Client: client, Token: tr.Status.Token}
 }
 
 // collectorURL finds the collector: in the kind overlay it runs in the host
@@ -82,7 +148,7 @@ func (c *cluster) collectorURL(t *testing.T) string {
 		}
 		for _, p := range pods.Items {
 			if p.Status.Phase == corev1.PodRunning && p.Status.HostIP != "" && p.DeletionTimestamp == nil {
-				u = "http://" + p.Status.HostIP + ":8080"
+				u = "https://" + p.Status.HostIP + ":8080"
 				return nil
 			}
 		}
@@ -212,12 +278,12 @@ func waitingReasons(p *corev1.Pod) string {
 
 // flows returns the collector's flow rows that match query.
 func (c *cluster) flows(query url.Values) ([]flowtable.Row, error) {
-	return kubee2e.Flows(c.collector, query)
+	return c.viewer.Flows(c.collector, query)
 }
 
 func (c *cluster) ports() ([]*topology.Port, error) {
 	var resp web.PortsResponse
-	err := kubee2e.GetJSON(c.collector+"/api/v1/ports", &resp)
+	err := c.viewer.GetJSON(c.collector+"/api/v1/ports", &resp)
 	return resp.Ports, err
 }
 
@@ -226,7 +292,7 @@ func (c *cluster) agents() string {
 	var resp struct {
 		Agents []topology.AgentStatus `json:"agents"`
 	}
-	if err := kubee2e.GetJSON(c.collector+"/api/v1/agents", &resp); err != nil {
+	if err := c.viewer.GetJSON(c.collector+"/api/v1/agents", &resp); err != nil {
 		return err.Error()
 	}
 	var out []string

@@ -76,6 +76,12 @@ for img in "$NSINT_IMAGE" "$TESTBOX_IMAGE" "$MULTUS_IMAGE"; do
 	"$KIND" load docker-image --name "$CLUSTER_NAME" "$img"
 done
 
+log "cert-manager $CERT_MANAGER_VERSION (the overlay's certificates)"
+kctl apply -f "https://github.com/cert-manager/cert-manager/releases/download/$CERT_MANAGER_VERSION/cert-manager.yaml" >/dev/null
+for d in cert-manager cert-manager-webhook cert-manager-cainjector; do
+	kctl -n cert-manager rollout status "deployment/$d" --timeout 5m
+done
+
 log "deploying deploy/overlays/kind"
 kctl apply -f "$REPO_ROOT/deploy/overlays/kind/network-attachment-definition-crd.yaml"
 kctl wait --for condition=established --timeout 60s crd/network-attachment-definitions.k8s.cni.cncf.io

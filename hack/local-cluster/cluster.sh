@@ -6,9 +6,16 @@
 # deploy/overlays/local. See /work/shared/LOCAL-CLUSTER.md for why each setting is
 # what it is.
 #
-#   cluster.sh up     start it; prints KUBECONFIG=... and COLLECTOR=... when the agent is ready
+#   cluster.sh up     start it; prints KUBECONFIG=, COLLECTOR=https://..., COLLECTOR_TOKEN= and
+#                     COLLECTOR_CA= when the agent is ready
 #   cluster.sh down   remove everything "up" created, checked against the snapshot "up" took
-#   cluster.sh env    print the two lines again
+#   cluster.sh env    print the four lines again
+#
+# nsint's APIs need certificates and tokens here as on any cluster: "up" makes
+# a CA of its own and the agents' and the collector's serving certificates
+# (the Secrets and ConfigMap deploy/overlays/local expects), and a
+# ServiceAccount that may read pods and nodes everywhere whose token
+# (COLLECTOR_TOKEN) sees every row of the collector. All of it under $WORK.
 #
 # Root only. Everything lives in $WORK (fixed: deploy/overlays/local names paths
 # in it), binds to 127.0.0.1 or the node IP (198.18.200.1 on a veth pair of our
@@ -24,6 +31,10 @@ NODE_IP=198.18.200.1
 SERVICE_CIDR=198.18.203.0/24
 SERVICE_IP=198.18.203.1
 POD_SUBNET=198.18.201.0/24
+# The pod bridge's address: pods reach the node IP (the host-network agent and
+# collector) through it, and only the node IP (no default route).
+POD_GATEWAY=198.18.201.1
+NSINT_PKI=$WORK/nsint-pki
 ETCD_CLIENT=127.0.0.1:12379
 ETCD_PEER=127.0.0.1:12380
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -123,6 +134,50 @@ cert() { # cert NAME CN O SAN... (SAN empty: client certificate)
 		-days 30 -extfile "$ext" -out "$WORK/pki/$name.crt" 2>/dev/null
 }
 
+# nsint's own serving certificates, from a CA of their own (not the
+# cluster's): the agents' for nsint-agent.nsint.svc (the name the collector and
+# Prometheus check) and the node IP, the collector's for
+# nsint-collector.nsint.svc and the node IP (COLLECTOR's address).
+make_nsint_pki() {
+	mkdir -p "$NSINT_PKI"
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+		-subj /CN=nsint-local-serving-ca -keyout "$NSINT_PKI/ca.key" -out "$NSINT_PKI/ca.crt" 2>/dev/null
+	serving_cert agent nsint-agent "DNS:nsint-agent.nsint.svc" "DNS:nsint-agent.nsint.svc.cluster.local" "IP:$NODE_IP"
+	serving_cert collector nsint-collector "DNS:nsint-collector.nsint.svc" \
+		"DNS:nsint-collector.nsint.svc.cluster.local" "IP:$NODE_IP"
+}
+
+serving_cert() { # serving_cert NAME CN SAN...
+	local name=$1 cn=$2
+	shift 2
+	local ext="$NSINT_PKI/$name.ext" IFS=,
+	printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment \
+		extendedKeyUsage=serverAuth "subjectAltName=$*" >"$ext"
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$NSINT_PKI/$name.key" \
+		-subj "/CN=$cn" -out "$NSINT_PKI/$name.csr" 2>/dev/null
+	openssl x509 -req -in "$NSINT_PKI/$name.csr" -CA "$NSINT_PKI/ca.crt" -CAkey "$NSINT_PKI/ca.key" -CAcreateserial \
+		-days 30 -extfile "$ext" -out "$NSINT_PKI/$name.crt" 2>/dev/null
+}
+
+# deploy_nsint creates what deploy/overlays/local expects to exist (the
+# namespace, the two Secrets, the CA ConfigMap), applies the overlay, and then
+# the harness's own access: hack/local-cluster/access.yaml and the token of
+# COLLECTOR_TOKEN.
+deploy_nsint() {
+	kctl create namespace nsint >/dev/null
+	kctl -n nsint create secret tls nsint-agent-tls --cert "$NSINT_PKI/agent.crt" --key "$NSINT_PKI/agent.key" >/dev/null
+	kctl -n nsint create secret tls nsint-collector-tls --cert "$NSINT_PKI/collector.crt" \
+		--key "$NSINT_PKI/collector.key" >/dev/null
+	kctl -n nsint create configmap nsint-ca --from-file "ca.crt=$NSINT_PKI/ca.crt" >/dev/null
+	wait_for 60 "the nsint namespace's ServiceAccount" kctl apply -k "$repo/deploy/overlays/local"
+	kctl apply -f "$here/access.yaml" >/dev/null
+	wait_for 30 "the viewer's ServiceAccount" kctl -n nsint-local get serviceaccount collector-viewer
+	(
+		umask 077
+		kctl -n nsint-local create token collector-viewer --duration 24h >"$NSINT_PKI/collector-token"
+	)
+}
+
 kubeconfig() { # kubeconfig NAME SERVER
 	cat >"$WORK/pki/$1.kubeconfig" <<EOF
 apiVersion: v1
@@ -214,12 +269,14 @@ write_configs() {
     "name": "nsint-pods",
     "type": "bridge",
     "bridge": "nskc-br0",
-    "isGateway": false,
+    "isGateway": true,
+    "isDefaultGateway": false,
     "ipMasq": false,
     "ipam": {
       "type": "host-local",
       "dataDir": "$WORK/cni/ipam",
-      "ranges": [[{"subnet": "$POD_SUBNET"}]]
+      "ranges": [[{"subnet": "$POD_SUBNET", "gateway": "$POD_GATEWAY"}]],
+      "routes": [{"dst": "$NODE_IP/32", "gw": "$POD_GATEWAY"}]
     }
   }]
 }
@@ -322,6 +379,7 @@ up() {
 	echo "$BINS" >"$WORK/bins"
 	make_network
 	make_pki
+	make_nsint_pki
 	write_configs
 
 	start etcd -- "$BINS/etcd" --name nsint-local --data-dir "$WORK/etcd" \
@@ -365,10 +423,10 @@ up() {
 	kctl apply -f "$nad_dir/artifacts/networks-crd.yaml" >/dev/null
 	kctl apply -f "$here/multus-rbac.yaml" >/dev/null
 	kctl wait --for condition=Established crd/network-attachment-definitions.k8s.cni.cncf.io --timeout 60s >/dev/null
-	wait_for 60 "the nsint namespace's ServiceAccount" kctl apply -k "$repo/deploy/overlays/local"
+	deploy_nsint
 	kctl -n nsint rollout status daemonset/nsint-agent --timeout 180s >&2
 	kctl -n nsint rollout status deployment/nsint-collector --timeout 120s >&2
-	wait_for 60 "the collector's API" curl -sf "http://$NODE_IP:8080/healthz"
+	wait_for 60 "the collector's API" curl -sf --cacert "$NSINT_PKI/ca.crt" "https://$NODE_IP:8080/healthz"
 	wildcard_listeners
 	log "cluster up in $((SECONDS - t0)) s"
 	UP_DONE=1
@@ -387,9 +445,14 @@ wildcard_listeners() {
 	return 0
 }
 
+# The collector sees every row for COLLECTOR_TOKEN (a token of
+# nsint-local/collector-viewer, valid 24 hours); COLLECTOR_CA is the CA file of
+# its certificate (curl --cacert, nsint-collector flows --ca-file).
 env_lines() {
 	echo "KUBECONFIG=$WORK/pki/admin.kubeconfig"
-	echo "COLLECTOR=http://$NODE_IP:8080"
+	echo "COLLECTOR=https://$NODE_IP:8080"
+	echo "COLLECTOR_TOKEN=$(cat "$NSINT_PKI/collector-token")"
+	echo "COLLECTOR_CA=$NSINT_PKI/ca.crt"
 }
 
 # ---------------------------------------------------------------- down

@@ -19,16 +19,19 @@ trap down EXIT
 trap 'exit 130' INT TERM
 
 lines="$("$here/cluster.sh" up)"
-echo "$lines"
-export KUBECONFIG COLLECTOR
+# The token stays out of the output (a log of the run).
+sed 's/^COLLECTOR_TOKEN=.*/COLLECTOR_TOKEN=(set)/' <<<"$lines"
+export KUBECONFIG COLLECTOR COLLECTOR_TOKEN COLLECTOR_CA
 KUBECONFIG="$(sed -n 's/^KUBECONFIG=//p' <<<"$lines")"
 COLLECTOR="$(sed -n 's/^COLLECTOR=//p' <<<"$lines")"
+COLLECTOR_TOKEN="$(sed -n 's/^COLLECTOR_TOKEN=//p' <<<"$lines")"
+COLLECTOR_CA="$(sed -n 's/^COLLECTOR_CA=//p' <<<"$lines")"
 KUBECTL="$(cat /var/lib/nsint-cluster/bins)/kubectl"
 export KUBECTL
 # Made before the start, so that a start that fails half-way is cleaned up too.
 prom_dir="$(mktemp -d /tmp/nsint-e2e-prometheus.XXXXXX)"
 export PROMETHEUS
-PROMETHEUS="$("$here/prometheus.sh" start "$prom_dir" "$KUBECONFIG" | sed -n 's/^PROMETHEUS=//p')"
+PROMETHEUS="$(NSINT_CA="$COLLECTOR_CA" "$here/prometheus.sh" start "$prom_dir" "$KUBECONFIG" | sed -n 's/^PROMETHEUS=//p')"
 [ -n "$PROMETHEUS" ] || exit 1
 echo "PROMETHEUS=$PROMETHEUS"
 # kubectl's discovery cache in the cluster's directory, which cluster down removes.

@@ -14,6 +14,14 @@
 # (__meta_kubernetes_namespace, _pod_name, _pod_ip and the prometheus.io
 # annotations), so the job's relabel_configs are the documented ones, unchanged.
 #
+# The agents serve HTTPS and want a bearer token that may get /metrics: the
+# job checks their certificates against the harness's CA (NSINT_CA, default
+# the file cluster-up made) for the name nsint-agent.nsint.svc, and sends a
+# token of the ServiceAccount nsint-local/prometheus, bound to deploy/'s
+# nsint-metrics-reader (minted at start, kept in DIR). When COLLECTOR is set (an
+# https:// URL, as cluster-up prints it) a second job scrapes the collector's
+# /metrics the same way (name nsint-collector.nsint.svc).
+#
 #   prometheus.sh start DIR KUBECONFIG   start both; prints PROMETHEUS=http://127.0.0.1:<port>
 #   prometheus.sh stop DIR               stop both by the PIDs start recorded in DIR, then remove DIR
 #
@@ -31,6 +39,7 @@ die() {
 
 # Seconds between scrapes: short, so a test waits for a scrape briefly.
 SCRAPE_INTERVAL=1s
+NSINT_CA=${NSINT_CA:-/var/lib/nsint-cluster/nsint-pki/ca.crt}
 
 write_config() {
 	local dir=$1
@@ -43,8 +52,14 @@ scrape_configs:
     file_sd_configs:
       - files: [$dir/pods.json]
         refresh_interval: $SCRAPE_INTERVAL
+    tls_config:
+      ca_file: $NSINT_CA
+      server_name: nsint-agent.nsint.svc
+    authorization:
+      credentials_file: $dir/token
     relabel_configs:
       - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape], regex: "true", action: keep}
+      - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scheme], regex: "(https?)", target_label: __scheme__}
       - {source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path], regex: (.+), target_label: __metrics_path__}
       - source_labels: [__meta_kubernetes_pod_ip, __meta_kubernetes_pod_annotation_prometheus_io_port]
         regex: (.+);(.+)
@@ -53,6 +68,29 @@ scrape_configs:
       - {source_labels: [__meta_kubernetes_namespace], target_label: agent_namespace}
       - {source_labels: [__meta_kubernetes_pod_name], target_label: agent_pod}
 YAML
+	[ -n "${COLLECTOR:-}" ] || return 0
+	cat >>"$dir/prometheus.yml" <<YAML
+  - job_name: nsint-collector
+    scheme: https
+    static_configs:
+      - targets: ["${COLLECTOR#https://}"]
+    tls_config:
+      ca_file: $NSINT_CA
+      server_name: nsint-collector.nsint.svc
+    authorization:
+      credentials_file: $dir/token
+YAML
+}
+
+# mint_token writes a token of nsint-local/prometheus (cluster-up's
+# access.yaml) to DIR/token, readable by us only.
+mint_token() {
+	local dir=$1 kubeconfig=$2
+	(
+		umask 077
+		"${KUBECTL:-kubectl}" --kubeconfig "$kubeconfig" -n nsint-local create token prometheus --duration 24h >"$dir/token.tmp"
+	) || return 1
+	mv "$dir/token.tmp" "$dir/token"
 }
 
 # list_pods writes the running pods that have an IP as file_sd targets with
@@ -61,12 +99,13 @@ list_pods() {
 	local kubeconfig=$1 out=$2 pods
 	# shellcheck disable=SC2016 # a JSONPath template, not a shell expansion
 	pods=$("${KUBECTL:-kubectl}" --kubeconfig "$kubeconfig" get pods --all-namespaces \
-		--field-selector status.phase=Running -o jsonpath='{range .items[*]}{.status.podIP}{"\t"}{.metadata.namespace}{"\t"}{.metadata.name}{"\t"}{.metadata.annotations.prometheus\.io/scrape}{"\t"}{.metadata.annotations.prometheus\.io/port}{"\t"}{.metadata.annotations.prometheus\.io/path}{"\n"}{end}') || return 1
+		--field-selector status.phase=Running -o jsonpath='{range .items[*]}{.status.podIP}{"\t"}{.metadata.namespace}{"\t"}{.metadata.name}{"\t"}{.metadata.annotations.prometheus\.io/scrape}{"\t"}{.metadata.annotations.prometheus\.io/port}{"\t"}{.metadata.annotations.prometheus\.io/path}{"\t"}{.metadata.annotations.prometheus\.io/scheme}{"\n"}{end}') || return 1
 	jq -Rn '[inputs | split("\t") | select(.[0] != "") | {targets: [.[0]], labels: {
 		__meta_kubernetes_pod_ip: .[0], __meta_kubernetes_namespace: .[1], __meta_kubernetes_pod_name: .[2],
 		__meta_kubernetes_pod_annotation_prometheus_io_scrape: .[3],
 		__meta_kubernetes_pod_annotation_prometheus_io_port: .[4],
-		__meta_kubernetes_pod_annotation_prometheus_io_path: .[5]}}]' <<<"$pods" >"$out.tmp" || return 1
+		__meta_kubernetes_pod_annotation_prometheus_io_path: .[5],
+		__meta_kubernetes_pod_annotation_prometheus_io_scheme: .[6]}}]' <<<"$pods" >"$out.tmp" || return 1
 	# Renamed into place: Prometheus never reads a half-written file.
 	mv "$out.tmp" "$out"
 }
@@ -108,6 +147,8 @@ start() {
 	[ -d "$dir" ] || die "start: $dir is not a directory"
 	[ -r "$kubeconfig" ] || die "start: cannot read kubeconfig $kubeconfig"
 	"$here/../install-deps.sh" prometheus >&2
+	[ -r "$NSINT_CA" ] || die "start: cannot read the CA file $NSINT_CA (NSINT_CA)"
+	mint_token "$dir" "$kubeconfig" || die "cannot mint a token of nsint-local/prometheus"
 	write_config "$dir"
 	promtool check config "$dir/prometheus.yml" >&2 || die "invalid configuration $dir/prometheus.yml"
 	mkdir -p "$dir/data"

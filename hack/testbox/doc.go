@@ -12,5 +12,11 @@
 //     the collector). Send errors are logged and retried; it runs until
 //     SIGTERM or SIGINT.
 //
+// For the local cluster's security tests it also plays what is not an agent:
+// "report" sends forged INT reports to a collector (the collector must drop
+// them), and "get" asks an API once, optionally over verified TLS with the
+// pod's ServiceAccount token, and prints the HTTP status (the APIs must
+// answer 401 or 403 unless the token may read them).
+//
 // It talks only to the addresses it is given; it never resolves names.
 package main

@@ -21,7 +21,11 @@ const usage = `usage:
   testbox serve PORT                 TCP and UDP echo on PORT (every address), until killed
   testbox send udp|tcp ADDR PORT N   send N messages to ADDR:PORT, print how many were answered
   testbox talk [-port 7000] [-every 250ms] PEER...
-                                     echo on -port, and keep sending to each PEER's -port over TCP and UDP`
+                                     echo on -port, and keep sending to each PEER's -port over TCP and UDP
+  testbox report ADDR PORT SWITCHID PORTID N
+                                     send N forged INT flow reports as switch SWITCHID, port PORTID
+  testbox get [-ca FILE] [-server-name NAME] [-token-file FILE] URL
+                                     GET URL once, print status=CODE`
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -52,6 +56,10 @@ func run(args []string) error {
 		return send(args[1], net.JoinHostPort(args[2], args[3]), n)
 	case args[0] == "talk":
 		return talk(args[1:])
+	case args[0] == "report":
+		return report(args[1:])
+	case args[0] == "get":
+		return get(args[1:])
 	}
 	return errors.New(usage)
 }

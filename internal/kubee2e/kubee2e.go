@@ -2,17 +2,22 @@
 // Kubernetes cluster share — the local node's (e2e/cluster) and kind's
 // (e2e/kind): retrying until a condition holds, a test namespace removed at
 // the end, deleting a pod and waiting until it is gone, a pod's Multus network
-// status, and the collector's JSON API. It creates only what a test asks for
+// status, and the collector's JSON API (over TLS with a bearer token where the
+// cluster wants them: Caller). It creates only what a test asks for
 // and never touches a cluster by itself.
 package kubee2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"testing"
 	"time"
 
@@ -45,9 +50,69 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, f func() erro
 
 // GetJSON decodes the body of GET u into into; a status other than 200 is an
 // error.
-func GetJSON(u string, into any) error {
-	client := http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(u)
+func GetJSON(u string, into any) error { return Caller{}.GetJSON(u, into) }
+
+// Flows returns every row of the collector's GET /api/v1/flows with query
+// (collector is its base URL); a response cut short by the limit is an error.
+func Flows(collector string, query url.Values) ([]flowtable.Row, error) {
+	return Caller{}.Flows(collector, query)
+}
+
+// Caller asks an API that may want TLS and a bearer token: Client carries
+// the TLS settings (nil: plain defaults), Token is sent as
+// "Authorization: Bearer" (empty: no header). Errors never contain the token.
+type Caller struct {
+	Client *http.Client
+	Token  string
+}
+
+// TLSClient returns a client that checks servers' certificates against the
+// CA bundle in caFile, for the name serverName (empty: the URL's host).
+func TLSClient(caFile, serverName string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, nil
+}
+
+// Get sends GET u; the caller closes the body.
+func (c Caller) Get(u string) (*http.Response, error) {
+	client := c.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return client.Do(req)
+}
+
+// Status returns the status code of GET u and its body.
+func (c Caller) Status(u string) (int, string, error) {
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, string(body), err
+}
+
+// GetJSON decodes the body of GET u into into; a status other than 200 is an
+// error.
+func (c Caller) GetJSON(u string, into any) error {
+	resp, err := c.Get(u)
 	if err != nil {
 		return err
 	}
@@ -63,10 +128,10 @@ func GetJSON(u string, into any) error {
 
 // Flows returns every row of the collector's GET /api/v1/flows with query
 // (collector is its base URL); a response cut short by the limit is an error.
-func Flows(collector string, query url.Values) ([]flowtable.Row, error) {
+func (c Caller) Flows(collector string, query url.Values) ([]flowtable.Row, error) {
 	query.Set("limit", "100000")
 	var resp web.FlowsResponse
-	if err := GetJSON(collector+"/api/v1/flows?"+query.Encode(), &resp); err != nil {
+	if err := c.GetJSON(collector+"/api/v1/flows?"+query.Encode(), &resp); err != nil {
 		return nil, err
 	}
 	if resp.Matched > len(resp.Flows) {

@@ -2,10 +2,14 @@ package kubee2e
 
 import (
 	"context"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +61,44 @@ func TestDeletePod(t *testing.T) {
 	}
 	if err := DeletePod(kube, "ns", "p", time.Second); err != nil {
 		t.Errorf("deleting a pod that is gone: %v", err)
+	}
+}
+
+// TestCallerTokenOverTLS: Caller sends its token, over TLS checked against the
+// CA file for the name given; without the CA the request fails.
+func TestCallerTokenOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "who?", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte(`{"flows": [], "matched": 0}`))
+	}))
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client, err := TLSClient(caFile, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := (Caller{Client: client}).Status(srv.URL); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("without a token: %d, %v; want 401", code, err)
+	}
+	if _, err := (Caller{Client: client, Token: "s3cret"}).Flows(srv.URL, url.Values{}); err != nil {
+		t.Errorf("with the token: %v", err)
+	}
+	if _, err := (Caller{Token: "s3cret"}).Flows(srv.URL, url.Values{}); err == nil {
+		t.Error("a server whose certificate the client cannot check was accepted")
+	} else if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("the error shows the token: %v", err)
+	}
+	wrongName, err := TLSClient(caFile, "nsint-agent.nsint.svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := (Caller{Client: wrongName}).Status(srv.URL); err == nil {
+		t.Error("a certificate for another name was accepted")
 	}
 }
