@@ -156,7 +156,7 @@ func TestManifestsFollowTheRules(t *testing.T) {
 
 			checkScrapeAnnotations(t, &ds)
 			if dir == "overlays/sharded" {
-				checkSharded(t, objs, &dep)
+				checkSharded(t, objs, &dep, &ds)
 			}
 			if dir == "overlays/openshift" {
 				checkSCC(t, objs, &ds)
@@ -316,7 +316,7 @@ func createNamespace(ctx context.Context, t *testing.T, env *k8stest.Env, name s
 // and selector reach them, and agents configured (validly) to choose one
 // replica through that name, with the rest of their configuration as in the
 // base.
-func checkSharded(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+func checkSharded(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment, ds *appsv1.DaemonSet) {
 	t.Helper()
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 {
 		t.Errorf("collector replicas %v, want at least 2", dep.Spec.Replicas)
@@ -349,7 +349,15 @@ func checkSharded(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 	if err := os.WriteFile(file, []byte(cm.Data["agent.yaml"]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]string{"--config", file, "--node-name", "node-a"}, nil, io.Discard)
+	// The file as the DaemonSet's agent reads it: with its other flags (the
+	// API's certificate among them).
+	args := []string{"--config", file, "--node-name", "node-a"}
+	for _, a := range ds.Spec.Template.Spec.Containers[0].Args {
+		if !strings.HasPrefix(a, "--config") {
+			args = append(args, a)
+		}
+	}
+	cfg, err := config.Parse(args, nil, io.Discard)
 	if err != nil {
 		t.Fatalf("sharded agent.yaml: %v", err)
 	}
