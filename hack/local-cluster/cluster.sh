@@ -10,6 +10,12 @@
 #                     COLLECTOR_CA= when the agent is ready
 #   cluster.sh down   remove everything "up" created, checked against the snapshot "up" took
 #   cluster.sh env    print the four lines again
+#   cluster.sh running  exit 0 when a cluster's components run here
+#
+# One cluster at a time: "up" and "down" hold /run/lock/nsint-cluster.lock
+# while they work, and "up" refuses (exit 3) while a cluster's components run
+# (another run's, or one left up): it removes a previous cluster's files only
+# when nothing of it runs any more.
 #
 # nsint's APIs need certificates and tokens here as on any cluster: "up" makes
 # a CA of its own and the agents' and the collector's serving certificates
@@ -359,8 +365,21 @@ make_images() {
 	for i in pause agent collector testbox; do ctrl images import "$WORK/images/$i.tar" >/dev/null; done
 }
 
+# any_alive: is a component of a cluster running?
+any_alive() {
+	local f
+	for f in "$WORK"/pids/*; do
+		[ -f "$f" ] && alive "$(basename "$f")" && return 0
+	done
+	return 1
+}
+
 up() {
 	[ "$(id -u)" = 0 ] || die "run as root"
+	if any_alive; then
+		log "a cluster runs here already (another run's, or one left up): make cluster-down first"
+		exit 3
+	fi
 	if [ -e "$WORK" ] || [ -e "$SNAP" ]; then
 		log "a previous cluster's files exist: removing it first"
 		down || die "could not remove the previous cluster"
@@ -626,8 +645,18 @@ leaks() {
 }
 
 case "${1:-}" in
-up) up ;;
-down) down ;;
+up | down)
+	# One up or down at a time on this machine. flock(1) holds the lock on
+	# a descriptor it closes for the script (-o): the components started by up
+	# do not inherit it.
+	rc=0
+	flock -n -o -E 3 /run/lock/nsint-cluster.lock "$0" "locked-$1" || rc=$?
+	[ "$rc" = 3 ] && log "another cluster.sh up or down is running, or a cluster refused to start under it"
+	exit "$rc"
+	;;
+locked-up) up ;;
+locked-down) down ;;
 env) env_lines ;;
-*) die "usage: $0 up|down|env" ;;
+running) any_alive ;;
+*) die "usage: $0 up|down|env|running" ;;
 esac

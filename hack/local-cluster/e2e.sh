@@ -9,16 +9,30 @@ repo="$(cd "$here/../.." && pwd)"
 export PATH=/usr/local/go/bin:$PATH
 
 prom_dir=""
+ours=0 # the cluster is this run's to take down
 down() {
 	local rc=$?
 	"$here/prometheus.sh" stop "$prom_dir" || rc=1
-	"$here/cluster.sh" down || rc=1
+	if [ "$ours" = 1 ]; then
+		"$here/cluster.sh" down || rc=1
+	fi
 	exit $rc
 }
 trap down EXIT
 trap 'exit 130' INT TERM
 
-lines="$("$here/cluster.sh" up)"
+# Another run's cluster (or one left up) is never taken down by this one.
+if "$here/cluster.sh" running; then
+	echo "e2e-cluster: a cluster runs on this machine already (another run's, or make cluster-up's): make cluster-down first" >&2
+	exit 3
+fi
+ours=1
+
+lines="$("$here/cluster.sh" up)" || {
+	rc=$?
+	[ "$rc" = 3 ] && ours=0 # refused: another run got there first
+	exit "$rc"
+}
 # The token stays out of the output (a log of the run).
 sed 's/^COLLECTOR_TOKEN=.*/COLLECTOR_TOKEN=(set)/' <<<"$lines"
 export KUBECONFIG COLLECTOR COLLECTOR_TOKEN COLLECTOR_CA
