@@ -167,6 +167,20 @@ func TestBurst200Namespaces(t *testing.T) {
 		a, b := addVeth(t, ns, "v0", "v1")
 		all[i] = made{ns: ns, ifaces: map[netif.Ifindex]bool{1: true, a: true, b: true}}
 	}
+	// Every namespace is seen before the removals begin: one created and
+	// removed before the watcher looked at it would rightly never be
+	// reported, and on a loaded machine the last ones can be (a CI run once
+	// saw 199 of 200).
+	h.waitFor("all namespaces added with their interfaces", func(evs []Event) bool {
+		for _, m := range all {
+			for idx := range m.ifaces {
+				if !hasIndex(evs, IfaceAdded, netif.Netns(m.ns.Inode), idx) {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	for _, m := range all {
 		if err := m.ns.Remove(); err != nil {
 			t.Fatal(err)
@@ -299,4 +313,14 @@ func TestSubscriptionRecovery(t *testing.T) {
 			t.Logf("stats: %+v, last error: %v", s, h.w.LastError())
 		})
 	}
+}
+
+// hasIndex reports whether evs has an event of kind for ifindex idx in netns id.
+func hasIndex(evs []Event, kind EventKind, id netif.Netns, idx netif.Ifindex) bool {
+	for _, ev := range evs {
+		if ev.Kind == kind && ev.Iface != nil && ev.Iface.ID == (netif.ID{Netns: id, Ifindex: idx}) {
+			return true
+		}
+	}
+	return false
 }
