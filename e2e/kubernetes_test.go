@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,9 +12,6 @@ import (
 	nadutils "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/utils"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/nsint/nsint/internal/fakenode"
 	"github.com/nsint/nsint/internal/netnstest"
@@ -36,7 +32,7 @@ func TestKubernetesNames(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kubeconfig := writeKubeconfig(t, k8stest.ServiceAccountConfig(env.Admin, "nsint", "nsint-agent"))
+	kubeconfig := k8stest.WriteKubeconfig(t, k8stest.ServiceAccountConfig(env.Admin, "nsint", "nsint-agent"))
 
 	dir := netnstest.Dir(t)
 	node, err := fakenode.Build(dir, netnstest.Prefix(t))
@@ -128,24 +124,4 @@ func TestKubernetesNames(t *testing.T) {
 	if m := ag.metrics(t); !strings.Contains(m, want) {
 		t.Errorf("metrics lack %s", want)
 	}
-}
-
-// writeKubeconfig writes cfg (a client certificate or token, and possibly
-// impersonation) as a kubeconfig file for the agent process.
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["e2e"] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken,
-		Impersonate: cfg.Impersonate.UserName, ImpersonateGroups: cfg.Impersonate.Groups,
-	}
-	kc.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "e2e"}
-	kc.CurrentContext = "e2e"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(path, 0o600)
-	return path
 }
