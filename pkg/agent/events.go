@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 
 	"github.com/nsint/nsint/ifacewatch"
@@ -35,78 +34,17 @@ type eventHandler struct {
 	ifacesChanged chan struct{} // wakes Kubernetes naming; buffer 1
 }
 
-// run hands discovery events to one goroutine per namespace that has events
-// waiting, until events closes, then waits for them to finish. A namespace
-// whose interfaces are being attached never delays another's events (the
-// attacher bounds how many attachments run at once). The events of one
-// namespace are handled in order, except that interfaces added one after
-// the other (a namespace's first listing) are attached side by side
-// (concurrentAdd).
+// run hands discovery events to an eventScheduler (in order per namespace,
+// a namespace's independent interface additions side by side, namespaces
+// never waiting for each other; the attacher bounds how many attachments run
+// at once) until events closes, then waits for them to finish.
 func (h *eventHandler) run(events <-chan ifacewatch.Event) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	// The events waiting per namespace; a namespace is in the map while its
-	// goroutine runs.
-	waiting := make(map[netif.Netns][]ifacewatch.Event)
-	// next takes the namespace's next event, or the run of concurrentAdd
-	// events at the head of its queue; none: the goroutine ends.
-	next := func(id netif.Netns) []ifacewatch.Event {
-		mu.Lock()
-		defer mu.Unlock()
-		q := waiting[id]
-		if len(q) == 0 {
-			delete(waiting, id)
-			return nil
-		}
-		n := 1
-		if concurrentAdd(q[0]) {
-			seen := map[netif.Ifindex]bool{q[0].Iface.ID.Ifindex: true}
-			for n < len(q) && n < maxConcurrentAdds && concurrentAdd(q[n]) && !seen[q[n].Iface.ID.Ifindex] {
-				seen[q[n].Iface.ID.Ifindex] = true
-				n++
-			}
-		}
-		batch := slices.Clone(q[:n])
-		clear(q[:n])
-		waiting[id] = q[n:]
-		return batch
-	}
+	s := newEventScheduler(h.handle)
 	for ev := range events {
 		h.metrics.discoveryEvents.WithLabelValues(ev.Kind.String()).Inc()
-		id := ev.Netns.ID
-		mu.Lock()
-		q, running := waiting[id]
-		waiting[id] = append(q, ev)
-		mu.Unlock()
-		if running {
-			continue
-		}
-		wg.Go(func() {
-			for batch := next(id); batch != nil; batch = next(id) {
-				if len(batch) == 1 {
-					h.handle(batch[0])
-					continue
-				}
-				var adds sync.WaitGroup
-				for _, ev := range batch {
-					adds.Go(func() { h.handle(ev) })
-				}
-				adds.Wait()
-			}
-		})
+		s.add(ev)
 	}
-	wg.Wait()
-}
-
-// maxConcurrentAdds bounds the interfaces of one namespace attached at once.
-const maxConcurrentAdds = 16
-
-// concurrentAdd reports whether ev may be handled at the same time as the
-// events next to it that are too: the addition of an interface that is
-// neither a bridge nor a bridge's member, whose datapath configuration
-// depends on no other interface's.
-func concurrentAdd(ev ifacewatch.Event) bool {
-	return ev.Kind == ifacewatch.IfaceAdded && ev.Iface != nil && ev.Iface.Kind != "bridge" && ev.Iface.MasterIndex == 0
+	s.wait()
 }
 
 func (h *eventHandler) handle(ev ifacewatch.Event) {
