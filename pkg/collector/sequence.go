@@ -2,7 +2,6 @@ package collector
 
 import (
 	"cmp"
-	"math/bits"
 	"net/netip"
 	"slices"
 	"sync"
@@ -39,10 +38,18 @@ type agentSeen struct {
 const (
 	// lateWindow: a number at most this far behind the expected one is a
 	// late (reordered) or repeated report. A late report fills its gap: a
-	// report reordered on the way (loopback and multi-queue paths reorder
-	// under load) is not lost. Resynchronising on it instead would count the
-	// reports after it as lost a second time.
-	lateWindow = 64
+	// report reordered on the way is not lost. Resynchronising on it instead
+	// would count the reports after it as lost a second time. Loopback and
+	// multi-queue paths reorder whole batches: a sender that moves to another
+	// CPU between two sendmmsg calls leaves the first batch in the old CPU's
+	// backlog (up to netdev_max_backlog, 1 000 packets), and when that CPU
+	// stalls (a preempted vCPU) the next batches overtake it. The window
+	// covers a full backlog.
+	lateWindow = 1024
+	// repeatWindow: a number at most this far behind the expected one that
+	// was not missing is a repeated report; further behind and below
+	// restartWindow, a reporter that started again.
+	repeatWindow = 64
 	// lateTimeout: a gap still open this long after it opened is counted
 	// lost, as is one pushed out of the late window by later numbers.
 	lateTimeout = time.Second
@@ -95,10 +102,9 @@ type sourceCounts struct {
 
 type seqState struct {
 	next uint32
-	// gaps has bit i set when number next-1-i was skipped and has not
-	// arrived yet (i < lateWindow); gapsSince is when the oldest of them
-	// opened.
-	gaps      uint64
+	// gaps holds the numbers skipped that have not arrived yet;
+	// gapsSince is when the oldest of them opened.
+	gaps      gapSet
 	gapsSince time.Time
 	source    *sourceCounts
 	agent     *agentSeen
@@ -158,12 +164,17 @@ func (s *sequences) observe(k seqKey, seq, switchID uint32) uint64 {
 	var lost uint64
 	switch kind {
 	case stepLate:
-		// Number next-1-i is bit i: a late one fills its gap.
-		st.gaps &^= 1 << (n - 1)
+		// Number next-1-i is gap i: a late one fills its gap. A number
+		// that was not missing is repeated, unless it lies far behind and
+		// near the start: a reporter that started again after fewer
+		// numbers than the window holds.
+		if st.gaps.fill(n-1) || n <= repeatWindow || seq >= restartWindow {
+			break
+		}
+		fallthrough
 	case stepReset:
 		st.source.Resets++
-		lost = uint64(bits.OnesCount64(st.gaps))
-		st.gaps = 0
+		lost = st.gaps.clearAll()
 		st.advance(seq, width, switchID)
 	case stepNext:
 		lost = st.shift(n, now)
@@ -177,37 +188,27 @@ func (s *sequences) observe(k seqKey, seq, switchID uint32) uint64 {
 // shift moves the window past skipped numbers and the one received after
 // them; it returns how many open gaps left the window (lost).
 func (st *seqState) shift(skipped uint64, now time.Time) uint64 {
-	var lost uint64
-	by := skipped + 1
-	if by >= lateWindow {
-		lost = uint64(bits.OnesCount64(st.gaps))
-		st.gaps = 0
-		if skipped > lateWindow-1 {
-			lost += skipped - (lateWindow - 1)
-			skipped = lateWindow - 1
-		}
-	} else {
-		lost = uint64(bits.OnesCount64(st.gaps >> (lateWindow - by)))
-		st.gaps <<= by
+	lost := st.gaps.shift(skipped + 1)
+	if skipped > lateWindow-1 {
+		lost += skipped - (lateWindow - 1)
+		skipped = lateWindow - 1
 	}
 	if skipped > 0 {
-		if st.gaps == 0 {
+		if st.gaps.empty() {
 			st.gapsSince = now
 		}
-		// Bits 1..skipped: the received number is bit 0.
-		st.gaps |= (uint64(1)<<skipped - 1) << 1
+		// Gaps 1..skipped: the received number is gap 0.
+		st.gaps.openRange(1, skipped)
 	}
 	return lost
 }
 
 // expire counts the open gaps lost once the oldest has waited lateTimeout.
 func (st *seqState) expire(now time.Time) uint64 {
-	if st.gaps == 0 || now.Sub(st.gapsSince) < lateTimeout {
+	if st.gaps.empty() || now.Sub(st.gapsSince) < lateTimeout {
 		return 0
 	}
-	lost := uint64(bits.OnesCount64(st.gaps))
-	st.gaps = 0
-	return lost
+	return st.gaps.clearAll()
 }
 
 func (s *sequences) count(st *seqState, lost uint64) {

@@ -108,30 +108,31 @@ func TestSequenceReorder(t *testing.T) {
 		t.Errorf("swapped pairs: %d lost, want 0", got)
 	}
 
-	// 1 never comes, 2 comes 63 numbers late: 1 is lost when 65 pushes it
-	// out of the window, 2 is not.
+	// 1 never comes, 2 comes lateWindow-1 numbers late: 1 is lost when
+	// lateWindow+1 pushes it out of the window, 2 is not.
 	s = newSeq()
 	observe(s, 0)
-	for q := uint32(3); q <= 64; q++ {
+	for q := uint32(3); q <= lateWindow; q++ {
 		observe(s, q)
 	}
 	if n := observe(s, 2); n != 0 {
-		t.Errorf("2, 62 behind: %d lost, want 0", n)
+		t.Errorf("2, %d behind: %d lost, want 0", lateWindow-2, n)
 	}
-	if n := observe(s, 65); n != 1 {
-		t.Errorf("65 pushes 1 out of the window: %d lost, want 1", n)
+	if n := observe(s, lateWindow+1); n != 1 {
+		t.Errorf("%d pushes 1 out of the window: %d lost, want 1", lateWindow+1, n)
 	}
 	if n := observe(s, 1); n != 0 || lostOf(s) != 1 {
 		t.Errorf("1 after it was counted: %d lost now, %d in all; want 0 and 1", n, lostOf(s))
 	}
 
-	// A jump of 100: the 37 numbers beyond the window (1 to 37) are lost at once,
-	// the other 63 (38 to 100) once they waited lateTimeout, less the one that came.
+	// A jump of lateWindow+36: the 37 numbers beyond the window (1 to 37)
+	// are lost at once, the other lateWindow-1 once they waited
+	// lateTimeout, less the one that came.
 	s = newSeq()
 	start := clock.t
 	observe(s, 0)
-	if n := observe(s, 101); n != 37 {
-		t.Errorf("jump of 100: %d lost at once, want 37", n)
+	if n := observe(s, lateWindow+37); n != 37 {
+		t.Errorf("jump of %d: %d lost at once, want 37", lateWindow+36, n)
 	}
 	observe(s, 90)
 	clock.t = start.Add(lateTimeout - time.Nanosecond)
@@ -139,11 +140,39 @@ func TestSequenceReorder(t *testing.T) {
 		t.Errorf("before the timeout: %d lost, want 37", got)
 	}
 	clock.t = start.Add(lateTimeout)
-	if got := lostOf(s); got != 37+62 {
-		t.Errorf("after the timeout: %d lost, want %d", got, 37+62)
+	if got := lostOf(s); got != 37+lateWindow-2 {
+		t.Errorf("after the timeout: %d lost, want %d", got, 37+lateWindow-2)
 	}
-	if per := s.perSource(); len(per) != 1 || per[0].Lost != 99 || per[0].Reports != 3 {
-		t.Errorf("per source %+v, want 3 reports, 99 lost", per)
+	if per := s.perSource(); len(per) != 1 || per[0].Lost != 37+lateWindow-2 || per[0].Reports != 3 {
+		t.Errorf("per source %+v, want 3 reports, %d lost", per, 37+lateWindow-2)
+	}
+}
+
+// Batches overtaken on the way (the sender moved to another CPU while the
+// old one's backlog stalled): three batches of 64 arrive before the one
+// sent ahead of them, and nothing is lost.
+func TestSequenceBatchesOvertaken(t *testing.T) {
+	k := seqKey{source: netip.MustParseAddr("198.18.0.1"), v20: true}
+	clock := &testClock{t: time.Unix(1e9, 0)}
+	s := newSequences(4)
+	s.now = clock.now
+	var lost uint64
+	send := func(from, to uint32) {
+		for q := from; q < to; q++ {
+			lost += s.observe(k, q, 1)
+		}
+	}
+	send(0, 64)    // batch 0
+	send(128, 320) // batches 2, 3, 4 overtake batch 1
+	send(64, 128)  // batch 1, late
+	send(320, 384)
+	clock.t = clock.t.Add(2 * lateTimeout)
+	total, _, _ := s.stats()
+	if lost != 0 || total != 0 {
+		t.Errorf("batches overtaken: %d lost on the way, %d in all; want 0", lost, total)
+	}
+	if per := s.perSource(); len(per) != 1 || per[0].Reports != 384 || per[0].Resets != 0 {
+		t.Errorf("per source %+v, want 384 reports, no reset", per)
 	}
 }
 
