@@ -21,8 +21,11 @@ type gatedHandler struct {
 	maxRun  int
 }
 
-func newGatedHandler() *gatedHandler {
-	return &gatedHandler{started: make(chan string, 100), gates: make(map[string]chan struct{})}
+// newGatedScheduler returns a scheduler whose events are handled by a
+// gatedHandler.
+func newGatedScheduler() (*gatedHandler, *eventScheduler) {
+	g := &gatedHandler{started: make(chan string, 100), gates: make(map[string]chan struct{})}
+	return g, newEventScheduler(g.handle)
 }
 
 func (g *gatedHandler) gate(name string) chan struct{} {
@@ -68,21 +71,8 @@ func ifaceEvent(kind ifacewatch.EventKind, ns netif.Netns, name string, ifindex,
 	}}
 }
 
-// expectStart waits for the next event to start and checks which it is.
-func (g *gatedHandler) expectStart(t *testing.T, want string) {
-	t.Helper()
-	select {
-	case got := <-g.started:
-		if got != want {
-			t.Fatalf("started %s, want %s", got, want)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("%s did not start", want)
-	}
-}
-
-// expectStarts waits for the named events to start, in any order.
-func (g *gatedHandler) expectStarts(t *testing.T, want ...string) {
+// expectStart waits for the named events to start, in any order.
+func (g *gatedHandler) expectStart(t *testing.T, want ...string) {
 	t.Helper()
 	left := map[string]bool{}
 	for _, w := range want {
@@ -115,8 +105,7 @@ func (g *gatedHandler) expectNoStart(t *testing.T) {
 // starts at once; the events that must run alone wait for both and keep
 // their order; an interface's removal waits for its addition.
 func TestEventSchedulerOrder(t *testing.T) {
-	g := newGatedHandler()
-	s := newEventScheduler(g.handle)
+	g, s := newGatedScheduler()
 	const ns = netif.Netns(7)
 	s.add(nsEvent(ifacewatch.NetnsAdded, ns))
 	g.expectStart(t, "NetnsAdded/7")
@@ -160,8 +149,7 @@ func TestEventSchedulerOrder(t *testing.T) {
 // added one at a time; a second addition of one interface waits for the
 // first.
 func TestEventSchedulerRunsAlone(t *testing.T) {
-	g := newGatedHandler()
-	s := newEventScheduler(g.handle)
+	g, s := newGatedScheduler()
 	const ns = netif.Netns(8)
 	br := ifaceEvent(ifacewatch.IfaceAdded, ns, "br0", 2, 0, "bridge")
 	member := ifaceEvent(ifacewatch.IfaceAdded, ns, "veth0", 3, 2, "veth")
@@ -188,8 +176,7 @@ func TestEventSchedulerRunsAlone(t *testing.T) {
 // A namespace whose events are blocked never delays another's; one
 // namespace runs at most maxConcurrentAdds additions at once.
 func TestEventSchedulerBounds(t *testing.T) {
-	g := newGatedHandler()
-	s := newEventScheduler(g.handle)
+	g, s := newGatedScheduler()
 	const busy, other = netif.Netns(9), netif.Netns(10)
 	for i := range maxConcurrentAdds + 3 {
 		s.add(ifaceEvent(ifacewatch.IfaceAdded, busy, fmt.Sprintf("if%d", i), netif.Ifindex(2+i), 0, "veth"))
@@ -198,7 +185,7 @@ func TestEventSchedulerBounds(t *testing.T) {
 	for i := range maxConcurrentAdds {
 		first = append(first, fmt.Sprintf("IfaceAdded/9/if%d", i))
 	}
-	g.expectStarts(t, first...)
+	g.expectStart(t, first...)
 	g.expectNoStart(t)
 	s.add(nsEvent(ifacewatch.NetnsRemoved, other))
 	g.expectStart(t, "NetnsRemoved/10")
@@ -210,7 +197,7 @@ func TestEventSchedulerBounds(t *testing.T) {
 	for i := maxConcurrentAdds; i < maxConcurrentAdds+3; i++ {
 		rest = append(rest, fmt.Sprintf("IfaceAdded/9/if%d", i))
 	}
-	g.expectStarts(t, rest...)
+	g.expectStart(t, rest...)
 	s.wait()
 	if g.maxRun > maxConcurrentAdds+1 {
 		t.Fatalf("%d events ran at once, want at most %d of one namespace and 1 of the other", g.maxRun, maxConcurrentAdds)
@@ -222,8 +209,7 @@ func TestEventSchedulerBounds(t *testing.T) {
 // change waits only for its own interface. A change that puts an interface
 // into a bridge runs alone.
 func TestEventSchedulerChanges(t *testing.T) {
-	g := newGatedHandler()
-	s := newEventScheduler(g.handle)
+	g, s := newGatedScheduler()
 	const ns = netif.Netns(11)
 	net1 := ifaceEvent(ifacewatch.IfaceAdded, ns, "net1", 2, 0, "veth")
 	peer := ifaceEvent(ifacewatch.IfaceChanged, ns, "net1", 2, 0, "veth")
