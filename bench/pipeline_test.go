@@ -26,11 +26,11 @@ import (
 )
 
 // TestBenchPipeline measures the agent's user-space report path on one core:
-// perf event read and decode (datapath.Reader) → the agent's own event →
+// report ring read and decode (datapath.Reader) → the agent's own event →
 // report step (agent.ReportPath: the report, its nsint_reports_total and
 // reported-packets counters) → INT v2.0 encode (exporter.Enqueue) →
 // sendmmsg to a loopback collector (exporter.Run), the exporter configured
-// as the agent configures it. The kernel fills the perf ring first
+// as the agent configures it. The kernel fills the report ring first
 // (BPF_PROG_TEST_RUN of the real programs, one new flow per packet, so one
 // report each); the timed part drains it. Each round gives reports per
 // second (wall and per CPU-second) and allocations per report; the figures
@@ -49,7 +49,7 @@ func TestBenchPipeline(t *testing.T) {
 	}
 
 	d, err := datapath.Load(datapath.Config{ReportInterval: time.Hour, MaxFlows: 1 << 20,
-		PerCPUBufferBytes: 64 << 20, WakeupEvents: 64})
+		ReportBufferBytes: 64 << 20})
 	if err != nil {
 		t.Fatalf("load datapath: %v", err)
 	}
@@ -179,8 +179,12 @@ func TestBenchPipeline(t *testing.T) {
 	if queueDrops != 0 {
 		t.Errorf("%d reports dropped on a full export queue in the timed rounds: the rate is not of sent reports", queueDrops)
 	}
-	if rd.LostSamples() != 0 || rd.Malformed() != 0 {
-		t.Errorf("lost samples %d, malformed %d: want 0", rd.LostSamples(), rd.Malformed())
+	st, err := d.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RingFull != 0 || rd.Malformed() != 0 {
+		t.Errorf("reports the ring had no room for %d, malformed %d: want 0", st.RingFull, rd.Malformed())
 	}
 	figures := singles(map[string]float64{"pipeline_cpus": float64(cpus.Count()),
 		"pipeline_queue_drops": float64(queueDrops), "pipeline_loadavg": loadAvg1()})
@@ -191,7 +195,7 @@ func TestBenchPipeline(t *testing.T) {
 }
 
 // fillRing runs n new-flow UDP/IPv4 packets through prog in ns, one per
-// BPF_PROG_TEST_RUN, each producing one report in this CPU's perf ring.
+// BPF_PROG_TEST_RUN, each producing one report in the report ring.
 func fillRing(ns *netnstest.NS, prog *ebpf.Program, first, n int) error {
 	frame := make([]byte, 14+20+8+64)
 	return ns.Do(func() error {

@@ -23,7 +23,8 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /*
- * The enums Go takes from the generated bindings (bpf/gen.go, -type). clang
+ * The enums Go takes from the generated bindings (bpf/gen.go, -type), and
+ * struct event, which only the ring's records are (no map names it). clang
  * writes a type into the object's BTF only when a declaration uses it, and
  * these are used as constants only: this variable uses them, in a section no
  * loader reads, so it adds no map, no instruction and nothing to the kernel.
@@ -39,6 +40,7 @@ struct nsint_enums {
 	enum nsint_sweep_kind sweep_kind;
 	enum nsint_sweep_flags sweep_flags;
 	enum nsint_sweep_result sweep_result;
+	struct event event; /* the ring's records: no map declares it */
 } nsint_enums SEC(".nsint_enums");
 
 /*
@@ -164,12 +166,12 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	struct drop_key key = {};
-	struct drop_scratch *buf;
+	struct event *ev;
 	struct net_device *dev;
 	struct sock *rx_sk = 0;
 	unsigned char *head;
 	__u16 port = 0, in_port = 0, out_port = 0, nh, mh, start;
-	__u32 reason = 0, zero = 0, ifindex = 0, iif, tail, data_off;
+	__u32 reason = 0, ifindex = 0, iif, tail, data_off;
 	__u64 netns = 0, now, drops, segs, cap, frame_len;
 	__u8 flags = 0, dir;
 
@@ -243,10 +245,12 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	if (!drops)
 		return 0;
 
-	buf = bpf_map_lookup_elem(&drop_buf, &zero);
-	if (!buf)
+	ev = report_reserve();
+	if (!ev) {
+		stat_inc(NSINT_STAT_RING_FULL);
+		drop_unreport(&key, drops);
 		return 0;
-	__builtin_memset(&buf->ev, 0, sizeof(buf->ev));
+	}
 
 	/* Capture from the MAC header when there is one, else from L3. */
 	start = mh != NSINT_HDR_UNSET && mh <= nh ? mh : nh;
@@ -260,40 +264,34 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 		cap = tail - start;
 		if (cap > frame_len)
 			cap = frame_len;
+		/* bounded by the reservation's size, for the verifier */
 		if (cap > cfg.snap_len)
 			cap = cfg.snap_len;
-		if (cap > NSINT_MAX_SNAP) /* bound for the verifier */
-			cap = NSINT_MAX_SNAP;
-		if (bpf_probe_read_kernel(buf->data, cap, head + start))
+		if (cap && bpf_probe_read_kernel(ev + 1, cap, head + start))
 			cap = 0;
 	}
 
-	buf->ev.type = NSINT_EVENT_DROP;
-	buf->ev.reason = NSINT_REASON_DROP;
-	buf->ev.dir = dir;
-	buf->ev.flags = flags;
-	buf->ev.obs_port = port;
-	buf->ev.in_port = in_port;
-	buf->ev.out_port = out_port;
-	buf->ev.in_ts = now;
-	buf->ev.out_ts = now;
-	buf->ev.packets = drops;
-	buf->ev.drop_reason = reason;
-	buf->ev.family = key.fk.t.family;
-	buf->ev.proto = key.fk.t.proto;
-	buf->ev.sport = key.fk.t.sport;
-	buf->ev.dport = key.fk.t.dport;
-	__builtin_memcpy(buf->ev.saddr, key.fk.t.saddr, 16);
-	__builtin_memcpy(buf->ev.daddr, key.fk.t.daddr, 16);
-	buf->ev.orig_len = frame_len;
-	buf->ev.cap_len = cap;
-	if (!bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, buf,
-				   sizeof(buf->ev) + cap)) {
-		stat_inc(NSINT_STAT_DROP_REPORTS);
-		return 0;
-	}
-	stat_inc(NSINT_STAT_PERF_ERRORS);
-	drop_unreport(&key, drops);
+	ev->type = NSINT_EVENT_DROP;
+	ev->reason = NSINT_REASON_DROP;
+	ev->dir = dir;
+	ev->flags = flags;
+	ev->obs_port = port;
+	ev->in_port = in_port;
+	ev->out_port = out_port;
+	ev->in_ts = now;
+	ev->out_ts = now;
+	ev->packets = drops;
+	ev->drop_reason = reason;
+	ev->family = key.fk.t.family;
+	ev->proto = key.fk.t.proto;
+	ev->sport = key.fk.t.sport;
+	ev->dport = key.fk.t.dport;
+	__builtin_memcpy(ev->saddr, key.fk.t.saddr, 16);
+	__builtin_memcpy(ev->daddr, key.fk.t.daddr, 16);
+	ev->orig_len = frame_len;
+	ev->cap_len = cap;
+	report_submit(ev);
+	stat_inc(NSINT_STAT_DROP_REPORTS);
 	return 0;
 }
 

@@ -24,7 +24,7 @@ type NsintConfig struct {
 	FlowsShared          uint8
 	CoarseClock          uint8
 	DropHasRxSk          uint8
-	Pad                  [4]uint8
+	WakeupReports        uint32
 }
 
 type NsintCpuState struct {
@@ -41,12 +41,6 @@ type NsintDropKey struct {
 	_      structs.HostLayout
 	Fk     NsintFlowKey
 	Reason uint32
-}
-
-type NsintDropScratch struct {
-	_    structs.HostLayout
-	Ev   NsintEvent
-	Data [1024]uint8
 }
 
 type NsintDropState struct {
@@ -188,7 +182,7 @@ type NsintNsintStat uint32
 
 const (
 	NsintNsintStatNSINT_STAT_REPORTS            NsintNsintStat = 0
-	NsintNsintStatNSINT_STAT_PERF_ERRORS        NsintNsintStat = 1
+	NsintNsintStatNSINT_STAT_RING_FULL          NsintNsintStat = 1
 	NsintNsintStatNSINT_STAT_UNPARSED           NsintNsintStat = 2
 	NsintNsintStatNSINT_STAT_NO_IDENTITY        NsintNsintStat = 3
 	NsintNsintStatNSINT_STAT_FLOW_UPDATE_ERRORS NsintNsintStat = 4
@@ -327,7 +321,6 @@ type NsintWatchMeta struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	NsintMapCpuState        = "cpu_state"
-	NsintMapDropBuf         = "drop_buf"
 	NsintMapDropClass       = "drop_class"
 	NsintMapDropFlows       = "drop_flows"
 	NsintMapEvents          = "events"
@@ -407,7 +400,6 @@ type NsintProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type NsintMapSpecs struct {
 	CpuState     *ebpf.MapSpec `ebpf:"cpu_state"`
-	DropBuf      *ebpf.MapSpec `ebpf:"drop_buf"`
 	DropClass    *ebpf.MapSpec `ebpf:"drop_class"`
 	DropFlows    *ebpf.MapSpec `ebpf:"drop_flows"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
@@ -453,7 +445,6 @@ func (o *NsintObjects) Close() error {
 // It can be passed to LoadNsintObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NsintMaps struct {
 	CpuState     *ebpf.Map `ebpf:"cpu_state"`
-	DropBuf      *ebpf.Map `ebpf:"drop_buf"`
 	DropClass    *ebpf.Map `ebpf:"drop_class"`
 	DropFlows    *ebpf.Map `ebpf:"drop_flows"`
 	Events       *ebpf.Map `ebpf:"events"`
@@ -474,7 +465,6 @@ type NsintMaps struct {
 func (m *NsintMaps) Close() error {
 	return _NsintClose(
 		m.CpuState,
-		m.DropBuf,
 		m.DropClass,
 		m.DropFlows,
 		m.Events,

@@ -166,7 +166,7 @@ static __always_inline __u64 drop_segs(struct sk_buff *skb, unsigned char *head)
 }
 
 /*
- * Give back drops whose report the perf buffer refused, for the next report
+ * Give back drops whose report the ring had no room for, for the next report
  * or the sweep. Only the shared-table kernels keep drop counts.
  */
 static __always_inline void drop_unreport(const struct drop_key *key,

@@ -141,23 +141,57 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-struct drop_scratch {
-	struct event ev;
-	__u8 data[NSINT_MAX_SNAP];
-};
-
+/*
+ * Reports to user space: one ring shared by all CPUs (BPF ring buffer,
+ * 5.8+), which user space reads in order, and which the generation pins so
+ * that reports written while no agent reads them are read by the next one
+ * (datapath.Recover). A report is reserved in place (report_reserve), so it
+ * is written once, not built on the stack and copied as the perf buffer's
+ * output did.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct drop_scratch);
-} drop_buf SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20); /* set from Go: a power of two */
 } events SEC(".maps");
+
+/*
+ * Reserve a report and room for cfg.snap_len bytes of its packet. The
+ * verifier wants the size of a reservation as a constant: cfg is read-only
+ * and frozen, so it knows snap_len. A packet shorter than snap_len leaves
+ * the rest unused (event.cap_len says how much holds packet bytes).
+ */
+static __always_inline struct event *report_reserve(void)
+{
+	struct event *ev = bpf_ringbuf_reserve(
+		&events, sizeof(struct event) + cfg.snap_len, 0);
+
+	if (ev)
+		__builtin_memset(ev, 0, sizeof(*ev));
+	return ev;
+}
+
+/*
+ * Hand a report to user space. A wakeup of the reader costs the writing CPU
+ * an interrupt to itself (irq_work; in a VM an exit), which the kernel's
+ * default policy pays for every report a reader that keeps up is waiting
+ * for: several times what the rest of a new flow costs. So only the report
+ * that brings the ring to cfg.wakeup_reports unread ones wakes the reader;
+ * it also looks at the ring on a timer (datapath.Reader), which bounds the
+ * wait of the reports before. Two CPUs crossing the mark at once may both
+ * miss it: the timer covers that too. The query reads the positions the
+ * reservation has just read: no further cache miss.
+ */
+static __always_inline void report_submit(struct event *ev)
+{
+	/* a record: an 8-byte header, the reservation rounded up to 8 */
+	__u64 size = 8 + ((sizeof(*ev) + cfg.snap_len + 7) & ~7ULL);
+	__u64 mark = size * cfg.wakeup_reports;
+	__u64 unread = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	bpf_ringbuf_submit(ev, unread >= mark && unread < mark + size ?
+				       BPF_RB_FORCE_WAKEUP :
+				       BPF_RB_NO_WAKEUP);
+}
 
 /*
  * Per-CPU stats may be counted from a TC program and from the drop hook or

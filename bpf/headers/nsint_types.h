@@ -10,7 +10,7 @@
 
 #include <linux/types.h>
 
-#define NSINT_MAX_SNAP	 1024 /* upper bound of the configurable snap length */
+#define NSINT_MAX_SNAP	 1024 /* upper bound of the snap length: a power of two */
 #define NSINT_MAX_RULES	 64   /* watchlist capacity */
 #define NSINT_PORT_LOCAL 0xffff /* flow state: "local stack of this netns" */
 
@@ -54,7 +54,7 @@ enum nsint_port_flags {
 /* Per-CPU counters in the stats map. */
 enum nsint_stat {
 	NSINT_STAT_REPORTS = 0,
-	NSINT_STAT_PERF_ERRORS,
+	NSINT_STAT_RING_FULL, /* reports the ring had no room for */
 	NSINT_STAT_UNPARSED,
 	NSINT_STAT_NO_IDENTITY,
 	NSINT_STAT_FLOW_UPDATE_ERRORS,
@@ -80,7 +80,7 @@ struct config {
 	__u8 flows_shared;   /* flow map shared by all CPUs: atomic adds */
 	__u8 coarse_clock;   /* bpf_ktime_get_coarse_ns exists (5.11+) */
 	__u8 drop_has_rx_sk; /* kfree_skb passes the receiving socket (6.12+) */
-	__u8 pad[4];
+	__u32 wakeup_reports; /* reports in the ring that wake its reader */
 };
 
 /* Written by each attachment's dispatcher into its CPU's cpu_state. */
@@ -268,7 +268,7 @@ struct sweep_ctl {
 	__u8 pad[2];
 };
 
-/* One report; the captured frame bytes follow it in the perf sample. */
+/* One report; the captured frame bytes follow it in the ring's record. */
 struct event {
 	__u64 in_ts;  /* ktime ns at the ingress hook */
 	__u64 out_ts; /* ktime ns at the egress hook (or of the drop) */

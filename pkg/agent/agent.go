@@ -70,11 +70,11 @@ func attachConfig(cfg *config.Agent) (tc.Config, error) {
 
 // Run starts the agent and blocks until ctx ends or one of its long-running
 // components fails: discovery, Kubernetes naming, the watchlist, the
-// sweeper, the perf reader, the exporter, the API server. It returns nil
+// sweeper, the report reader, the exporter, the API server. It returns nil
 // once ctx has ended, an error when the agent could not start, and the
 // first failure, a *ComponentError naming the component, when one failed;
 // that cancels the others and the agent stops as it does when ctx ends
-// (not ready, last sweep, perf reader flushed, exporter drained). On
+// (not ready, last sweep, report reader flushed, exporter drained). On
 // return, discovery and reading have stopped and queued reports have been
 // flushed; attachments stay (see the package doc).
 func Run(ctx context.Context, cfg *config.Agent, log *slog.Logger) error {
@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 		SnapLen:            uint16(cfg.SnapLen),
 		MaxFlows:           uint32(cfg.MaxFlows),
 		MaxPorts:           uint32(cfg.MaxPorts),
-		PerCPUBufferBytes:  cfg.PerfBufferBytes,
+		ReportBufferBytes:  cfg.ReportBufferBytes,
 		IndirectTailCall:   cfg.TailCall == "indirect",
 	}
 	if a.dp, err = datapath.Load(dpCfg); err != nil {
@@ -174,7 +174,7 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 	sup := newSupervisor(ctx, func(ce *ComponentError) { a.ready.stop("stopping: " + ce.Error()) })
 	sup.wrap = s.wrap
 
-	// The report pipeline (perf reader → exporter) outlives ctx: when the
+	// The report pipeline (report reader → exporter) outlives ctx: when the
 	// agent stops, the last sweep's reports and what the kernel still has
 	// queued go out first (stopPipeline).
 	pipeline := sup.group()
@@ -204,12 +204,12 @@ func run(ctx context.Context, cfg *config.Agent, log *slog.Logger, s seams) erro
 
 	rd, err := a.dp.NewReader()
 	if err != nil {
-		return fmt.Errorf("perf reader: %w", err)
+		return fmt.Errorf("report reader: %w", err)
 	}
 	a.reader.Store(rd)
 	readerDone := make(chan struct{})
 	var draining atomic.Bool
-	pipeline.Go("perf reader", func() error {
+	pipeline.Go("report reader", func() error {
 		defer close(readerDone)
 		return a.readReports(rd, &draining)
 	})
@@ -319,7 +319,7 @@ func (a *Agent) stopPipeline(rd *datapath.Reader, draining *atomic.Bool, readerD
 	// Read returns what the rings hold, then ErrFlushed; a deadline would
 	// wait for a Read blocked on an idle node to see a report first.
 	if err := rd.Flush(); err != nil {
-		a.log.Warn("flush the perf reader; reports still in the kernel's rings are not sent", "err", err)
+		a.log.Warn("flush the report reader; reports still in the kernel's ring are not sent", "err", err)
 		rd.Close()
 	}
 	<-readerDone

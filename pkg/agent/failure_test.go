@@ -130,7 +130,7 @@ func TestComponentFailureStopsTheAgent(t *testing.T) {
 }
 
 // A normal stop returns nil, is not ready while it stops, and keeps the
-// report pipeline's order: the last sweep, then the perf reader's flush
+// report pipeline's order: the last sweep, then the report reader's flush
 // (it returns once it has read what the kernel held), then the exporter's
 // drain, and the API last, so that collectors can name the last reports.
 func TestStopSweepsThenFlushesThenDrains(t *testing.T) {
@@ -151,7 +151,7 @@ func TestStopSweepsThenFlushesThenDrains(t *testing.T) {
 	s := seams{
 		wrap: func(name string, run func() error) func() error {
 			switch name {
-			case "perf reader", "exporter", "api":
+			case "report reader", "exporter", "api":
 			default:
 				return run
 			}
@@ -160,7 +160,7 @@ func TestStopSweepsThenFlushesThenDrains(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				ended = append(ended, name)
-				if name == "perf reader" {
+				if name == "report reader" {
 					var m = ta.sweeper.m.sweeps.WithLabelValues("stop", "ok")
 					stopSweeps = counterValue(t, m)
 				}
@@ -182,10 +182,10 @@ func TestStopSweepsThenFlushesThenDrains(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []string{"perf reader", "exporter", "api"}; strings.Join(ended, ",") != strings.Join(want, ",") {
+	if want := []string{"report reader", "exporter", "api"}; strings.Join(ended, ",") != strings.Join(want, ",") {
 		t.Errorf("components ended in the order %v, want %v", ended, want)
 	}
 	if stopSweeps != 1 {
-		t.Errorf("the perf reader ended after %v last sweeps, want 1 (sweep first, then flush)", stopSweeps)
+		t.Errorf("the report reader ended after %v last sweeps, want 1 (sweep first, then flush)", stopSweeps)
 	}
 }

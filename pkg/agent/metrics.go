@@ -48,8 +48,8 @@ var (
 	descAttached = prometheus.NewDesc("nsint_ports_attached", "Interfaces with both TC hooks attached, by mode.", []string{"mode"}, nil)
 	descNetns    = prometheus.NewDesc("nsint_netns_watched", "Network namespaces watched.", nil, nil)
 	descRecov    = prometheus.NewDesc("nsint_discovery_recoveries_total", "Netlink subscriptions re-opened and namespaces re-listed after an error.", nil, nil)
-	descPerf     = prometheus.NewDesc("nsint_perf_events_total", "Events read from the perf buffer.", nil, nil)
-	descLost     = prometheus.NewDesc("nsint_perf_lost_samples_total", "Events the kernel could not write to the perf buffer.", nil, nil)
+	descRead     = prometheus.NewDesc("nsint_ring_reports_total", "Reports read from the report ring.", nil, nil)
+	descBad      = prometheus.NewDesc("nsint_ring_malformed_total", "Records of the report ring that could not be decoded (a bug: should stay 0).", nil, nil)
 	descQDrops   = prometheus.NewDesc("nsint_export_queue_drops_total", "Reports dropped because the export queue was full.", nil, nil)
 	descSent     = prometheus.NewDesc("nsint_export_sent_total", "Report datagrams sent, by collector.", []string{"collector"}, nil)
 	descSendErr  = prometheus.NewDesc("nsint_export_send_errors_total", "Send errors, by collector.", []string{"collector"}, nil)
@@ -60,7 +60,7 @@ var (
 	descFlowless = prometheus.NewDesc("nsint_port_flowless_packets_total",
 		"Packets seen at a port's TC hook that are in no flow (not IP, or truncated): no report carries them.", portLabels, nil)
 	descReported = prometheus.NewDesc("nsint_port_reported_packets_total",
-		"Packets of the flow reports this agent made that name the port (ingress: as ingress port; egress: as egress port). packets - flowless - reported, once an interface is quiet for the report interval and a second, is what no report carries: flow-table evictions, perf ring losses, forwarded packets whose egress port is not observed.",
+		"Packets of the flow reports this agent made that name the port (ingress: as ingress port; egress: as egress port). packets - flowless - reported, once an interface is quiet for the report interval and a second, is what no report carries: flow-table evictions, forwarded packets whose egress port is not observed.",
 		portLabels, nil)
 	descDropReasons = prometheus.NewDesc("nsint_port_reported_drops_total",
 		"Drops of a port by kernel drop reason (enum skb_drop_reason name without SKB_DROP_REASON_, or unknown): the drops this agent's drop reports carry, by observation port and direction. Only drops by the datapath's rule; summed over reason it equals nsint_port_drops_total once the port's drops are reported (at most the drop report interval and one sweep after the last). A series appears with the first drop of its reason.",
@@ -69,7 +69,7 @@ var (
 		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
 		nil, nil)
 	descDatapath = prometheus.NewDesc("nsint_datapath_events_total",
-		"The eBPF programs' own counters, by event: reports, perf_errors (reports the perf ring refused; their counts stay in the kernel), unparsed (packets not IP or truncated: counted for the port, in no flow), no_identity, flow_update_errors, drop_reports, drops_folded (drops folded into a later report), unwatched, slot_flush_lost (slot counts whose flow entry was evicted), not_drops (frees that are no drop: docs/architecture.md), sweep_reports, sweep_bypassed, sweep_scanned (flow entries the in-kernel scan looked at).",
+		"The eBPF programs' own counters, by event: reports, ring_full (reports the report ring had no room for; their counts stay in the kernel for a later report), unparsed (packets not IP or truncated: counted for the port, in no flow), no_identity, flow_update_errors, drop_reports, drops_folded (drops folded into a later report), unwatched, slot_flush_lost (slot counts whose flow entry was evicted), not_drops (frees that are no drop: docs/architecture.md), sweep_reports, sweep_bypassed, sweep_scanned (flow entries the in-kernel scan looked at).",
 		[]string{"event"}, nil)
 	descNotFirst = prometheus.NewDesc("nsint_attach_not_first_total",
 		"Attachments left with another tool's legacy tc filter ahead of ours (at priority 1), which may hide packets from nsint.", nil, nil)
@@ -85,7 +85,7 @@ var (
 type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descPerf, descLost, descQDrops,
+	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descRead, descBad, descQDrops,
 		descSent, descSendErr, descPkts, descBytes, descDrops, descFlowless, descReported, descDropReasons, descDropWhy, descFlowTable, descNotFirst, descMoved, descDatapath} {
 		ch <- d
 	}
@@ -113,7 +113,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			for _, e := range []struct {
 				name string
 				v    uint64
-			}{{"reports", st.Reports}, {"perf_errors", st.PerfErrors}, {"unparsed", st.Unparsed},
+			}{{"reports", st.Reports}, {"ring_full", st.RingFull}, {"unparsed", st.Unparsed},
 				{"no_identity", st.NoIdentity}, {"flow_update_errors", st.FlowUpdateErrors},
 				{"drop_reports", st.DropReports}, {"drops_folded", st.DropsSuppressed}, {"unwatched", st.Unwatched},
 				{"slot_flush_lost", st.CacheFlushLost}, {"not_drops", st.NotDrops},
@@ -134,8 +134,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRecov, prometheus.CounterValue, float64(s.Recoveries))
 	}
 	if rd := a.reader.Load(); rd != nil {
-		ch <- prometheus.MustNewConstMetric(descPerf, prometheus.CounterValue, float64(rd.Events()))
-		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(rd.LostSamples()))
+		ch <- prometheus.MustNewConstMetric(descRead, prometheus.CounterValue, float64(rd.Events()))
+		ch <- prometheus.MustNewConstMetric(descBad, prometheus.CounterValue, float64(rd.Malformed()))
 	}
 	if a.exp != nil {
 		s := a.exp.Stats()

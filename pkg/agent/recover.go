@@ -146,6 +146,7 @@ func (a *Agent) recoverEarlier() {
 	}
 	a.log.Info("reported what earlier agents left in the kernel", "generations", st.Generations,
 		"flowReports", st.FlowReports, "packets", st.Packets, "dropReports", st.DropReports, "drops", st.Drops,
+		"queuedReports", st.Queued, "malformed", st.Malformed,
 		"portsCarriedOn", st.BaselinePorts, "lostPackets", st.EvictedPackets+st.PortGonePackets, "lostDrops", st.PortGoneDrops)
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // ReportPath is the agent's per-event report step on its own: what
-// readReports does with each event it reads from the perf ring (the report
+// readReports does with each event it reads from the report ring (the report
 // made from it, nsint_reports_total and the per-port reported packets and
 // drops by reason counted, the report queued on the exporter), without the rest of an
 // agent. It is the seam the report-pipeline benchmark (bench/) drives, so

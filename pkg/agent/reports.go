@@ -13,12 +13,12 @@ import (
 	"github.com/nsint/nsint/pkg/intreport"
 )
 
-// maxReadErrors is how many reads in a row may fail before the perf reader
+// maxReadErrors is how many reads in a row may fail before the report reader
 // counts as stopped: one failure is a bad record, a run of them a reader
 // that no longer works.
 const maxReadErrors = 100
 
-// readReports runs the one perf reader: each event becomes an INT report for
+// readReports runs the one report reader: each event becomes an INT report for
 // the exporter. It never blocks on the exporter (a full queue drops and
 // counts) and allocates nothing per event. It returns nil when draining is
 // set and rd is closed or a flush has read out what was pending, and an
@@ -49,7 +49,7 @@ func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) error {
 			if failed++; failed >= maxReadErrors {
 				return fmt.Errorf("%d reads in a row failed, the last: %w", failed, err)
 			}
-			a.log.Warn("read perf event", "err", err)
+			a.log.Warn("read report", "err", err)
 		}
 	}
 }

@@ -70,7 +70,7 @@ type Agent struct {
 	TCHandle           uint32           // legacy tc filter handle of ours
 	MaxPorts           int              // port IDs available on the node
 	MaxFlows           int              // flow-state entries in the kernel
-	PerfBufferBytes    int              // perf ring size per CPU
+	ReportBufferBytes  int              // report ring room per CPU
 	Kubeconfig         string           // "" = in-cluster when in a pod, else no Kubernetes
 	Kubernetes         string           // auto, on or off
 	APIAuth            APIAuth          // none or kubernetes (auto resolved)
@@ -91,22 +91,22 @@ const (
 )
 
 type rawAgent struct {
-	collectors, netnsDirs, selects *flagconf.StringList
-	format, switchID, apiAddr      *string
-	attachMode, watchlist          *string
-	stateDir, bpffs, nodeName      *string
-	nodeIP, logLevel, config       *string
-	hostNetns                      *bool
-	reportInterval, dropInterval   *time.Duration
-	snaplen, tcPrio                *int
-	tcHandle                       *string
-	maxPorts, maxFlows, perfBuffer *int
-	kubeconfig, kubernetes         *string
-	tailCall                       *string
-	replicas                       *string
-	replicaRefresh                 *time.Duration
-	apiAuth, apiCert, apiKey       *string
-	apiAuthTTL                     *time.Duration
+	collectors, netnsDirs, selects   *flagconf.StringList
+	format, switchID, apiAddr        *string
+	attachMode, watchlist            *string
+	stateDir, bpffs, nodeName        *string
+	nodeIP, logLevel, config         *string
+	hostNetns                        *bool
+	reportInterval, dropInterval     *time.Duration
+	snaplen, tcPrio                  *int
+	tcHandle                         *string
+	maxPorts, maxFlows, reportBuffer *int
+	kubeconfig, kubernetes           *string
+	tailCall                         *string
+	replicas                         *string
+	replicaRefresh                   *time.Duration
+	apiAuth, apiCert, apiKey         *string
+	apiAuthTTL                       *time.Duration
 }
 
 // FlagSet declares every agent flag on a new flag set. The returned function
@@ -142,7 +142,7 @@ func FlagSet(name string) (*flag.FlagSet, func() (*Agent, error)) {
 	r.tcHandle = fs.String("tc-handle", fmt.Sprintf("%#x", legacyfilter.DefaultHandle), "handle of our legacy tc filters")
 	r.maxPorts = fs.Int("max-ports", 4096, "port IDs available on this node (at most 65535)")
 	r.maxFlows = fs.Int("max-flows", 65536, "flow-state entries kept in the kernel")
-	r.perfBuffer = fs.Int("perf-buffer-size", 256*1024, "perf ring buffer bytes per CPU")
+	r.reportBuffer = fs.Int("report-buffer-size", 256*1024, "room of the report ring per CPU in bytes (the ring all CPUs share holds this times their number, rounded up to a power of two)")
 	r.kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster configuration when running in a pod)")
 	r.kubernetes = fs.String("kubernetes", "auto", "Kubernetes enrichment: auto (when in a pod or --kubeconfig is set), on, off")
 	r.apiAuth = fs.String("api-auth", "auto", "who may call the API: kubernetes (a bearer token that TokenReview accepts, allowed by SubjectAccessReview to get the path; needs --api-tls-cert and --api-tls-key), none, or auto (kubernetes when Kubernetes is on, else none); /healthz and /readyz stay open")
@@ -190,7 +190,7 @@ func (r *rawAgent) validate() (*Agent, error) {
 		TCPriority:         *r.tcPrio,
 		MaxPorts:           *r.maxPorts,
 		MaxFlows:           *r.maxFlows,
-		PerfBufferBytes:    *r.perfBuffer,
+		ReportBufferBytes:  *r.reportBuffer,
 		Kubeconfig:         *r.kubeconfig,
 		Kubernetes:         *r.kubernetes,
 		APIAuthFrom:        *r.apiAuth,
@@ -311,8 +311,8 @@ func (r *rawAgent) validate() (*Agent, error) {
 	if a.MaxFlows < 1024 || a.MaxFlows > 1<<24 {
 		add(bad("max-flows", strconv.Itoa(a.MaxFlows), errors.New("want 1024..16777216")))
 	}
-	if a.PerfBufferBytes < 4096 || a.PerfBufferBytes > 64<<20 {
-		add(bad("perf-buffer-size", strconv.Itoa(a.PerfBufferBytes), errors.New("want 4096..67108864")))
+	if a.ReportBufferBytes < 4096 || a.ReportBufferBytes > 64<<20 {
+		add(bad("report-buffer-size", strconv.Itoa(a.ReportBufferBytes), errors.New("want 4096..67108864")))
 	}
 	id, src, err := SwitchID(*r.switchID, a.NodeIP, a.NodeName)
 	if err != nil {

@@ -34,10 +34,6 @@ import (
 
 const benchRounds = 7
 
-// benchWakeup batches reader wake-ups as a busy agent would configure it;
-// with 1 every report also pays for waking the reader.
-const benchWakeup = 64
-
 // benchMaxFlows leaves the LRU tables room for the largest scenario, so
 // established flows are not evicted (the "reports" metric shows it).
 const benchMaxFlows = 262144
@@ -89,7 +85,7 @@ func newBenchEnv(b *testing.B, shared bool, maxFlows uint32) *benchEnv {
 	b.Helper()
 	requireFlowTable(b, shared)
 	return newBenchEnvWith(b, Config{ReportInterval: time.Hour, perCPUFlows: !shared, MaxFlows: maxFlows,
-		PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
+		ReportBufferBytes: 4 << 20})
 }
 
 // newBenchEnvWith loads the datapath with cfg, a local-stack port 1 and
@@ -423,7 +419,7 @@ func BenchmarkVerify(b *testing.B) {
 			// Reuse the loaded maps: only the program is verified.
 			m := d.objs.NsintMaps
 			repl := map[string]*ebpf.Map{
-				bpf.NsintMapDropBuf: m.DropBuf, bpf.NsintMapDropFlows: m.DropFlows, bpf.NsintMapEvents: m.Events,
+				bpf.NsintMapDropFlows: m.DropFlows, bpf.NsintMapEvents: m.Events,
 				bpf.NsintMapFlows: m.Flows, bpf.NsintMapCpuState: m.CpuState, bpf.NsintMapPortConfigs: m.PortConfigs,
 				bpf.NsintMapPortCounters: m.PortCounters, bpf.NsintMapPortIds: m.PortIds, bpf.NsintMapStats: m.Stats,
 				bpf.NsintMapTcProgs: m.TcProgs, bpf.NsintMapTransit: m.Transit, bpf.NsintMapWatchMeta: m.WatchMeta,

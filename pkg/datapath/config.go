@@ -12,10 +12,12 @@ const (
 	DefaultSnapLen            = 128
 	DefaultMaxFlows           = 65536
 	DefaultMaxPorts           = 4096
-	DefaultPerCPUBufferBytes  = 256 << 10
-	DefaultWakeupEvents       = 1
+	DefaultReportBufferBytes  = 256 << 10
+	DefaultReportPoll         = 10 * time.Millisecond
+	DefaultWakeupReports      = 64
 
-	// MaxSnapLen is the largest SnapLen the programs can capture.
+	// MaxSnapLen bounds SnapLen: every report's record in the ring has
+	// room for SnapLen packet bytes, whatever the packet's length.
 	MaxSnapLen = 1024
 )
 
@@ -36,11 +38,18 @@ type Config struct {
 	MaxFlows uint32
 	// MaxPorts bounds port IDs: valid IDs are 1 .. MaxPorts-1.
 	MaxPorts uint32
-	// PerCPUBufferBytes is the perf ring size of each CPU.
-	PerCPUBufferBytes int
-	// WakeupEvents is how many events a CPU's ring holds before the
-	// reader is woken.
-	WakeupEvents int
+	// ReportBufferBytes is the report ring's room per possible CPU: the
+	// one ring all CPUs write to holds this times their number, rounded up
+	// to a power of two (ringBytes).
+	ReportBufferBytes int
+	// WakeupReports is how many unread reports in the ring wake the
+	// reader (report_submit): a wakeup costs the writing CPU more than a
+	// new flow's whole report, so it is paid once per so many.
+	WakeupReports int
+	// ReportPoll is how often the reader looks at the ring without a
+	// wakeup: the longest a report waits there while fewer than
+	// WakeupReports are unread.
+	ReportPoll time.Duration
 
 	// IndirectTailCall makes dispatchers enter the main program by an
 	// indirect tail call: about half the load cost and no text patching (no
@@ -70,8 +79,9 @@ func DefaultConfig() Config {
 		SnapLen:            DefaultSnapLen,
 		MaxFlows:           DefaultMaxFlows,
 		MaxPorts:           DefaultMaxPorts,
-		PerCPUBufferBytes:  DefaultPerCPUBufferBytes,
-		WakeupEvents:       DefaultWakeupEvents,
+		ReportBufferBytes:  DefaultReportBufferBytes,
+		WakeupReports:      DefaultWakeupReports,
+		ReportPoll:         DefaultReportPoll,
 	}
 }
 
@@ -92,11 +102,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxPorts == 0 {
 		c.MaxPorts = d.MaxPorts
 	}
-	if c.PerCPUBufferBytes == 0 {
-		c.PerCPUBufferBytes = d.PerCPUBufferBytes
+	if c.ReportBufferBytes == 0 {
+		c.ReportBufferBytes = d.ReportBufferBytes
 	}
-	if c.WakeupEvents == 0 {
-		c.WakeupEvents = d.WakeupEvents
+	if c.WakeupReports == 0 {
+		c.WakeupReports = d.WakeupReports
+	}
+	if c.ReportPoll == 0 {
+		c.ReportPoll = d.ReportPoll
 	}
 	switch {
 	case c.ReportInterval < 0 || c.DropReportInterval < 0:
@@ -105,8 +118,28 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("config: snap length %d above %d", c.SnapLen, MaxSnapLen)
 	case c.MaxPorts < 2 || c.MaxPorts > 0xffff: // 0xffff is the C "local" marker
 		return c, fmt.Errorf("config: max ports %d outside 2..65535", c.MaxPorts)
-	case c.PerCPUBufferBytes < 0 || c.WakeupEvents < 0:
-		return c, fmt.Errorf("config: negative perf buffer size or wakeup count")
+	case c.WakeupReports < 0 || c.ReportPoll < 0:
+		return c, fmt.Errorf("config: negative wakeup count %d or poll interval %v", c.WakeupReports, c.ReportPoll)
+	case c.ReportBufferBytes < 0 || c.ReportBufferBytes > maxReportBufferBytes:
+		return c, fmt.Errorf("config: report buffer size %d outside 0..%d", c.ReportBufferBytes, maxReportBufferBytes)
 	}
 	return c, nil
+}
+
+// maxReportBufferBytes bounds ReportBufferBytes (per CPU) so that the ring
+// of a machine with many CPUs stays within what the kernel maps.
+const maxReportBufferBytes = 64 << 20
+
+// maxRingBytes is the largest ring ringBytes asks for.
+const maxRingBytes = 1 << 30
+
+// ringBytes is the size of the report ring for cpus possible CPUs: a
+// power of two (the kernel's rule) of at least one page.
+func (c Config) ringBytes(cpus int) uint32 {
+	want := min(uint64(c.ReportBufferBytes)*uint64(max(cpus, 1)), maxRingBytes)
+	size := uint64(4096)
+	for size < want {
+		size <<= 1
+	}
+	return uint32(size)
 }

@@ -69,7 +69,6 @@ func TestGeneratedTypesMatchC(t *testing.T) {
 		"transit_entry": bpf.NsintTransitEntry{},
 		"drop_key":      bpf.NsintDropKey{},
 		"drop_state":    bpf.NsintDropState{},
-		"drop_scratch":  bpf.NsintDropScratch{},
 		"port_key":      bpf.NsintPortKey{},
 		"port_config":   bpf.NsintPortConfig{},
 		"port_counters": bpf.NsintPortCounters{},
@@ -417,10 +416,6 @@ func TestDispatcherWritesIdentity(t *testing.T) {
 // TestCLimits: the C bounds that Go copies as plain numbers.
 func TestCLimits(t *testing.T) {
 	spec := nsintSpec(t)
-	data := btfMember(t, btfStruct(t, spec, "drop_scratch"), "data")
-	if a, ok := data.Type.(*btf.Array); !ok || a.Nelems != MaxSnapLen {
-		t.Errorf("drop_scratch.data is %s, want %d bytes (MaxSnapLen, NSINT_MAX_SNAP)", data.Type, MaxSnapLen)
-	}
 	if n := spec.Maps[bpf.NsintMapSweepItems].MaxEntries; n != scanBatch {
 		t.Errorf("sweep_items holds %d, scanBatch is %d (NSINT_SCAN_BATCH)", n, scanBatch)
 	}

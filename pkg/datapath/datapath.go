@@ -117,6 +117,7 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 	spec.Maps[bpf.NsintMapCpuState].MaxEntries = uint32(cpus)
 	spec.Maps[bpf.NsintMapTransit].MaxEntries = cfg.MaxFlows
 	spec.Maps[bpf.NsintMapDropFlows].MaxEntries = max(cfg.MaxFlows/4, 1024)
+	spec.Maps[bpf.NsintMapEvents].MaxEntries = cfg.ringBytes(cpus)
 	if shared {
 		spec.Maps[bpf.NsintMapFlows].Type = ebpf.LRUHash
 	} else {
@@ -141,6 +142,7 @@ func newSpec(cfg Config, kinfo kfreeSkbInfo, shared bool) (*ebpf.CollectionSpec,
 		TransitMaxAgeNs:      uint64(transitMaxAge),
 		SnapLen:              uint32(cfg.SnapLen),
 		DropConsumedReason:   kinfo.consumed,
+		WakeupReports:        uint32(cfg.WakeupReports),
 	}
 	if kinfo.hasReason {
 		kc.DropHasReason = 1
@@ -251,7 +253,7 @@ func (d *Datapath) Close() error {
 // Stats are the programs' own counters, summed over CPUs.
 type Stats struct {
 	Reports          uint64 // flow reports sent
-	PerfErrors       uint64 // reports the perf buffer refused
+	RingFull         uint64 // reports the ring had no room for (their counts stay in the kernel)
 	Unparsed         uint64 // packets not reported: truncated or not IP
 	NoIdentity       uint64 // main program entered without a dispatcher
 	FlowUpdateErrors uint64 // flow state could not be inserted
@@ -283,7 +285,7 @@ type statSlot struct {
 func (s *Stats) slots() []statSlot {
 	return []statSlot{
 		{bpf.NsintNsintStatNSINT_STAT_REPORTS, &s.Reports},
-		{bpf.NsintNsintStatNSINT_STAT_PERF_ERRORS, &s.PerfErrors},
+		{bpf.NsintNsintStatNSINT_STAT_RING_FULL, &s.RingFull},
 		{bpf.NsintNsintStatNSINT_STAT_UNPARSED, &s.Unparsed},
 		{bpf.NsintNsintStatNSINT_STAT_NO_IDENTITY, &s.NoIdentity},
 		{bpf.NsintNsintStatNSINT_STAT_FLOW_UPDATE_ERRORS, &s.FlowUpdateErrors},

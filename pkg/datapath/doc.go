@@ -5,7 +5,7 @@
 // programs and the drop hook, per-attachment dispatcher programs (a dozen
 // instructions that stamp the port ID and direction into a per-CPU slot and
 // tail-call the shared program), the port configuration maps, the
-// watchlist, per-port counters, and the single perf reader that decodes
+// watchlist, per-port counters, and the single reader of the report ring that decodes
 // reports into Event values without allocating; and the kernel facts Load
 // decides with (probe.go, kernel.go): each feature probe runs once per
 // process and returns nil, an error wrapping ebpf.ErrNotSupported that names
@@ -15,7 +15,7 @@
 // It must not: attach TC programs (pkg/tc takes the *ebpf.Program that
 // Dispatcher returns), discover namespaces or interfaces, allocate port IDs,
 // encode INT reports, or log. Errors are returned wrapped; counters are
-// exposed (Stats, PortCounters, Reader.LostSamples).
+// exposed (Stats, PortCounters, Reader.Malformed).
 //
 // Lifetime: a Datapath owns its maps and programs; Close releases them, but
 // programs already attached keep running with their maps until detached —

@@ -119,8 +119,6 @@ type Event struct {
 	Len      uint32
 	Data     []byte
 	DataIsL3 bool
-	// CPU that produced the report.
-	CPU int
 }
 
 // addrs returns the source and destination of a tuple of family 4 or 6
@@ -149,8 +147,9 @@ var errShortEvent = errors.New("short event")
 
 const eventSize = int(unsafe.Sizeof(bpf.NsintEvent{}))
 
-// decodeEvent fills ev from a raw perf sample. The sample may carry up to 7
-// bytes of trailing ring padding, which cap_len excludes.
+// decodeEvent fills ev from a raw record of the report ring. A record has
+// room for the configured snap length (report_reserve), of which cap_len
+// bytes hold the packet.
 func (d *Datapath) decodeEvent(raw []byte, ev *Event) error {
 	if len(raw) < eventSize {
 		return fmt.Errorf("%w: %d bytes, want at least %d", errShortEvent, len(raw), eventSize)

@@ -21,6 +21,7 @@ import (
 //	<root>/<id>/tc_progs       the dispatchers' tail-call table: while it is pinned the
 //	                           kernel keeps it filled, so attachments left behind keep counting
 //	<root>/<id>/flows          flow entries: packets and bytes since the last report
+//	<root>/<id>/events         the report ring: reports written that no reader read
 //	<root>/<id>/cpu_state      last-flow slots: packets in neither an entry nor a port's counters
 //	<root>/<id>/drop_flows     drops the rate limit folded
 //	<root>/<id>/port_counters  per-port totals
@@ -42,6 +43,7 @@ const (
 var pinnedKernelMaps = [...]string{
 	bpf.NsintMapTcProgs, bpf.NsintMapFlows, bpf.NsintMapCpuState,
 	bpf.NsintMapDropFlows, bpf.NsintMapPortCounters, bpf.NsintMapPortConfigs,
+	bpf.NsintMapEvents,
 }
 
 // Errors of generations Recover cannot read; OpenGenerations removes them.
@@ -83,6 +85,7 @@ func (d *Datapath) kernelMaps() map[string]*ebpf.Map {
 		bpf.NsintMapDropFlows:    d.objs.DropFlows,
 		bpf.NsintMapPortCounters: d.objs.PortCounters,
 		bpf.NsintMapPortConfigs:  d.objs.PortConfigs,
+		bpf.NsintMapEvents:       d.objs.Events,
 	}
 }
 
@@ -150,7 +153,7 @@ func (d *Datapath) Pin(root string) (string, error) {
 type Generation struct {
 	id, dir string
 
-	progs, flows, cpuState, dropFlows, portCounters, portConfigs, baseline *ebpf.Map
+	progs, flows, cpuState, dropFlows, portCounters, portConfigs, events, baseline *ebpf.Map
 }
 
 // ID names the generation (its directory under the root).
@@ -168,7 +171,7 @@ func (g *Generation) Close() error {
 }
 
 func (g *Generation) all() []*ebpf.Map {
-	return []*ebpf.Map{g.progs, g.flows, g.cpuState, g.dropFlows, g.portCounters, g.portConfigs, g.baseline}
+	return []*ebpf.Map{g.progs, g.flows, g.cpuState, g.dropFlows, g.portCounters, g.portConfigs, g.events, g.baseline}
 }
 
 // UnreadableGeneration is an earlier generation OpenGenerations could not
@@ -237,7 +240,7 @@ func (d *Datapath) openGeneration(dir, id, layout string) (*Generation, error) {
 	fields := map[string]**ebpf.Map{
 		bpf.NsintMapTcProgs: &g.progs, bpf.NsintMapFlows: &g.flows, bpf.NsintMapCpuState: &g.cpuState,
 		bpf.NsintMapDropFlows: &g.dropFlows, bpf.NsintMapPortCounters: &g.portCounters,
-		bpf.NsintMapPortConfigs: &g.portConfigs, baselinePin: &g.baseline,
+		bpf.NsintMapPortConfigs: &g.portConfigs, bpf.NsintMapEvents: &g.events, baselinePin: &g.baseline,
 	}
 	for name, field := range fields {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)

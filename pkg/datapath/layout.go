@@ -15,7 +15,7 @@ import (
 // when what a pinned map's fields mean changes while their C types stay the
 // same (say, packets since the last report becoming packets since load):
 // the C types alone would not tell an older generation apart then.
-const recoveryLayoutVersion = 1
+const recoveryLayoutVersion = 2
 
 // baselineLayout describes portBaseline, the one pinned value user space
 // defines, for the layout ID.
@@ -40,6 +40,19 @@ func layoutOf(spec *ebpf.CollectionSpec) (string, error) {
 		ms := spec.Maps[name]
 		if ms == nil {
 			return "", fmt.Errorf("map layout: no map %s in the nsint object", name)
+		}
+		if ms.Type == ebpf.RingBuf {
+			// No key or value: its records are struct event.
+			var ev *btf.Struct
+			if err := spec.Types.TypeByName("event", &ev); err != nil {
+				return "", fmt.Errorf("map layout: %s records: %w", name, err)
+			}
+			fmt.Fprintf(h, "%s records ", name)
+			if err := writeType(h, ev, 0); err != nil {
+				return "", fmt.Errorf("map layout: %s records: %w", name, err)
+			}
+			fmt.Fprintln(h)
+			continue
 		}
 		if ms.Key == nil || ms.Value == nil {
 			return "", fmt.Errorf("map layout: map %s has no BTF key or value type", name)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/perf"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsint/nsint/internal/netnstest"
@@ -57,8 +58,8 @@ func BenchmarkLive(b *testing.B) {
 	type variant struct{ perCPU, before bool }
 	loaded := map[variant]*Datapath{}
 	for _, v := range []variant{{false, false}, {true, false}, {false, true}} {
-		cfg := Config{ReportInterval: time.Hour, MaxFlows: benchMaxFlows, PerCPUBufferBytes: 4 << 20,
-			WakeupEvents: benchWakeup, perCPUFlows: v.perCPU}
+		cfg := Config{ReportInterval: time.Hour, MaxFlows: benchMaxFlows, ReportBufferBytes: 4 << 20,
+			perCPUFlows: v.perCPU}
 		var d *Datapath
 		if v.before {
 			d = loadBefore(b, cfg)
@@ -193,9 +194,14 @@ func linkIndex(tb testing.TB, ns *netnstest.NS, name string) int {
 	return l.Attrs().Index
 }
 
-// drainReports reads and discards reports so that perf output never fails
-// for lack of room, until the benchmark ends.
+// drainReports reads and discards reports so that the ring never refuses one
+// for lack of room, until the benchmark ends. The programs of beforeCommit
+// write to a perf event array: their reports are drained by a perf reader.
 func drainReports(tb testing.TB, d *Datapath) {
+	if d.objs.Events.Type() == ebpf.PerfEventArray {
+		drainPerf(tb, d.objs.Events)
+		return
+	}
 	r, err := d.NewReader()
 	must2(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -210,6 +216,24 @@ func drainReports(tb testing.TB, d *Datapath) {
 		}
 	}()
 	tb.Cleanup(func() { cancel(); r.Close(); <-done })
+}
+
+// drainPerf reads and discards the records of a perf event array, waking
+// once per 64 of them as the benchmarks configured beforeCommit's reader.
+func drainPerf(tb testing.TB, events *ebpf.Map) {
+	pr, err := perf.NewReaderWithOptions(events, 4<<20, perf.ReaderOptions{WakeupEvents: 64})
+	must2(tb, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var rec perf.Record
+		for {
+			if err := pr.ReadInto(&rec); errors.Is(err, os.ErrClosed) {
+				return
+			}
+		}
+	}()
+	tb.Cleanup(func() { pr.Close(); <-done })
 }
 
 // udpSocket is an unconnected UDP socket opened inside ns.

@@ -105,6 +105,28 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestSnapLen: a report carries the frame's first SnapLen bytes, or the
+// whole frame when it is shorter, from one byte to MaxSnapLen.
+func TestSnapLen(t *testing.T) {
+	for _, snap := range []uint16{1, 100, MaxSnapLen} {
+		t.Run(fmt.Sprint(snap), func(t *testing.T) {
+			h := newHarness(t, Config{SnapLen: snap})
+			for i, payload := range []int{0, 60, 1400} {
+				frame := udpFrame("198.18.0.1", "198.18.0.2", uint16(4000+i), 53, payload)
+				for j := range frame[42:] {
+					frame[42+j] = byte(j)
+				}
+				h.run(hPortA, netif.Ingress, frame, nil)
+				ev := h.next()
+				want := frame[:min(len(frame), int(snap))]
+				if !bytes.Equal(ev.Data, want) || ev.Len != uint32(len(frame)) {
+					t.Errorf("frame of %d bytes: captured %d bytes (len %d), want its first %d", len(frame), len(ev.Data), ev.Len, len(want))
+				}
+			}
+		})
+	}
+}
+
 // TestTruncated cuts every frame at every length below its full header
 // stack: no report, verdict unchanged (checked by run).
 func TestTruncated(t *testing.T) {

@@ -28,6 +28,11 @@ type RecoverStats struct {
 	Bytes       uint64
 	DropReports int    // drop events emitted
 	Drops       uint64 // drops they carry
+	// Queued is how many of those reports the generation's programs had
+	// written to its report ring while no reader read it (the agent had
+	// stopped): they are emitted as written. Malformed counts records
+	// that could not be decoded (none should).
+	Queued, Malformed int
 
 	// EvictedPackets sat in a last-flow slot whose flow entry was gone
 	// (evicted): no report carries them, as when the kernel empties such a
@@ -52,11 +57,14 @@ type RecoverStats struct {
 //     until the programs already running have finished;
 //   - it reads, from the now quiescent maps, every flow entry's unreported
 //     packets and bytes (per CPU on a per-CPU table) with what the CPUs'
-//     last-flow slots hold for it, and every drop entry's folded drops;
+//     last-flow slots hold for it, every drop entry's folded drops, and the
+//     reports left in its report ring;
 //   - it removes the generation's pins;
 //   - it adds each port's counters (those slots included, and the
 //     generation's own baseline) to the port's baseline, when this datapath
-//     has the same port (same namespace and ifindex), and calls emit with one
+//     has the same port (same namespace and ifindex), calls emit with each
+//     report left in the ring (ports this datapath does not have made
+//     unknown, reports of such an observation port left out), then with one
 //     Event per flow entry (per CPU on a per-CPU table) and drop entry, as a
 //     sweep does: Reason ReasonFlush (ReasonDrop for drops), Data nil, ports
 //     as the kernel would have reported them (ingress entries that were
@@ -188,6 +196,32 @@ func (d *Datapath) knownPort(id uint16, s *genSnapshot) uint16 {
 func (d *Datapath) emitRecovered(s *genSnapshot, st *RecoverStats, emit func(*Event)) {
 	now := time.Now()
 	var ev Event
+	for _, raw := range s.queued {
+		if err := d.decodeEvent(raw, &ev); err != nil {
+			st.Malformed++
+			continue
+		}
+		drop := ev.Type == DropEvent
+		if !d.samePort(ev.Port, s) {
+			if drop {
+				st.PortGoneDrops += ev.Packets
+			} else {
+				st.PortGonePackets += ev.Packets
+			}
+			continue
+		}
+		ev.InPort, ev.OutPort = d.knownPort(ev.InPort, s), d.knownPort(ev.OutPort, s)
+		emit(&ev)
+		st.Queued++
+		if drop {
+			st.DropReports++
+			st.Drops += ev.Packets
+		} else {
+			st.FlowReports++
+			st.Packets += ev.Packets
+			st.Bytes += ev.Bytes
+		}
+	}
 	for _, at := range s.order {
 		v := s.flows[at]
 		if v.Packets == 0 || v.Watched == 0 {
@@ -214,7 +248,7 @@ func (d *Datapath) emitRecovered(s *genSnapshot, st *RecoverStats, emit func(*Ev
 			Type: FlowEvent, Reason: ReasonFlush, Direction: directionOf(k.Dir), Port: k.Port,
 			InPort: d.knownPort(in, s), OutPort: d.knownPort(out, s),
 			Proto: k.T.Proto, SrcPort: k.T.Sport, DstPort: k.T.Dport,
-			InTime: now, OutTime: now, Packets: v.Packets, Bytes: v.Bytes, CPU: -1,
+			InTime: now, OutTime: now, Packets: v.Packets, Bytes: v.Bytes,
 		}
 		ev.Src, ev.Dst = tupleAddrs(k.T.Family, k.T.Saddr, k.T.Daddr)
 		emit(&ev)
@@ -232,7 +266,7 @@ func (d *Datapath) emitRecovered(s *genSnapshot, st *RecoverStats, emit func(*Ev
 			Type: DropEvent, Reason: ReasonDrop, Direction: directionOf(k.Dir), Port: k.Port,
 			InPort: d.knownPort(v.InPort, s), OutPort: d.knownPort(v.OutPort, s),
 			Proto: k.T.Proto, SrcPort: k.T.Sport, DstPort: k.T.Dport,
-			InTime: now, OutTime: now, Packets: v.Drops, CPU: -1,
+			InTime: now, OutTime: now, Packets: v.Drops,
 			DropReason: dr.key.Reason, DropReasonKnown: v.Flags&evfNoDropReason == 0,
 			NonFirstFragment: v.Flags&evfNonFirstFrag != 0,
 		}

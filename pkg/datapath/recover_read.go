@@ -1,9 +1,14 @@
 package datapath
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/nsint/nsint/bpf"
 	"github.com/nsint/nsint/pkg/netif"
@@ -24,6 +29,9 @@ type genSnapshot struct {
 	ports   map[uint16]Counters
 	evicted uint64 // slot packets whose flow entry was gone
 	same    map[uint16]bool
+	// queued: the records of the generation's report ring that no reader
+	// read, in the order they were written.
+	queued [][]byte
 }
 
 // flowAt is a flow entry: one per flow in the shared table, one per flow and
@@ -57,6 +65,7 @@ func (g *Generation) read() (*genSnapshot, error) {
 		{bpf.NsintMapDropFlows, g.readDrops},
 		{bpf.NsintMapPortCounters, g.readPortCounters},
 		{baselinePin, g.readBaseline},
+		{bpf.NsintMapEvents, g.readRing},
 	} {
 		if err := step.read(s); err != nil {
 			return nil, fmt.Errorf("generation %s: read map %s: %w", g.id, step.what, err)
@@ -201,4 +210,26 @@ func (g *Generation) readBaseline(s *genSnapshot) error {
 		}
 	}
 	return it.Err()
+}
+
+// readRing takes the records left in the generation's report ring.
+func (g *Generation) readRing(s *genSnapshot) error {
+	rr, err := ringbuf.NewReader(g.events)
+	if err != nil {
+		return err
+	}
+	defer rr.Close()
+	// Nothing writes to the ring any more (disarm): read what it holds.
+	rr.SetDeadline(time.Now())
+	var rec ringbuf.Record
+	for {
+		err := rr.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.queued = append(s.queued, bytes.Clone(rec.RawSample))
+	}
 }

@@ -360,7 +360,6 @@ func (d *Datapath) sweepEvent(it *bpf.NsintSweepItem, opts SweepOptions, ev *Eve
 		OutTime:   now,
 		Packets:   it.Packets,
 		Bytes:     it.Bytes,
-		CPU:       -1,
 	}
 	ev.Src, ev.Dst = tupleAddrs(it.Key.T.Family, it.Key.T.Saddr, it.Key.T.Daddr)
 	ev.NonFirstFragment = it.Flags&evfNonFirstFrag != 0

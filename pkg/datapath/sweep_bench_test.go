@@ -66,7 +66,7 @@ func BenchmarkSweep(b *testing.B) {
 }
 
 func benchSweepFlows(b *testing.B, n int, userSpaceScan bool) {
-	e := newBenchEnvWith(b, Config{PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup, userSpaceScan: userSpaceScan})
+	e := newBenchEnvWith(b, Config{ReportBufferBytes: 4 << 20, userSpaceScan: userSpaceScan})
 	frames := benchFrames(n)
 	e.timeRuns(b, e.disp[netif.Ingress], frames, 1) // new flows, each reported
 	lastReport := time.Now()
@@ -109,7 +109,7 @@ func benchSweepFlows(b *testing.B, n int, userSpaceScan bool) {
 
 func benchSweepActive(b *testing.B) {
 	const n, gap = 1000, 10 * time.Millisecond
-	e := newBenchEnvWith(b, Config{PerCPUBufferBytes: 4 << 20, WakeupEvents: benchWakeup})
+	e := newBenchEnvWith(b, Config{ReportBufferBytes: 4 << 20})
 	frames := benchFrames(n)
 	interval := e.d.cfg.ReportInterval
 	// The sender: every gap, one packet of every flow started so far; flow

@@ -2,7 +2,7 @@
 // collectors.
 //
 // It owns the path from "a report exists" to "a datagram left the socket": a
-// bounded queue of preallocated slots between the producer (the perf reader)
+// bounded queue of preallocated slots between the producer (the report reader)
 // and one sender goroutine, per-(collector, hw_id) sequence numbers, batching
 // with sendmmsg(2) and UDP segmentation offload, and the accounting of what was queued, dropped, sent and
 // refused. It does not decide when to report (the datapath does), does not
