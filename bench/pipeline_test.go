@@ -85,7 +85,7 @@ func TestBenchPipeline(t *testing.T) {
 		t.Fatalf("agent configuration: %v", err)
 	}
 	// The exporter as the agent's Run makes it: its default queue, so a
-	// full queue drops and counts as in the agent.
+	// full queue makes the reader wait for the sender, as in the agent.
 	exp, err := exporter.New(exporter.Config{Collectors: cfg.Collectors, Format: intreport.V20})
 	if err != nil {
 		t.Fatal(err)
@@ -172,9 +172,8 @@ func TestBenchPipeline(t *testing.T) {
 		}
 		rates, allocs, perCPUs = append(rates, rate), append(allocs, alloc), append(perCPUs, perCPU)
 	}
-	// A full queue drops the report, as in the agent: the sender fell
-	// behind the reader on the shared core. Those reports cost less than
-	// sent ones, so the rate holds only when there are none.
+	// While the sender runs a full queue waits, as in the agent: a drop
+	// here (the sender not running) would make a rate of reports not sent.
 	queueDrops = exp.Stats().QueueDrops - queueDrops
 	if queueDrops != 0 {
 		t.Errorf("%d reports dropped on a full export queue in the timed rounds: the rate is not of sent reports", queueDrops)

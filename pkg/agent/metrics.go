@@ -50,7 +50,8 @@ var (
 	descRecov    = prometheus.NewDesc("nsint_discovery_recoveries_total", "Netlink subscriptions re-opened and namespaces re-listed after an error.", nil, nil)
 	descRead     = prometheus.NewDesc("nsint_ring_reports_total", "Reports read from the report ring.", nil, nil)
 	descBad      = prometheus.NewDesc("nsint_ring_malformed_total", "Records of the report ring that could not be decoded (a bug: should stay 0).", nil, nil)
-	descQDrops   = prometheus.NewDesc("nsint_export_queue_drops_total", "Reports dropped because the export queue was full.", nil, nil)
+	descQDrops   = prometheus.NewDesc("nsint_export_queue_drops_total", "Reports dropped because the export queue was full while its sender was not running (at start or stop).", nil, nil)
+	descQWaits   = prometheus.NewDesc("nsint_export_queue_waits_total", "Reports that waited for a free slot of the full export queue (nothing lost: the kernel's report ring held what came meanwhile).", nil, nil)
 	descSent     = prometheus.NewDesc("nsint_export_sent_total", "Report datagrams sent, by collector.", []string{"collector"}, nil)
 	descSendErr  = prometheus.NewDesc("nsint_export_send_errors_total", "Send errors, by collector.", []string{"collector"}, nil)
 	portLabels   = []string{"node", "port", "interface", "netns", "direction", "pod", "pod_namespace", "network"}
@@ -85,7 +86,7 @@ var (
 type statsCollector struct{ a *Agent }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descRead, descBad, descQDrops,
+	for _, d := range []*prometheus.Desc{descAttached, descNetns, descRecov, descRead, descBad, descQDrops, descQWaits,
 		descSent, descSendErr, descPkts, descBytes, descDrops, descFlowless, descReported, descDropReasons, descDropWhy, descFlowTable, descNotFirst, descMoved, descDatapath} {
 		ch <- d
 	}
@@ -140,6 +141,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	if a.exp != nil {
 		s := a.exp.Stats()
 		ch <- prometheus.MustNewConstMetric(descQDrops, prometheus.CounterValue, float64(s.QueueDrops))
+		ch <- prometheus.MustNewConstMetric(descQWaits, prometheus.CounterValue, float64(s.QueueWaits))
 		for _, cs := range s.Collectors {
 			ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(cs.Sent), cs.Collector)
 			ch <- prometheus.MustNewConstMetric(descSendErr, prometheus.CounterValue, float64(cs.Errors), cs.Collector)

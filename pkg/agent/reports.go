@@ -19,8 +19,10 @@ import (
 const maxReadErrors = 100
 
 // readReports runs the one report reader: each event becomes an INT report for
-// the exporter. It never blocks on the exporter (a full queue drops and
-// counts) and allocates nothing per event. It returns nil when draining is
+// the exporter. On a full export queue it waits for the sender, and the
+// kernel's report ring holds what comes meanwhile (when that is full too,
+// the kernel keeps the counts for later reports); it allocates nothing per
+// event. It returns nil when draining is
 // set and rd is closed or a flush has read out what was pending, and an
 // error when rd is closed before or reads keep failing.
 func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) error {
@@ -54,8 +56,8 @@ func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) error {
 	}
 }
 
-// export turns ev into a report and queues it for the collectors (a full
-// queue is counted by the exporter). rep and inner are the caller's scratch
+// export turns ev into a report and queues it for the collectors (waiting
+// for a slot while the exporter runs; see exporter.Enqueue). rep and inner are the caller's scratch
 // space. A v0.5 report stands for the one packet it carries, so a report
 // without a packet — a sweep's report of a quiet flow — is not sent in v0.5:
 // it would count a packet that is not there.

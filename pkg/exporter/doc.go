@@ -27,9 +27,11 @@
 //     collectors see a restart, never a gap counted as loss. A failed lookup
 //     keeps the replica chosen; a replica that is dead but still in the name
 //     loses its reports (counted) until the name drops it.
-//   - Enqueue never blocks: it encodes the report into a free slot (sequence
-//     number 0) or returns false and counts a queue drop. It may be called from
-//     several goroutines, but one producer is the intended use.
+//   - Enqueue encodes the report into a free slot (sequence number 0). On a
+//     full queue it waits while Run runs (Run frees slots as it sends, and
+//     wakes it), and returns false and counts a queue drop otherwise — before
+//     Run, after it returned. It may be called from several goroutines, but
+//     one producer is the intended use.
 //   - Run is the only sender. It patches the sequence number of each slot per
 //     collector just before sending, so every collector sees its own gap-free
 //     numbering per hw_id, and frees a slot only once every collector had its

@@ -93,7 +93,8 @@ type Config struct {
 // Stats are the exporter's counters since New.
 type Stats struct {
 	Enqueued    uint64 // reports accepted by Enqueue
-	QueueDrops  uint64 // reports refused because the queue was full
+	QueueDrops  uint64 // reports refused because the queue was full and Run was not running
+	QueueWaits  uint64 // reports that waited for a free slot (Run was running)
 	EncodeDrops uint64 // reports refused because their encoding did not fit a slot
 	Queued      int    // reports waiting now
 	Collectors  []CollectorStats
@@ -222,8 +223,12 @@ func validFormat(f intreport.Format) bool {
 	return f == intreport.V05 || f == intreport.V20
 }
 
-// Enqueue encodes r into the queue for every collector and returns at once. It
-// returns false, and counts a drop, when the queue is full. r is not retained.
+// Enqueue encodes r into the queue for every collector. While Run runs, a
+// full queue makes it wait for Run to free a slot (counted in QueueWaits):
+// the caller's own source then holds what comes next — the agent's is the
+// kernel's report ring, whose refusals keep the counts in the kernel — and
+// nothing is lost. Without Run it returns false and counts a drop when the
+// queue is full. r is not retained.
 func (e *Exporter) Enqueue(r *intreport.Report) bool {
 	return e.q.put(e.format, r)
 }
@@ -243,6 +248,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	e.running, e.cancel, e.done = true, cancel, make(chan struct{})
+	e.q.setSending(true)
 	e.mu.Unlock()
 
 	// Replicated collectors follow their name's addresses while Run runs.
@@ -253,6 +259,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 	}
 	defer func() {
+		e.q.setSending(false)
 		cancel()
 		followers.Wait()
 		e.mu.Lock()
@@ -353,6 +360,7 @@ func (e *Exporter) Stats() Stats {
 	st := Stats{
 		Enqueued:    e.q.enqueued.Load(),
 		QueueDrops:  e.q.queueDrops.Load(),
+		QueueWaits:  e.q.queueWaits.Load(),
 		EncodeDrops: e.q.encodeDrops.Load(),
 		Queued:      e.q.queued(),
 		Collectors:  make([]CollectorStats, len(e.collectors)),

@@ -378,3 +378,53 @@ func TestRunReturnsUnderSustainedLoad(t *testing.T) {
 		t.Fatal("Run kept running after its context ended while reports kept coming")
 	}
 }
+
+// TestFullQueueWaitsForTheSender: while the sender runs, a producer that
+// finds the queue full waits for a free slot instead of dropping; once the
+// sender stops, a waiting producer drops and counts.
+func TestFullQueueWaitsForTheSender(t *testing.T) {
+	q := newRing(2)
+	q.setSending(true)
+	for i := range 2 {
+		if !q.put(intreport.V20, testReport(i, 1)) {
+			t.Fatalf("report %d refused with room in the queue", i)
+		}
+	}
+	done := make(chan bool)
+	go func() { done <- q.put(intreport.V20, testReport(2, 1)) }()
+	eventually(t, "the producer to wait", func() bool { return q.queueWaits.Load() == 1 })
+	q.release(1)
+	if !<-done {
+		t.Fatal("the report that waited was refused after a slot was freed")
+	}
+	if q.queueDrops.Load() != 0 || q.queued() != 2 {
+		t.Fatalf("%d drops, %d queued; want 0 and 2", q.queueDrops.Load(), q.queued())
+	}
+
+	go func() { done <- q.put(intreport.V20, testReport(3, 1)) }()
+	eventually(t, "the producer to wait again", func() bool { return q.queueWaits.Load() == 2 })
+	q.setSending(false)
+	if <-done {
+		t.Fatal("a full queue without a sender took the report")
+	}
+	if q.queueDrops.Load() != 1 || q.queued() != 2 {
+		t.Fatalf("%d drops, %d queued; want 1 and 2", q.queueDrops.Load(), q.queued())
+	}
+}
+
+// TestBurstWhileRunningLosesNothing: a producer far faster than the
+// sender, into a queue of 8 slots: every report is sent, none dropped.
+func TestBurstWhileRunningLosesNothing(t *testing.T) {
+	e := newExporter(t, Config{Collectors: []string{silentSink(t)}, Format: intreport.V20, QueueLen: 8})
+	run(t, e)
+	eventually(t, "Run to start", e.q.sending.Load) // before it, a full queue drops
+	const n = 20000
+	r := testReport(1, 1)
+	for range n {
+		e.Enqueue(r)
+	}
+	eventually(t, "every report sent", func() bool { st := e.Stats(); return st.Collectors[0].Sent+st.Collectors[0].Dropped >= n })
+	if st := e.Stats(); st.QueueDrops != 0 || st.QueueWaits == 0 || st.Collectors[0].Sent != n {
+		t.Errorf("stats %+v: want no drop, some waits", st)
+	}
+}

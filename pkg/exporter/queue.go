@@ -15,9 +15,11 @@ type slot struct {
 }
 
 // ring is a bounded queue of preallocated slots with any number of producers
-// (serialised by a mutex that the consumer never takes, so a producer waits
-// only for another producer) and exactly one consumer. head and tail count
-// slots ever consumed and produced; tail-head is the number queued.
+// (serialised by a mutex that the consumer never takes) and exactly one
+// consumer. head and tail count slots ever consumed and produced; tail-head
+// is the number queued. While the consumer runs (sending), a producer that
+// finds the queue full waits for it to free a slot; otherwise it drops the
+// report and counts it.
 type ring struct {
 	slots []slot
 
@@ -30,29 +32,51 @@ type ring struct {
 	sleeping atomic.Bool
 	wake     chan struct{}
 
+	// sending is set while the consumer runs. spaceWanted is set by a
+	// producer before it waits on space for a free slot; the consumer that
+	// clears it, and the consumer stopping, send it a token.
+	sending     atomic.Bool
+	spaceWanted atomic.Bool
+	space       chan struct{}
+
 	enqueued    atomic.Uint64
 	queueDrops  atomic.Uint64
+	queueWaits  atomic.Uint64
 	encodeDrops atomic.Uint64
 }
 
 func newRing(n int) *ring {
 	backing := make([]byte, n*SlotSize)
-	q := &ring{slots: make([]slot, n), wake: make(chan struct{}, 1)}
+	q := &ring{slots: make([]slot, n), wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 	for i := range q.slots {
 		q.slots[i].buf = backing[i*SlotSize : (i+1)*SlotSize : (i+1)*SlotSize]
 	}
 	return q
 }
 
-// put encodes r into a free slot. It returns false when the queue is full or
-// the encoded report would not fit a slot.
+// put encodes r into a free slot, waiting for one while the consumer runs.
+// It returns false when the queue is full and no consumer runs, or the
+// encoded report would not fit a slot.
 func (q *ring) put(format intreport.Format, r *intreport.Report) bool {
 	q.produce.Lock()
 	tail := q.tail.Load()
-	if tail-q.head.Load() >= uint64(len(q.slots)) {
-		q.produce.Unlock()
-		q.queueDrops.Add(1)
-		return false
+	for waited := false; tail-q.head.Load() >= uint64(len(q.slots)); {
+		if !q.sending.Load() {
+			q.produce.Unlock()
+			q.queueDrops.Add(1)
+			return false
+		}
+		if !waited {
+			waited = true
+			q.queueWaits.Add(1)
+		}
+		// As prepareSleep, the other way round: either the consumer
+		// sees spaceWanted or this sees the slot it freed.
+		q.spaceWanted.Store(true)
+		if tail-q.head.Load() >= uint64(len(q.slots)) && q.sending.Load() {
+			<-q.space // other producers wait on produce meanwhile
+		}
+		q.spaceWanted.Store(false)
 	}
 	s := &q.slots[tail%uint64(len(q.slots))]
 	out := intreport.Append(s.buf[:0], format, r)
@@ -92,6 +116,25 @@ func (q *ring) peek(i int) *slot {
 // release frees the n oldest slots; consumer only.
 func (q *ring) release(n int) {
 	q.head.Add(uint64(n))
+	if q.spaceWanted.Load() && q.spaceWanted.CompareAndSwap(true, false) {
+		q.signalSpace()
+	}
+}
+
+// setSending tells producers whether the consumer runs; when it stops, a
+// producer waiting for a slot drops its report instead.
+func (q *ring) setSending(on bool) {
+	q.sending.Store(on)
+	if !on {
+		q.signalSpace()
+	}
+}
+
+func (q *ring) signalSpace() {
+	select {
+	case q.space <- struct{}{}:
+	default:
+	}
 }
 
 // prepareSleep tells producers that the consumer is about to wait on wake. It
