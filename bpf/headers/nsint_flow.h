@@ -195,7 +195,9 @@ static __always_inline __u16 local_port_of(__u32 port)
  * previous one, so one that carries none is not sent (another CPU or the
  * sweep took them first), and one the ring has no room for gives its
  * counts back to the flow's entry, for the next report or the sweep to
- * carry.
+ * carry. Bytes without packets are a report too: a take that ran between
+ * another CPU's two adds (packets, then bytes) left them behind, and their
+ * packets went out in an earlier report.
  */
 static __always_inline void emit_flow(struct __sk_buff *skb,
 				      const struct flow_key *key,
@@ -206,7 +208,7 @@ static __always_inline void emit_flow(struct __sk_buff *skb,
 	struct flow_state *st;
 	struct event *ev;
 
-	if (!r->packets)
+	if (!r->packets && !r->bytes)
 		return;
 	ev = report_reserve();
 	if (!ev) {

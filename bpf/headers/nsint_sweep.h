@@ -103,7 +103,7 @@ static __always_inline void sweep_flow(struct sweep_item *it, __u64 now)
 		__sync_fetch_and_add(&st->bytes, -bytes);
 		st->last_report_ns = now;
 	}
-	if (!packets)
+	if (!packets && !bytes) /* bytes alone: see emit_flow */
 		return;
 	if (!st->watched) {
 		stat_inc(NSINT_STAT_UNWATCHED);
@@ -232,7 +232,7 @@ static long scan_flow(struct bpf_map *map, struct flow_key *key,
 
 	c->scanned++;
 	last = st->last_report_ns;
-	if (!last || !READ_ONCE(st->packets))
+	if (!last || (!READ_ONCE(st->packets) && !READ_ONCE(st->bytes)))
 		return 0;
 	if (!c->force_all && key->port != c->force_port && !st->ended &&
 	    !refresh_due(c->now, last))
@@ -247,7 +247,7 @@ static long scan_flow(struct bpf_map *map, struct flow_key *key,
 		return 0;
 	packets = __sync_lock_test_and_set(&st->packets, 0);
 	bytes = __sync_lock_test_and_set(&st->bytes, 0);
-	if (!packets)
+	if (!packets && !bytes)
 		return 0;
 	if (!st->watched) {
 		stat_inc(NSINT_STAT_UNWATCHED);

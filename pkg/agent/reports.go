@@ -57,12 +57,13 @@ func (a *Agent) readReports(rd *datapath.Reader, draining *atomic.Bool) error {
 }
 
 // export turns ev into a report and queues it for the collectors (waiting
-// for a slot while the exporter runs; see exporter.Enqueue). rep and inner are the caller's scratch
-// space. A v0.5 report stands for the one packet it carries, so a report
-// without a packet — a sweep's report of a quiet flow — is not sent in v0.5:
-// it would count a packet that is not there.
+// for a slot while the exporter runs; see exporter.Enqueue). rep and inner
+// are the caller's scratch space. A v0.5 report stands for the one packet it
+// carries, so a report without a packet — a sweep's report of a quiet flow,
+// or one of bytes alone (datapath emit_flow) — is not sent in v0.5: it would
+// count a packet that is not there.
 func (a *Agent) export(ev *datapath.Event, rep *intreport.Report, inner []byte) {
-	if ev.Data == nil && ev.Type == datapath.FlowEvent && a.format == intreport.V05 {
+	if (ev.Data == nil || ev.Packets == 0) && ev.Type == datapath.FlowEvent && a.format == intreport.V05 {
 		return
 	}
 	a.toReport(ev, rep, inner)

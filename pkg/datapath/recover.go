@@ -224,7 +224,7 @@ func (d *Datapath) emitRecovered(s *genSnapshot, st *RecoverStats, emit func(*Ev
 	}
 	for _, at := range s.order {
 		v := s.flows[at]
-		if v.Packets == 0 || v.Watched == 0 {
+		if (v.Packets == 0 && v.Bytes == 0) || v.Watched == 0 {
 			continue
 		}
 		k := at.key

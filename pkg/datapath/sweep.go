@@ -222,7 +222,8 @@ func (d *Datapath) dueFlows(opts SweepOptions, st *SweepStats) ([]bpf.NsintSweep
 			var last uint64
 			for c := range cpus {
 				v := &vals[i*cpus+c]
-				if v.Packets != 0 && v.LastReportNs != 0 {
+				// bytes alone: a take split another CPU's adds (emit_flow)
+				if (v.Packets != 0 || v.Bytes != 0) && v.LastReportNs != 0 {
 					pending = true
 					ended = ended || v.Ended != 0
 					last = max(last, v.LastReportNs)

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/nsint/nsint/bpf"
 	"github.com/nsint/nsint/pkg/netif"
 )
 
@@ -285,6 +286,49 @@ func TestSweepRace(t *testing.T) {
 				sweeps.Load(), retries.Load(), swept.Load(), dstats.SweepBypassed, reported, sent)
 			if total != sent {
 				t.Errorf("reports carry %d packets, want %d", total, sent)
+			}
+		})
+	}
+}
+
+// TestSweepBytesAlone: an entry left with bytes and no packets — a take ran
+// between another CPU's two adds of one packet, whose packet went out in
+// that report — is reported by the sweep, bytes alone, not dropped.
+func TestSweepBytesAlone(t *testing.T) {
+	for _, v := range sweepVariants {
+		t.Run(v.name, func(t *testing.T) {
+			requireFlowTable(t, v.shared)
+			h := newHarness(t, v.config(Config{ReportInterval: time.Hour}))
+			frame := udpFrame("198.18.0.1", "198.18.0.2", 1300, 2300, 60)
+			h.run(hPortA, netif.Egress, frame, nil)
+			if ev := h.next(); ev.Reason != ReasonNew || ev.Packets != 1 {
+				t.Fatalf("first packet: %s with %d packets, want new with 1", ev.Reason, ev.Packets)
+			}
+			key := flowKeyOf(t, frame, hPortA, netif.Egress)
+			const left = 66
+			if v.shared {
+				var st bpf.NsintFlowState
+				must(t, h.d.objs.Flows.Lookup(&key, &st))
+				st.Packets, st.Bytes = 0, left
+				must(t, h.d.objs.Flows.Put(&key, &st))
+			} else {
+				var per []bpf.NsintFlowState
+				must(t, h.d.objs.Flows.Lookup(&key, &per))
+				for cpu := range per {
+					if per[cpu].LastReportNs != 0 {
+						per[cpu].Packets, per[cpu].Bytes = 0, left
+					}
+				}
+				must(t, h.d.objs.Flows.Put(&key, per))
+			}
+			evs := h.sweep(SweepOptions{All: true})
+			var packets, bytes uint64
+			for _, ev := range evs {
+				packets += ev.Packets
+				bytes += ev.Bytes
+			}
+			if len(evs) != 1 || packets != 0 || bytes != left {
+				t.Errorf("the sweep reported %+v; want one report of %d bytes, no packet", evs, left)
 			}
 		})
 	}

@@ -24,9 +24,11 @@ type Observation struct {
 	LatencyNs  uint32
 }
 
-// Empty reports whether o counts nothing: no packets and no drops. Add
-// ignores such observations.
-func (o *Observation) Empty() bool { return o.Packets == 0 && o.Drops == 0 }
+// Empty reports whether o counts nothing: no packets, bytes or drops. Add
+// ignores such observations. Bytes alone are not empty: the agent reports
+// the bytes of packets an earlier report carried when a count was taken
+// between the two adds of one packet.
+func (o *Observation) Empty() bool { return o.Packets == 0 && o.Bytes == 0 && o.Drops == 0 }
 
 // rowKey identifies a row: a flow at one port in one direction. It has no
 // padding and no pointers, so the map hashes and compares it as one block of

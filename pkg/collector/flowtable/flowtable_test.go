@@ -201,3 +201,18 @@ func TestEmptyObservationChangesNothing(t *testing.T) {
 		t.Errorf("rows after an empty observation: %+v", rows)
 	}
 }
+
+// TestBytesAloneCount: a report of bytes without packets (the agent's
+// bytes of packets an earlier report carried) adds its bytes to the row.
+func TestBytesAloneCount(t *testing.T) {
+	tb := New(10)
+	in, out := port(1, "net1"), port(2, "eth0")
+	tb.Add(obs(1, 1000), in, out)
+	late := obs(2, 1000)
+	late.Packets, late.Bytes = 0, 66
+	tb.Add(late, in, out)
+	rows, _ := tb.Query(Filter{Proto: -1, Port: -1, Interface: "net1"})
+	if len(rows) != 1 || rows[0].Packets != 1 || rows[0].Bytes != 166 || rows[0].Reports != 2 {
+		t.Errorf("net1 rows %+v: want one of 1 packet, 166 bytes, 2 reports", rows)
+	}
+}
