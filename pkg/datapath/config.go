@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 )
@@ -87,30 +88,14 @@ func DefaultConfig() Config {
 
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
-	if c.ReportInterval == 0 {
-		c.ReportInterval = d.ReportInterval
-	}
-	if c.DropReportInterval == 0 {
-		c.DropReportInterval = d.DropReportInterval
-	}
-	if c.SnapLen == 0 {
-		c.SnapLen = d.SnapLen
-	}
-	if c.MaxFlows == 0 {
-		c.MaxFlows = d.MaxFlows
-	}
-	if c.MaxPorts == 0 {
-		c.MaxPorts = d.MaxPorts
-	}
-	if c.ReportBufferBytes == 0 {
-		c.ReportBufferBytes = d.ReportBufferBytes
-	}
-	if c.WakeupReports == 0 {
-		c.WakeupReports = d.WakeupReports
-	}
-	if c.ReportPoll == 0 {
-		c.ReportPoll = d.ReportPoll
-	}
+	c.ReportInterval = cmp.Or(c.ReportInterval, d.ReportInterval)
+	c.DropReportInterval = cmp.Or(c.DropReportInterval, d.DropReportInterval)
+	c.SnapLen = cmp.Or(c.SnapLen, d.SnapLen)
+	c.MaxFlows = cmp.Or(c.MaxFlows, d.MaxFlows)
+	c.MaxPorts = cmp.Or(c.MaxPorts, d.MaxPorts)
+	c.ReportBufferBytes = cmp.Or(c.ReportBufferBytes, d.ReportBufferBytes)
+	c.WakeupReports = cmp.Or(c.WakeupReports, d.WakeupReports)
+	c.ReportPoll = cmp.Or(c.ReportPoll, d.ReportPoll)
 	switch {
 	case c.ReportInterval < 0 || c.DropReportInterval < 0:
 		return c, fmt.Errorf("config: negative interval")
