@@ -24,9 +24,10 @@ var bpfCase = map[string]string{
 //	bpf_ns_per_packet_<case>_<ingress|egress>        shared flow table (the default, 5.12+)
 //	bpf_percpu_ns_per_packet_<case>_<ingress|egress> per-CPU flow table (kernels before 5.12)
 //	bpf_ns_per_packet                                headline: udp4_ingress
-//	bpf_live_ns_per_packet_<newflow|established>_egress         real packets (BenchmarkLive)
-//	bpf_live_indirect_ns_per_packet_<newflow|established>_egress  same, --tail-call indirect
-//	bpf_live_percpu_ns_per_packet_<newflow|established>_egress    same, per-CPU flow table
+//	bpf_live_ns_per_packet_<case>_egress           real packets (BenchmarkLive: newflow,
+//	                                               twopacketflow, established)
+//	bpf_live_indirect_ns_per_packet_<case>_egress  same, --tail-call indirect
+//	bpf_live_percpu_ns_per_packet_<case>_egress    same, per-CPU flow table
 //	bpf_verify_<program>_ms                          load + verify of one program
 //	<key>_before, <key>_after_minus_before[_q1|_q3]  the programs of the commit
 //	                                                 before the sweep, same rounds (single-flow

@@ -79,6 +79,15 @@ type NsintEvent struct {
 	Pad          [4]uint8
 }
 
+type NsintFirstMark struct {
+	_         structs.HostLayout
+	Ts        uint64
+	Hash      uint32
+	InPort    uint16
+	LatBucket uint8
+	Bits      uint8
+}
+
 type NsintFlowCache struct {
 	_           structs.HostLayout
 	Key         NsintFlowKey
@@ -194,7 +203,8 @@ const (
 	NsintNsintStatNSINT_STAT_SWEEP_REPORTS      NsintNsintStat = 10
 	NsintNsintStatNSINT_STAT_SWEEP_BYPASSED     NsintNsintStat = 11
 	NsintNsintStatNSINT_STAT_SWEEP_SCANNED      NsintNsintStat = 12
-	NsintNsintStatNSINT_STAT_MAX                NsintNsintStat = 13
+	NsintNsintStatNSINT_STAT_FIRST_PACKETS      NsintNsintStat = 13
+	NsintNsintStatNSINT_STAT_MAX                NsintNsintStat = 14
 )
 
 type NsintNsintSweepFlags uint32
@@ -324,6 +334,7 @@ const (
 	NsintMapDropClass       = "drop_class"
 	NsintMapDropFlows       = "drop_flows"
 	NsintMapEvents          = "events"
+	NsintMapFirstMarks      = "first_marks"
 	NsintMapFlows           = "flows"
 	NsintMapPortConfigs     = "port_configs"
 	NsintMapPortCounters    = "port_counters"
@@ -403,6 +414,7 @@ type NsintMapSpecs struct {
 	DropClass    *ebpf.MapSpec `ebpf:"drop_class"`
 	DropFlows    *ebpf.MapSpec `ebpf:"drop_flows"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	FirstMarks   *ebpf.MapSpec `ebpf:"first_marks"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	PortConfigs  *ebpf.MapSpec `ebpf:"port_configs"`
 	PortCounters *ebpf.MapSpec `ebpf:"port_counters"`
@@ -448,6 +460,7 @@ type NsintMaps struct {
 	DropClass    *ebpf.Map `ebpf:"drop_class"`
 	DropFlows    *ebpf.Map `ebpf:"drop_flows"`
 	Events       *ebpf.Map `ebpf:"events"`
+	FirstMarks   *ebpf.Map `ebpf:"first_marks"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	PortConfigs  *ebpf.Map `ebpf:"port_configs"`
 	PortCounters *ebpf.Map `ebpf:"port_counters"`
@@ -468,6 +481,7 @@ func (m *NsintMaps) Close() error {
 		m.DropClass,
 		m.DropFlows,
 		m.Events,
+		m.FirstMarks,
 		m.Flows,
 		m.PortConfigs,
 		m.PortCounters,

@@ -136,30 +136,112 @@ static __always_inline int flow_claim(struct flow_state *st, __u64 last,
 }
 
 /*
- * Insert a new flow. In the shared table another CPU may have inserted the
- * same flow since our lookup: then count this packet into its entry and
- * return 0 (that CPU reports the flow as new). Other failures are counted
- * and the packet is still reported as new.
+ * The mark slot of key's flow (first_marks), and in *hash the hash that
+ * tells whose mark a slot holds (never 0, the hash of an empty slot).
  */
-static __always_inline int flow_insert(const struct flow_key *key,
-				       const struct flow_state *init,
-				       __u64 segs, __u64 bytes)
+static __always_inline struct first_mark *flow_mark(const struct flow_key *key,
+						    __u32 *hash)
+{
+	const __u32 *w = (const __u32 *)key;
+	__u32 h = 0x9e3779b9, slot;
+	int i;
+
+	/* key was written in whole words just before (put_pair) */
+#pragma unroll
+	for (i = 0; i < sizeof(*key) / 4; i++)
+		h = (h ^ w[i]) * 0x85ebca6b;
+	h ^= h >> 15;
+	slot = (h >> 16) & (NSINT_FIRST_MARKS - 1);
+	*hash = h | 1;
+	return bpf_map_lookup_elem(&first_marks, &slot);
+}
+
+/*
+ * The first packet of a flow (no entry, no mark of it): it is reported on
+ * its own, and instead of an entry it leaves a mark of what the entry would
+ * hold, in place of the mark of whichever flow had the slot. So a flow of
+ * one packet (a DNS query, a probe, a scan) costs no insert into the flow
+ * table and evicts nothing from it. A mark written while another CPU reads
+ * it may be read half written: then the second packet's entry starts with
+ * another time or port pair, and reports earlier or later; each packet is
+ * still counted once.
+ */
+static __always_inline void flow_mark_first(struct first_mark *m, __u32 hash,
+					    const struct flow_state *init)
+{
+	stat_inc(NSINT_STAT_FIRST_PACKETS);
+	if (!m)
+		return;
+	m->ts = init->last_report_ns;
+	m->in_port = init->in_port;
+	m->lat_bucket = init->lat_bucket;
+	m->bits = (init->has_latency ? NSINT_MARK_LATENCY : 0) |
+		  (init->ended ? NSINT_MARK_ENDED : 0) |
+		  init->forwarded << NSINT_MARK_FWD_SHIFT;
+	nsint_barrier();
+	m->hash = hash;
+}
+
+/*
+ * The second packet of a flow, which found its first's mark: store the
+ * entry the first would have made, so that this packet is counted and
+ * decided on as any later one (a refresh may be due, the port pair may
+ * have changed). Returns the entry (in the shared table another CPU's, if
+ * it stored the flow first), NULL when the insert failed: the packet is
+ * then taken for a first one.
+ */
+static __always_inline struct flow_state *flow_store(const struct flow_key *key,
+						     const struct first_mark *m)
+{
+	struct flow_state init = {
+		.last_report_ns = m->ts,
+		.in_port = m->in_port,
+		.lat_bucket = m->lat_bucket,
+		.has_latency = m->bits & NSINT_MARK_LATENCY ? 1 : 0,
+		.ended = m->bits & NSINT_MARK_ENDED ? 1 : 0,
+		.forwarded = m->bits >> NSINT_MARK_FWD_SHIFT,
+	};
+	long err;
+
+	if (key->dir == NSINT_DIR_EGRESS)
+		init.out_port = key->port;
+	else
+		init.out_port = init.forwarded ? 0 : NSINT_PORT_LOCAL;
+	watch_refresh(&init, &key->t, 1);
+	err = bpf_map_update_elem(&flows, key, &init,
+				  cfg.flows_shared ? BPF_NOEXIST : BPF_ANY);
+	if (err && !(cfg.flows_shared && err == -NSINT_EEXIST)) {
+		stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&flows, key);
+}
+
+/*
+ * A first packet's report the ring had no room for: store its flow with
+ * the packet in it, for the sweep or the next report to carry.
+ */
+static __always_inline void flow_keep(const struct flow_key *key,
+				      struct flow_state *init,
+				      const struct report *r)
 {
 	struct flow_state *st;
 	long err;
 
+	init->packets = r->packets;
+	init->bytes = r->bytes;
 	err = bpf_map_update_elem(&flows, key, init,
 				  cfg.flows_shared ? BPF_NOEXIST : BPF_ANY);
 	if (!err)
-		return 1;
+		return;
 	if (cfg.flows_shared && err == -NSINT_EEXIST) {
 		st = bpf_map_lookup_elem(&flows, key);
-		if (st)
-			flow_add(st, segs, bytes);
-		return 0;
+		if (st) {
+			flow_add(st, r->packets, r->bytes);
+			return;
+		}
 	}
 	stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
-	return 1;
 }
 
 /*
@@ -195,13 +277,14 @@ static __always_inline __u16 local_port_of(__u32 port)
  * previous one, so one that carries none is not sent (another CPU or the
  * sweep took them first), and one the ring has no room for gives its
  * counts back to the flow's entry, for the next report or the sweep to
- * carry. Bytes without packets are a report too: a take that ran between
- * another CPU's two adds (packets, then bytes) left them behind, and their
- * packets went out in an earlier report.
+ * carry; it returns 0 when the flow has no entry to take them (a first
+ * packet's report). Bytes without packets are a report too: a take that
+ * ran between another CPU's two adds (packets, then bytes) left them
+ * behind, and their packets went out in an earlier report.
  */
-static __always_inline void emit_flow(struct __sk_buff *skb,
-				      const struct flow_key *key,
-				      const struct report *r, __u8 pkt_flags)
+static __always_inline int emit_flow(struct __sk_buff *skb,
+				     const struct flow_key *key,
+				     const struct report *r, __u8 pkt_flags)
 {
 	__u64 now = r->out_ts ? r->out_ts : bpf_ktime_get_ns();
 	__u32 cap = skb->len;
@@ -209,14 +292,15 @@ static __always_inline void emit_flow(struct __sk_buff *skb,
 	struct event *ev;
 
 	if (!r->packets && !r->bytes)
-		return;
+		return 1;
 	ev = report_reserve();
 	if (!ev) {
 		stat_inc(NSINT_STAT_RING_FULL);
 		st = bpf_map_lookup_elem(&flows, key);
-		if (st)
-			flow_add(st, r->packets, r->bytes);
-		return;
+		if (!st)
+			return 0;
+		flow_add(st, r->packets, r->bytes);
+		return 1;
 	}
 	if (cap > cfg.snap_len)
 		cap = cfg.snap_len;
@@ -257,6 +341,7 @@ static __always_inline void emit_flow(struct __sk_buff *skb,
 	ev->cap_len = cap;
 	report_submit(ev);
 	stat_inc(NSINT_STAT_REPORTS);
+	return 1;
 }
 
 /* Where a packet arriving on a port goes (flow_state.forwarded). */
@@ -376,9 +461,52 @@ static __always_inline int flow_may_claim(__u8 bypass)
 }
 
 /*
+ * The first packet of an ingress flow (flow_mark_first): reported on its
+ * own, unless it is forwarded (its egress reports it) or unwatched. Returns
+ * 0: with no entry, the fast path has nothing to count the next packets in.
+ */
+static __always_inline __u64 ingress_first(struct __sk_buff *skb,
+					   struct flow_key *key, __u32 netns,
+					   __u64 now, __u64 segs, __u64 bytes,
+					   __u8 pkt_flags, struct first_mark *m,
+					   __u32 hash)
+{
+	struct flow_state init = {
+		.last_report_ns = now,
+		.in_port = key->port,
+	};
+	struct report r = {
+		.reason = NSINT_REASON_NEW,
+		.packets = segs,
+		.bytes = bytes,
+	};
+	__u8 fwd;
+
+	flow_ended(&init, pkt_flags);
+	fwd = ingress_forwarded(skb, key);
+	init.forwarded = fwd;
+	init.out_port = fwd ? 0 : NSINT_PORT_LOCAL;
+	flow_mark_first(m, hash, &init);
+	if (fwd == NSINT_FWD_ROUTED) {
+		transit_mark(key, netns, bpf_ktime_get_ns());
+		return 0;
+	}
+	watch_refresh(&init, &key->t, 1);
+	if (!init.watched) {
+		stat_inc(NSINT_STAT_UNWATCHED);
+		return 0;
+	}
+	r.in_port = key->port;
+	r.out_port = ingress_out_port(key->port, fwd);
+	if (!emit_flow(skb, key, &r, pkt_flags))
+		flow_keep(key, &init, &r);
+	return 0;
+}
+
+/*
  * Ingress. Returns when the next refresh of a flow the fast path may count
- * (flow_cache) is due, 0 for one it may not (forwarded, ended, or another
- * CPU inserted or claimed it first).
+ * (flow_cache) is due, 0 for one it may not (forwarded, ended, not stored,
+ * or another CPU claimed it first).
  */
 static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 					  struct flow_key *key, __u32 netns,
@@ -387,6 +515,8 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 {
 	struct flow_state *st = bpf_map_lookup_elem(&flows, key);
 	struct report r = {};
+	struct first_mark *m;
+	__u32 hash;
 	__u64 last;
 	__u8 fwd, end;
 
@@ -394,71 +524,138 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 	 * With the per-CPU flow map, an entry created on another CPU has a
 	 * zeroed slot here: this CPU has not seen the flow yet, treat it as new.
 	 */
-	if (st && (last = st->last_report_ns)) {
-		flow_add(st, segs, bytes);
-		end = flow_ended(st, pkt_flags);
-		if (st->forwarded == NSINT_FWD_ROUTED)
-			transit_mark(key, netns, bpf_ktime_get_ns());
-		if (!end && !refresh_due(now, last))
-			return st->forwarded == NSINT_FWD_ROUTED ?
-				       0 :
-				       last + cfg.report_interval_ns;
-		if (!flow_may_claim(bypass) || !flow_claim(st, last, now))
-			return 0;
+	if (!st || !(last = st->last_report_ns)) {
+		m = flow_mark(key, &hash);
+		if (!m || m->hash != hash || !(st = flow_store(key, m)))
+			return ingress_first(skb, key, netns, now, segs, bytes,
+					     pkt_flags, m, hash);
+		last = st->last_report_ns;
+	}
+	flow_add(st, segs, bytes);
+	end = flow_ended(st, pkt_flags);
+	if (st->forwarded == NSINT_FWD_ROUTED)
+		transit_mark(key, netns, bpf_ktime_get_ns());
+	if (!end && !refresh_due(now, last))
+		return st->forwarded == NSINT_FWD_ROUTED ?
+			       0 :
+			       last + cfg.report_interval_ns;
+	if (!flow_may_claim(bypass) || !flow_claim(st, last, now))
+		return 0;
 
-		/* Slow path: refresh the decision, the verdict, report. */
-		fwd = ingress_forwarded(skb, key);
-		watch_refresh(st, &key->t, 0);
-		if (end)
-			r.reason = NSINT_REASON_END;
-		else if (fwd != st->forwarded)
-			r.reason = NSINT_REASON_PORTS;
-		else
-			r.reason = NSINT_REASON_REFRESH;
-		st->forwarded = fwd;
-		st->out_port = fwd ? 0 : NSINT_PORT_LOCAL;
-		flow_take(st, &r);
-		if (fwd == NSINT_FWD_ROUTED) {
-			transit_mark(key, netns, bpf_ktime_get_ns());
-			return 0;
-		}
-		if (!st->watched) {
-			stat_inc(NSINT_STAT_UNWATCHED);
-			return end ? 0 : now + cfg.report_interval_ns;
-		}
-	} else {
-		struct flow_state init = {
-			.last_report_ns = now,
-			.in_port = key->port,
-		};
-		int created;
-
-		end = flow_ended(&init, pkt_flags);
-		fwd = ingress_forwarded(skb, key);
-		init.forwarded = fwd;
-		init.out_port = fwd ? 0 : NSINT_PORT_LOCAL;
-		watch_refresh(&init, &key->t, 1);
-		if (fwd != NSINT_FWD_ROUTED && init.watched) {
-			r.reason = NSINT_REASON_NEW;
-			r.packets = segs;
-			r.bytes = bytes;
-		}
-		created = flow_insert(key, &init, segs, bytes);
-		if (fwd == NSINT_FWD_ROUTED) {
-			transit_mark(key, netns, bpf_ktime_get_ns());
-			return 0;
-		}
-		if (!created)
-			return 0;
-		if (!init.watched) {
-			stat_inc(NSINT_STAT_UNWATCHED);
-			return end ? 0 : now + cfg.report_interval_ns;
-		}
+	/* Slow path: refresh the decision, the verdict, report. */
+	fwd = ingress_forwarded(skb, key);
+	watch_refresh(st, &key->t, 0);
+	if (end)
+		r.reason = NSINT_REASON_END;
+	else if (fwd != st->forwarded)
+		r.reason = NSINT_REASON_PORTS;
+	else
+		r.reason = NSINT_REASON_REFRESH;
+	st->forwarded = fwd;
+	st->out_port = fwd ? 0 : NSINT_PORT_LOCAL;
+	flow_take(st, &r);
+	if (fwd == NSINT_FWD_ROUTED) {
+		transit_mark(key, netns, bpf_ktime_get_ns());
+		return 0;
+	}
+	if (!st->watched) {
+		stat_inc(NSINT_STAT_UNWATCHED);
+		return end ? 0 : now + cfg.report_interval_ns;
 	}
 	r.in_port = key->port;
 	r.out_port = ingress_out_port(key->port, fwd);
 	emit_flow(skb, key, &r, pkt_flags);
 	return end ? 0 : now + cfg.report_interval_ns;
+}
+
+/* Where an egress packet came from, and how long it took (transit). */
+struct hop {
+	__u64 in_ts;   /* at the ingress hook; 0: not transit */
+	__u64 out_ts;  /* now, when in_ts is set */
+	__u64 latency; /* out_ts - in_ts */
+	__u16 in_port; /* NSINT_PORT_LOCAL: from this namespace's stack */
+	__u8 has_latency;
+	__u8 bucket; /* log2 of latency */
+};
+
+/*
+ * The hop of an egress packet: only packets that entered this namespace
+ * from a device can be transit, and their ingress port is the one the
+ * transit map names, if it saw the flow recently.
+ */
+static __always_inline void egress_hop(struct __sk_buff *skb,
+				       const struct flow_key *key, __u32 netns,
+				       struct hop *hop)
+{
+	struct transit_key tk = { .netns = netns, .t = key->t };
+	struct transit_entry *tr;
+	__u64 now;
+
+	hop->in_port = NSINT_PORT_LOCAL;
+	if (!skb->ingress_ifindex)
+		return;
+	hop->in_port = 0; /* forwarded from a port we do not observe */
+	tr = bpf_map_lookup_elem(&transit, &tk);
+	if (!tr)
+		return;
+	now = bpf_ktime_get_ns();
+	if (now < tr->ts || now - tr->ts >= cfg.transit_max_age_ns)
+		return;
+	hop->in_port = tr->port;
+	hop->in_ts = tr->ts;
+	hop->out_ts = now;
+	hop->latency = now - tr->ts;
+	hop->has_latency = 1;
+	hop->bucket = log2_u64(hop->latency);
+}
+
+/* The ports and hop latency of an egress report. */
+static __always_inline void egress_report(struct report *r,
+					  const struct flow_key *key,
+					  const struct hop *hop)
+{
+	r->in_port = hop->in_port == NSINT_PORT_LOCAL ?
+			     local_port_of(key->port) :
+			     hop->in_port;
+	r->out_port = key->port;
+	r->in_ts = hop->in_ts;
+	r->out_ts = hop->out_ts;
+	r->latency = hop->latency;
+	r->flags = hop->has_latency ? NSINT_EVF_HOP_LATENCY : 0;
+}
+
+/* The first packet of an egress flow; see ingress_first. */
+static __always_inline __u64 egress_first(struct __sk_buff *skb,
+					  const struct flow_key *key,
+					  const struct hop *hop, __u64 now,
+					  __u64 segs, __u64 bytes,
+					  __u8 pkt_flags, struct first_mark *m,
+					  __u32 hash)
+{
+	struct flow_state init = {
+		.last_report_ns = now,
+		.in_port = hop->in_port,
+		.out_port = key->port,
+		.has_latency = hop->has_latency,
+		.lat_bucket = hop->bucket,
+	};
+	struct report r = {
+		.reason = NSINT_REASON_NEW,
+		.packets = segs,
+		.bytes = bytes,
+	};
+
+	flow_ended(&init, pkt_flags);
+	flow_mark_first(m, hash, &init);
+	watch_refresh(&init, &key->t, 1);
+	if (!init.watched) {
+		stat_inc(NSINT_STAT_UNWATCHED);
+		return 0;
+	}
+	egress_report(&r, key, hop);
+	if (!emit_flow(skb, key, &r, pkt_flags))
+		flow_keep(key, &init, &r);
+	return 0;
 }
 
 /* Egress; returns as ingress_flow does. Transit traffic is never cached. */
@@ -469,88 +666,49 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 {
 	struct flow_state *st;
 	struct report r = {};
-	__u16 in_port = NSINT_PORT_LOCAL;
-	__u8 has_lat = 0, bucket = 0, end;
-	__u64 in_ts = 0, lat = 0, precise = 0, last;
+	struct hop hop = {};
+	struct first_mark *m;
+	__u32 hash;
+	__u64 last;
 	/* the interval to the next refresh of a cacheable flow, else 0 */
 	__u64 next = skb->ingress_ifindex ? 0 : cfg.report_interval_ns;
 
-	/* Only packets that entered this namespace from a device can be transit. */
-	if (skb->ingress_ifindex) {
-		struct transit_key tk = { .netns = netns, .t = key->t };
-		struct transit_entry *tr = bpf_map_lookup_elem(&transit, &tk);
-
-		in_port = 0; /* forwarded from a port we do not observe */
-		if (tr) {
-			precise = bpf_ktime_get_ns();
-			if (precise >= tr->ts &&
-			    precise - tr->ts < cfg.transit_max_age_ns) {
-				in_port = tr->port;
-				in_ts = tr->ts;
-				lat = precise - tr->ts;
-				has_lat = 1;
-				bucket = log2_u64(lat);
-			}
-		}
-	}
-
+	egress_hop(skb, key, netns, &hop);
 	st = bpf_map_lookup_elem(&flows, key);
-	if (st && (last = st->last_report_ns)) { /* see ingress_flow */
-		flow_add(st, segs, bytes);
-		end = flow_ended(st, pkt_flags);
-		if (end) {
-			next = 0;
-			r.reason = NSINT_REASON_END;
-		} else if (st->in_port != in_port)
-			r.reason = NSINT_REASON_PORTS;
-		else if (st->has_latency != has_lat || st->lat_bucket != bucket)
-			r.reason = NSINT_REASON_LATENCY;
-		else if (refresh_due(now, last))
-			r.reason = NSINT_REASON_REFRESH;
-		else
-			return next ? last + next : 0;
-		if (!flow_may_claim(bypass) || !flow_claim(st, last, now))
-			return 0;
-
-		/* Slow path. */
-		watch_refresh(st, &key->t, 0);
-		flow_take(st, &r);
-		st->in_port = in_port;
-		st->has_latency = has_lat;
-		st->lat_bucket = bucket;
-		if (!st->watched) {
-			stat_inc(NSINT_STAT_UNWATCHED);
-			return next ? now + next : 0;
-		}
-	} else {
-		struct flow_state init = {
-			.last_report_ns = now,
-			.in_port = in_port,
-			.out_port = key->port,
-			.has_latency = has_lat,
-			.lat_bucket = bucket,
-		};
-
-		if (flow_ended(&init, pkt_flags))
-			next = 0;
-		watch_refresh(&init, &key->t, 1);
-		if (!flow_insert(key, &init, segs, bytes))
-			return 0;
-		if (!init.watched) {
-			stat_inc(NSINT_STAT_UNWATCHED);
-			return next ? now + next : 0;
-		}
-		r.reason = NSINT_REASON_NEW;
-		r.packets = segs;
-		r.bytes = bytes;
+	if (!st || !(last = st->last_report_ns)) { /* see ingress_flow */
+		m = flow_mark(key, &hash);
+		if (!m || m->hash != hash || !(st = flow_store(key, m)))
+			return egress_first(skb, key, &hop, now, segs, bytes,
+					    pkt_flags, m, hash);
+		last = st->last_report_ns;
 	}
-	r.in_port = in_port == NSINT_PORT_LOCAL ? local_port_of(key->port) :
-						  in_port;
-	r.out_port = key->port;
-	r.in_ts = in_ts;
-	r.out_ts = has_lat ? precise : 0;
-	r.latency = lat;
-	r.flags = has_lat ? NSINT_EVF_HOP_LATENCY : 0;
+	flow_add(st, segs, bytes);
+	if (flow_ended(st, pkt_flags)) {
+		next = 0;
+		r.reason = NSINT_REASON_END;
+	} else if (st->in_port != hop.in_port)
+		r.reason = NSINT_REASON_PORTS;
+	else if (st->has_latency != hop.has_latency ||
+		 st->lat_bucket != hop.bucket)
+		r.reason = NSINT_REASON_LATENCY;
+	else if (refresh_due(now, last))
+		r.reason = NSINT_REASON_REFRESH;
+	else
+		return next ? last + next : 0;
+	if (!flow_may_claim(bypass) || !flow_claim(st, last, now))
+		return 0;
+
+	/* Slow path. */
+	watch_refresh(st, &key->t, 0);
+	flow_take(st, &r);
+	st->in_port = hop.in_port;
+	st->has_latency = hop.has_latency;
+	st->lat_bucket = hop.bucket;
+	if (!st->watched) {
+		stat_inc(NSINT_STAT_UNWATCHED);
+		return next ? now + next : 0;
+	}
+	egress_report(&r, key, &hop);
 	emit_flow(skb, key, &r, pkt_flags);
 	return next ? now + next : 0;
 }

@@ -70,6 +70,21 @@ struct {
 	__type(value, struct flow_state);
 } flows SEC(".maps");
 
+/*
+ * A flow enters the flow table at its second packet; its first is reported
+ * on its own and leaves a mark here (flow_first_packet in nsint_flow.h), in
+ * the slot a hash of its key chooses. Shared by all CPUs, as a flow's
+ * packets may come through several. 32 768 slots of 16 bytes: 512 KiB,
+ * small enough to stay in the caches, as the flow table cannot.
+ */
+#define NSINT_FIRST_MARKS 32768
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NSINT_FIRST_MARKS);
+	__type(key, __u32);
+	__type(value, struct first_mark);
+} first_marks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536); /* set from Go: MaxFlows */

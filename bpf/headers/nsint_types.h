@@ -66,6 +66,7 @@ enum nsint_stat {
 	NSINT_STAT_SWEEP_REPORTS, /* reports the sweep sent */
 	NSINT_STAT_SWEEP_BYPASSED, /* packets counted while a sweep held the CPU */
 	NSINT_STAT_SWEEP_SCANNED, /* flow entries the in-kernel scan looked at */
+	NSINT_STAT_FIRST_PACKETS, /* first packets reported without an entry */
 	NSINT_STAT_MAX,
 };
 
@@ -152,6 +153,23 @@ struct flow_state {
 	__u8 ended; /* a FIN or RST passed: every packet is reported */
 	__u8 pad[3];
 };
+
+/*
+ * What a flow's first packet leaves behind instead of an entry in the flow
+ * table (flow_first_packet in nsint_flow.h): what the entry would have
+ * held, for the second packet to store.
+ */
+struct first_mark {
+	__u64 ts;   /* the entry's last_report_ns */
+	__u32 hash; /* of the flow key; tells whose mark this is */
+	__u16 in_port;
+	__u8 lat_bucket;
+	__u8 bits; /* NSINT_MARK_LATENCY | NSINT_MARK_ENDED | forwarded << 2 */
+};
+
+#define NSINT_MARK_LATENCY   1
+#define NSINT_MARK_ENDED     2
+#define NSINT_MARK_FWD_SHIFT 2
 
 struct transit_key {
 	__u64 netns;

@@ -70,7 +70,7 @@ var (
 		"1 when the kernel's skb:kfree_skb gives a drop reason (5.17+, or backported); 0 when drops are reported with reason unknown.",
 		nil, nil)
 	descDatapath = prometheus.NewDesc("nsint_datapath_events_total",
-		"The eBPF programs' own counters, by event: reports, ring_full (reports the report ring had no room for; their counts stay in the kernel for a later report), unparsed (packets not IP or truncated: counted for the port, in no flow), no_identity, flow_update_errors, drop_reports, drops_folded (drops folded into a later report), unwatched, slot_flush_lost (slot counts whose flow entry was evicted), not_drops (frees that are no drop: docs/architecture.md), sweep_reports, sweep_bypassed, sweep_scanned (flow entries the in-kernel scan looked at).",
+		"The eBPF programs' own counters, by event: reports, ring_full (reports the report ring had no room for; their counts stay in the kernel for a later report), unparsed (packets not IP or truncated: counted for the port, in no flow), no_identity, flow_update_errors, drop_reports, drops_folded (drops folded into a later report), unwatched, slot_flush_lost (slot counts whose flow entry was evicted), not_drops (frees that are no drop: docs/architecture.md), sweep_reports, sweep_bypassed, sweep_scanned (flow entries the in-kernel scan looked at), first_packets (first packets of flows reported on their own: a flow is stored from its second packet on).",
 		[]string{"event"}, nil)
 	descNotFirst = prometheus.NewDesc("nsint_attach_not_first_total",
 		"Attachments left with another tool's legacy tc filter ahead of ours (at priority 1), which may hide packets from nsint.", nil, nil)
@@ -119,7 +119,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 				{"drop_reports", st.DropReports}, {"drops_folded", st.DropsSuppressed}, {"unwatched", st.Unwatched},
 				{"slot_flush_lost", st.CacheFlushLost}, {"not_drops", st.NotDrops},
 				{"sweep_reports", st.SweepReports}, {"sweep_bypassed", st.SweepBypassed},
-				{"sweep_scanned", st.SweepScanned}} {
+				{"sweep_scanned", st.SweepScanned}, {"first_packets", st.FirstPackets}} {
 				ch <- prometheus.MustNewConstMetric(descDatapath, prometheus.CounterValue, float64(e.v), e.name)
 			}
 		}

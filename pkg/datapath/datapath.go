@@ -273,6 +273,9 @@ type Stats struct {
 	SweepBypassed uint64
 	// SweepScanned counts the flow entries the in-kernel scan looked at.
 	SweepScanned uint64
+	// FirstPackets counts packets reported on their own as the first of a
+	// flow not stored yet (a flow is stored from its second packet on).
+	FirstPackets uint64
 }
 
 // statSlot is a Stats field and the slot of the stats map that counts it.
@@ -297,6 +300,7 @@ func (s *Stats) slots() []statSlot {
 		{bpf.NsintNsintStatNSINT_STAT_SWEEP_REPORTS, &s.SweepReports},
 		{bpf.NsintNsintStatNSINT_STAT_SWEEP_BYPASSED, &s.SweepBypassed},
 		{bpf.NsintNsintStatNSINT_STAT_SWEEP_SCANNED, &s.SweepScanned},
+		{bpf.NsintNsintStatNSINT_STAT_FIRST_PACKETS, &s.FirstPackets},
 	}
 }
 

@@ -26,10 +26,16 @@ import (
 // here can be a new flow without a system call of its own in the measure,
 // and the caches are as cold as the network stack leaves them:
 //
-//	new-flow     each datagram goes to another destination port, and the
-//	             flow table is emptied before each round: a flow entry is
-//	             created and a report emitted for every packet
-//	established  one flow, reported once per hour
+//	new-flow         each datagram goes to another destination port: every
+//	                 packet is a flow's first, reported on its own (a flow
+//	                 is stored at its second packet: flow_mark_first)
+//	two-packet-flow  each destination port gets two datagrams in a row: a
+//	                 flow's first packet and the second that stores it (the
+//	                 flow-table insert), per packet
+//	established      one flow, reported once per hour
+//
+// The flow table is emptied before each round of the new-flow cases, so
+// that no packet finds its flow stored in an earlier round.
 //
 // Four pairs run side by side, each on its own veth: the shared flow table
 // with the direct tail call (the defaults), the shared table with the
@@ -100,7 +106,7 @@ func BenchmarkLive(b *testing.B) {
 		attachTCX(b, src, ifindex, netif.Egress, disp)
 		attachTCX(b, src, ifindex, netif.Egress, d.objs.NsintTcNoop) // runs after ours
 		pairs = append(pairs, &pair{name: c.name, disp: disp, noop: d.objs.NsintTcNoop, flows: d.objs.Flows, dst: [4]byte{198, 18, byte(231 + i), 2},
-			res: map[string]*benchResult{"new-flow": {}, "established": {}}})
+			res: map[string]*benchResult{"new-flow": {}, "two-packet-flow": {}, "established": {}}})
 	}
 	// Nobody listens at the other end: the datagrams die there, and the
 	// ICMP errors that answer them are rate limited.
@@ -114,18 +120,20 @@ func BenchmarkLive(b *testing.B) {
 			slices.Reverse(order)
 		}
 		for _, p := range order {
-			for _, c := range []string{"new-flow", "established"} {
-				if c == "new-flow" {
+			for _, c := range liveCases {
+				if c != "established" {
 					// Round 3 would come back to round 0's ports: every
-					// packet of a round must find its flow missing.
+					// flow of a round must be missing from the table.
 					emptyMap(b, p.flows)
 				}
 				d0, n0 := progStats(b, p.disp)
 				b0, m0 := progStats(b, p.noop)
-				for range perRound {
+				for i := range perRound {
 					port := 9
-					if c == "new-flow" {
+					if c == "new-flow" || (c == "two-packet-flow" && i%2 == 0) {
 						p.nextPort++
+					}
+					if c != "established" {
 						port = 1024 + p.nextPort%60000
 					}
 					sendTo(b, fd, payload, p.dst, port)
@@ -150,18 +158,21 @@ func BenchmarkLive(b *testing.B) {
 	}
 	// The before pair (last) goes on the defaults' lines (first).
 	defaults, before := pairs[0], pairs[len(pairs)-1]
-	for _, c := range []string{"new-flow", "established"} {
+	for _, c := range liveCases {
 		r := before.res[c]
 		for i := range r.total {
 			defaults.res[c].before = append(defaults.res[c].before, r.total[i]-r.base[i])
 		}
 	}
 	for _, p := range pairs[:len(pairs)-1] {
-		for _, c := range []string{"new-flow", "established"} {
+		for _, c := range liveCases {
 			b.Run(p.name+"/egress/"+c, func(b *testing.B) { p.res[c].report(b) })
 		}
 	}
 }
+
+// liveCases are BenchmarkLive's cases, in the order each round runs them.
+var liveCases = []string{"new-flow", "two-packet-flow", "established"}
 
 // emptyMap deletes every entry of a hash map.
 func emptyMap(tb testing.TB, m *ebpf.Map) {

@@ -304,6 +304,8 @@ func TestSweepBytesAlone(t *testing.T) {
 			if ev := h.next(); ev.Reason != ReasonNew || ev.Packets != 1 {
 				t.Fatalf("first packet: %s with %d packets, want new with 1", ev.Reason, ev.Packets)
 			}
+			h.run(hPortA, netif.Egress, frame, nil) // stores the flow
+			h.none("second packet")
 			key := flowKeyOf(t, frame, hPortA, netif.Egress)
 			const left = 66
 			if v.shared {
