@@ -68,7 +68,7 @@ func BenchmarkSweep(b *testing.B) {
 func benchSweepFlows(b *testing.B, n int, userSpaceScan bool) {
 	e := newBenchEnvWith(b, Config{ReportBufferBytes: 4 << 20, userSpaceScan: userSpaceScan})
 	frames := benchFrames(n)
-	e.timeRuns(b, e.disp[netif.Ingress], frames, 1) // new flows, each reported
+	e.timeRuns(b, e.disp[netif.Ingress], frames, 2) // new flows, reported and stored
 	lastReport := time.Now()
 	requireFlows(b, e.d, n)
 	interval := e.d.cfg.ReportInterval
