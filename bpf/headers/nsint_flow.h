@@ -183,6 +183,25 @@ static __always_inline void flow_mark_first(struct first_mark *m, __u32 hash,
 }
 
 /*
+ * Insert init as key's entry: 1. In the shared table another CPU may have
+ * stored the flow since our lookup: its entry stays, 0. Other failures are
+ * counted, -1.
+ */
+static __always_inline int flow_insert(const struct flow_key *key,
+				       const struct flow_state *init)
+{
+	long err = bpf_map_update_elem(
+		&flows, key, init, cfg.flows_shared ? BPF_NOEXIST : BPF_ANY);
+
+	if (!err)
+		return 1;
+	if (cfg.flows_shared && err == -NSINT_EEXIST)
+		return 0;
+	stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+	return -1;
+}
+
+/*
  * The second packet of a flow, which found its first's mark: store the
  * entry the first would have made, so that this packet is counted and
  * decided on as any later one (a refresh may be due, the port pair may
@@ -201,19 +220,14 @@ static __always_inline struct flow_state *flow_store(const struct flow_key *key,
 		.ended = m->bits & NSINT_MARK_ENDED ? 1 : 0,
 		.forwarded = m->bits >> NSINT_MARK_FWD_SHIFT,
 	};
-	long err;
 
 	if (key->dir == NSINT_DIR_EGRESS)
 		init.out_port = key->port;
 	else
 		init.out_port = init.forwarded ? 0 : NSINT_PORT_LOCAL;
 	watch_refresh(&init, &key->t, 1);
-	err = bpf_map_update_elem(&flows, key, &init,
-				  cfg.flows_shared ? BPF_NOEXIST : BPF_ANY);
-	if (err && !(cfg.flows_shared && err == -NSINT_EEXIST)) {
-		stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+	if (flow_insert(key, &init) < 0)
 		return NULL;
-	}
 	return bpf_map_lookup_elem(&flows, key);
 }
 
@@ -226,22 +240,16 @@ static __always_inline void flow_keep(const struct flow_key *key,
 				      const struct report *r)
 {
 	struct flow_state *st;
-	long err;
 
 	init->packets = r->packets;
 	init->bytes = r->bytes;
-	err = bpf_map_update_elem(&flows, key, init,
-				  cfg.flows_shared ? BPF_NOEXIST : BPF_ANY);
-	if (!err)
+	if (flow_insert(key, init) != 0)
 		return;
-	if (cfg.flows_shared && err == -NSINT_EEXIST) {
-		st = bpf_map_lookup_elem(&flows, key);
-		if (st) {
-			flow_add(st, r->packets, r->bytes);
-			return;
-		}
-	}
-	stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
+	st = bpf_map_lookup_elem(&flows, key);
+	if (st)
+		flow_add(st, r->packets, r->bytes);
+	else
+		stat_inc(NSINT_STAT_FLOW_UPDATE_ERRORS);
 }
 
 /*
@@ -571,8 +579,7 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 /* Where an egress packet came from, and how long it took (transit). */
 struct hop {
 	__u64 in_ts;   /* at the ingress hook; 0: not transit */
-	__u64 out_ts;  /* now, when in_ts is set */
-	__u64 latency; /* out_ts - in_ts */
+	__u64 latency; /* from in_ts to this hook */
 	__u16 in_port; /* NSINT_PORT_LOCAL: from this namespace's stack */
 	__u8 has_latency;
 	__u8 bucket; /* log2 of latency */
@@ -587,7 +594,7 @@ static __always_inline void egress_hop(struct __sk_buff *skb,
 				       const struct flow_key *key, __u32 netns,
 				       struct hop *hop)
 {
-	struct transit_key tk = { .netns = netns, .t = key->t };
+	struct transit_key tk;
 	struct transit_entry *tr;
 	__u64 now;
 
@@ -595,6 +602,7 @@ static __always_inline void egress_hop(struct __sk_buff *skb,
 	if (!skb->ingress_ifindex)
 		return;
 	hop->in_port = 0; /* forwarded from a port we do not observe */
+	tk = (struct transit_key){ .netns = netns, .t = key->t };
 	tr = bpf_map_lookup_elem(&transit, &tk);
 	if (!tr)
 		return;
@@ -603,7 +611,6 @@ static __always_inline void egress_hop(struct __sk_buff *skb,
 		return;
 	hop->in_port = tr->port;
 	hop->in_ts = tr->ts;
-	hop->out_ts = now;
 	hop->latency = now - tr->ts;
 	hop->has_latency = 1;
 	hop->bucket = log2_u64(hop->latency);
@@ -619,7 +626,7 @@ static __always_inline void egress_report(struct report *r,
 			     hop->in_port;
 	r->out_port = key->port;
 	r->in_ts = hop->in_ts;
-	r->out_ts = hop->out_ts;
+	r->out_ts = hop->has_latency ? hop->in_ts + hop->latency : 0;
 	r->latency = hop->latency;
 	r->flags = hop->has_latency ? NSINT_EVF_HOP_LATENCY : 0;
 }
