@@ -150,6 +150,9 @@ func TestSelectionFollowsRenames(t *testing.T) {
 		}
 	}
 	h.waitFor("a's lo", func(evs []Event) bool { return has(evs, IfaceAdded, idA, "lo") })
+	// x is checked last for what it must not report; its own listing runs
+	// apart from a's and may come after a's events on a slow host.
+	h.waitFor("x added", func(evs []Event) bool { return has(evs, NetnsAdded, idX, "") })
 	rename("net10", "net1")
 	h.waitFor("net1 added", func(evs []Event) bool { return has(evs, IfaceAdded, idA, "net1") })
 	rename("net1", "net10")
