@@ -34,8 +34,9 @@ import (
 //	                 flow-table insert), per packet
 //	established      one flow, reported once per hour
 //
-// The flow table is emptied before each round of the new-flow cases, so
-// that no packet finds its flow stored in an earlier round.
+// The flow table and the first packets' marks are emptied before each
+// round of the new-flow cases, so that no packet finds its flow stored, or
+// its first packet marked, in an earlier round.
 //
 // Four pairs run side by side, each on its own veth: the shared flow table
 // with the direct tail call (the defaults), the shared table with the
@@ -80,6 +81,7 @@ func BenchmarkLive(b *testing.B) {
 		name       string
 		disp, noop *ebpf.Program
 		flows      *ebpf.Map // the pair's flow table
+		marks      *ebpf.Map // its first_marks; nil in beforeCommit's
 		res        map[string]*benchResult
 		dst        [4]byte
 		nextPort   int
@@ -105,7 +107,7 @@ func BenchmarkLive(b *testing.B) {
 		b.Cleanup(func() { disp.Close() })
 		attachTCX(b, src, ifindex, netif.Egress, disp)
 		attachTCX(b, src, ifindex, netif.Egress, d.objs.NsintTcNoop) // runs after ours
-		pairs = append(pairs, &pair{name: c.name, disp: disp, noop: d.objs.NsintTcNoop, flows: d.objs.Flows, dst: [4]byte{198, 18, byte(231 + i), 2},
+		pairs = append(pairs, &pair{name: c.name, disp: disp, noop: d.objs.NsintTcNoop, flows: d.objs.Flows, marks: d.objs.FirstMarks, dst: [4]byte{198, 18, byte(231 + i), 2},
 			res: map[string]*benchResult{"new-flow": {}, "two-packet-flow": {}, "established": {}}})
 	}
 	// Nobody listens at the other end: the datagrams die there, and the
@@ -125,6 +127,9 @@ func BenchmarkLive(b *testing.B) {
 					// Round 3 would come back to round 0's ports: every
 					// flow of a round must be missing from the table.
 					emptyMap(b, p.flows)
+					if p.marks != nil {
+						zeroArray(b, p.marks)
+					}
 				}
 				d0, n0 := progStats(b, p.disp)
 				b0, m0 := progStats(b, p.noop)
@@ -192,6 +197,17 @@ func emptyMap(tb testing.TB, m *ebpf.Map) {
 	for _, k := range keys {
 		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			tb.Fatalf("empty %s: %v", m, err)
+		}
+	}
+}
+
+// zeroArray sets every element of an array map to zero.
+func zeroArray(tb testing.TB, m *ebpf.Map) {
+	tb.Helper()
+	zero := make([]byte, m.ValueSize())
+	for i := range m.MaxEntries() {
+		if err := m.Put(i, zero); err != nil {
+			tb.Fatalf("zero %s[%d]: %v", m, i, err)
 		}
 	}
 }
