@@ -51,13 +51,21 @@ deps: ## install what building and testing need: Debian packages (apt, only when
 	@hack/otelcol/build.sh >/dev/null
 
 .PHONY: test
-test: deps build ## the whole suite (root): go tests (privileged, API server), fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node
+test: deps build ## the whole suite (root): go tests (privileged, API server), every benchmark once, fuzz, short soak, kernel 5.10 and 6.1 VMs, SR-IOV VM, local Kubernetes node
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory bench-once
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory soak SOAK=short
 	$(MAKE) --no-print-directory test-kernels
 	$(MAKE) --no-print-directory test-sriov
 	$(MAKE) --no-print-directory e2e-cluster
+
+# go test runs no benchmark, and make bench is not run by CI: this runs each
+# one once, so that a benchmark the code has broken fails here and not in the
+# next make bench. No figure is judged.
+.PHONY: bench-once
+bench-once: ## run every Go benchmark once (root for the eBPF ones; about 2 minutes), figures not judged
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target (about 10 s each; the full form: FUZZTIME=20000000x make fuzz)
