@@ -206,27 +206,16 @@ static __always_inline int flow_insert(const struct flow_key *key,
 	return -1;
 }
 
-/* What flow_store did with the second packet of a flow. */
-enum nsint_store {
-	NSINT_STORE_FAILED = -1, /* no entry: take the packet for a first one */
-	NSINT_STORE_ENTRY = 0,	 /* *st: go on as with any later packet */
-	NSINT_STORE_COUNTED = 1, /* stored with the packet in it: done */
-};
-
 /*
  * The second packet of a flow, which found its first's mark: store the
  * entry the first would have made, so that this packet is counted and
  * decided on as any later one (a refresh may be due, the port pair may
- * have changed). When the caller knows from the mark that nothing is due
- * (quiet), the entry is stored with this packet already counted in it and
- * the lookup after the insert is saved: that is most second packets. In
- * the shared table another CPU may have stored the flow first: its entry
- * is then the one to go on with (*st), this packet not yet counted.
+ * have changed). Returns the entry (in the shared table another CPU's, if
+ * it stored the flow first), NULL when the insert failed: the packet is
+ * then taken for a first one.
  */
-static __always_inline int flow_store(const struct flow_key *key,
-				      const struct first_mark *m, int quiet,
-				      __u64 segs, __u64 bytes,
-				      struct flow_state **st)
+static __always_inline struct flow_state *flow_store(const struct flow_key *key,
+						     const struct first_mark *m)
 {
 	struct flow_state init = {
 		.last_report_ns = m->ts,
@@ -236,37 +225,15 @@ static __always_inline int flow_store(const struct flow_key *key,
 		.ended = m->bits & NSINT_MARK_ENDED ? 1 : 0,
 		.forwarded = m->bits >> NSINT_MARK_FWD_SHIFT,
 	};
-	int rc;
 
 	if (key->dir == NSINT_DIR_EGRESS)
 		init.out_port = key->port;
 	else
 		init.out_port = init.forwarded ? 0 : NSINT_PORT_LOCAL;
-	if (quiet) {
-		init.packets = segs;
-		init.bytes = bytes;
-	}
 	watch_refresh(&init, &key->t, 1);
-	rc = flow_insert(key, &init);
-	if (rc < 0)
-		return NSINT_STORE_FAILED;
-	if (rc && quiet)
-		return NSINT_STORE_COUNTED;
-	*st = bpf_map_lookup_elem(&flows, key);
-	return *st ? NSINT_STORE_ENTRY : NSINT_STORE_FAILED;
-}
-
-/*
- * Would the second packet of a flow whose first left mark m be reported at
- * once, on what the mark and the packet alone say? When not, flow_store
- * may count it in the entry it makes. An ended flow's next packet is; a
- * SYN reopening it is left to the ordinary path.
- */
-static __always_inline int mark_due(const struct first_mark *m, __u64 now,
-				    __u8 pkt_flags)
-{
-	return (m->bits & NSINT_MARK_ENDED) ||
-	       (pkt_flags & NSINT_EVF_TCP_END) || refresh_due(now, m->ts);
+	if (flow_insert(key, &init) < 0)
+		return NULL;
+	return bpf_map_lookup_elem(&flows, key);
 }
 
 /*
@@ -565,7 +532,6 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 	__u32 hash;
 	__u64 last;
 	__u8 fwd, end;
-	int stored, quiet;
 
 	/*
 	 * With the per-CPU flow map, an entry created on another CPU has a
@@ -573,21 +539,9 @@ static __always_inline __u64 ingress_flow(struct __sk_buff *skb,
 	 */
 	if (!st || !(last = st->last_report_ns)) {
 		m = flow_mark(key, &hash);
-		stored = NSINT_STORE_FAILED;
-		if (m && m->hash == hash) {
-			quiet = !mark_due(m, now, pkt_flags);
-			stored = flow_store(key, m, quiet, segs, bytes, &st);
-		}
-		/* one call site: clang inlines each call of it */
-		if (stored == NSINT_STORE_FAILED)
+		if (!m || m->hash != hash || !(st = flow_store(key, m)))
 			return ingress_first(skb, key, netns, now, segs, bytes,
 					     pkt_flags, m, hash);
-		if (stored == NSINT_STORE_COUNTED) {
-			if (m->bits >> NSINT_MARK_FWD_SHIFT != NSINT_FWD_ROUTED)
-				return m->ts + cfg.report_interval_ns;
-			transit_mark(key, netns, bpf_ktime_get_ns());
-			return 0;
-		}
 		last = st->last_report_ns;
 	}
 	flow_add(st, segs, bytes);
@@ -728,7 +682,6 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 	struct first_mark *m;
 	__u32 hash;
 	__u64 last;
-	int stored, quiet;
 	/* the interval to the next refresh of a cacheable flow, else 0 */
 	__u64 next = skb->ingress_ifindex ? 0 : cfg.report_interval_ns;
 
@@ -736,20 +689,9 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 	st = bpf_map_lookup_elem(&flows, key);
 	if (!st || !(last = st->last_report_ns)) { /* see ingress_flow */
 		m = flow_mark(key, &hash);
-		stored = NSINT_STORE_FAILED;
-		if (m && m->hash == hash) {
-			quiet = !mark_due(m, now, pkt_flags) &&
-				m->in_port == hop.in_port &&
-				m->lat_bucket == hop.bucket &&
-				!(m->bits & NSINT_MARK_LATENCY) ==
-					!hop.has_latency;
-			stored = flow_store(key, m, quiet, segs, bytes, &st);
-		}
-		if (stored == NSINT_STORE_FAILED) /* see ingress_flow */
+		if (!m || m->hash != hash || !(st = flow_store(key, m)))
 			return egress_first(skb, key, &hop, now, segs, bytes,
 					    pkt_flags, m, hash);
-		if (stored == NSINT_STORE_COUNTED)
-			return next ? m->ts + next : 0;
 		last = st->last_report_ns;
 	}
 	flow_add(st, segs, bytes);
