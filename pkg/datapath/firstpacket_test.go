@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -116,8 +115,7 @@ func TestFirstMarkTaken(t *testing.T) {
 // counted in the entry and the sweep carries it. A SYN after an end opens
 // the flow again: counted, not reported.
 func TestSecondPacket(t *testing.T) {
-	const syn, ack, fin, rst = 0x02, 0x10, 0x01, 0x04
-	const short = 100 * time.Millisecond
+	const syn, ack, fin, rst = tcpSYN, tcpACK, tcpFIN, tcpRST
 	for _, c := range []struct {
 		name          string
 		first, second byte // TCP flags; 0: a UDP flow
@@ -138,17 +136,14 @@ func TestSecondPacket(t *testing.T) {
 					requireFlowTable(t, shared)
 					interval := time.Hour
 					if c.wait {
-						interval = short
+						interval = 100 * time.Millisecond
 					}
 					h := newHarness(t, Config{ReportInterval: interval, perCPUFlows: !shared})
 					frame := func(flags byte) []byte {
-						src, dst := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
 						if c.first == 0 {
-							return concat(ethHdr(etherIPv4), ipv4Hdr(protoUDP, src, dst, nil, 0, false), udpHdr(3400, 53), make([]byte, 40))
+							return udpFrame("198.18.0.1", "198.18.0.2", 3400, 53, 40)
 						}
-						f := concat(ethHdr(etherIPv4), ipv4Hdr(protoTCP, src, dst, nil, 0, false), tcpHdr(3400, 80))
-						f[14+20+13] = flags
-						return f
+						return tcpFrame("198.18.0.1", "198.18.0.2", 3400, 80, flags)
 					}
 					h.run(hPortA, dir, frame(c.first), nil)
 					if ev := h.next(); ev.Reason != ReasonNew || ev.Packets != 1 {

@@ -125,7 +125,8 @@ func BenchmarkLive(b *testing.B) {
 			for _, c := range liveCases {
 				if c != "established" {
 					// Round 3 would come back to round 0's ports: every
-					// flow of a round must be missing from the table.
+					// flow of a round must be missing from the table,
+					// and its first packet from the marks.
 					emptyMap(b, p.flows)
 					if p.marks != nil {
 						zeroArray(b, p.marks)

@@ -17,6 +17,17 @@ func udpFrame(src, dst string, sport, dport uint16, payload int) []byte {
 		udpHdr(sport, dport), make([]byte, payload))
 }
 
+// TCP flags of tcpFrame.
+const tcpFIN, tcpSYN, tcpRST, tcpACK = 0x01, 0x02, 0x04, 0x10
+
+// tcpFrame is a TCP segment with the given flags and no payload.
+func tcpFrame(src, dst string, sport, dport uint16, flags byte) []byte {
+	f := concat(ethHdr(etherIPv4), ipv4Hdr(protoTCP, netip.MustParseAddr(src), netip.MustParseAddr(dst), nil, 0, false),
+		tcpHdr(sport, dport))
+	f[14+20+13] = flags
+	return f
+}
+
 // TestReportDecision: the first packet reports, repeats inside the interval
 // do not, the first packet after it reports with everything counted since.
 // The interval is real time (test run has no fake clock); the sleeps are

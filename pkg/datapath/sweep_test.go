@@ -1,8 +1,6 @@
 package datapath
 
 import (
-	"net/netip"
-
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -139,12 +137,9 @@ func TestTCPEnd(t *testing.T) {
 			h := newHarness(t, Config{ReportInterval: time.Hour, perCPUFlows: !shared})
 			for _, dir := range []netif.Direction{netif.Ingress, netif.Egress} {
 				seg := func(flags byte) []byte {
-					f := concat(ethHdr(etherIPv4), ipv4Hdr(protoTCP, netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), nil, 0, false),
-						tcpHdr(3300+uint16(dir), 80))
-					f[14+20+13] = flags
-					return f
+					return tcpFrame("198.18.0.1", "198.18.0.2", 3300+uint16(dir), 80, flags)
 				}
-				const syn, ack, fin, rst = 0x02, 0x10, 0x01, 0x04
+				const syn, ack, fin, rst = tcpSYN, tcpACK, tcpFIN, tcpRST
 				h.run(hPortA, dir, seg(syn), nil)
 				h.next()
 				h.runN(hPortA, dir, seg(ack), nil, 10)
