@@ -13,6 +13,7 @@ BenchmarkPacket/shared/ingress/udp-2   	       1	        18.00 ns/op	         1.
 BenchmarkPacket/percpu/egress/flows-1000-2 	       1	       420.0 ns/op	        60.00 baseline-ns/pkt	       360.0 over-baseline-ns/pkt	         0 reports	        40.00 spread-ns
 BenchmarkLive/shared/direct/egress/established-2      	       1	        57.61 ns/op	         2.988 after-minus-before-ns/pkt	         1.122 after-minus-before-q1-ns	         7.895 after-minus-before-q3-ns	        33.18 after-minus-before-spread-ns	        32.78 baseline-ns/pkt	        22.93 before-over-baseline-ns/pkt	         4.655 before-spread-ns	        24.76 over-baseline-ns/pkt	        34.96 spread-ns
 BenchmarkLive/shared/indirect-tailcall/egress/established-2      	       1	        62.47 ns/op	        31.78 baseline-ns/pkt	        30.69 over-baseline-ns/pkt	         6.123 spread-ns
+BenchmarkLive/bigtable/direct/egress/new-flow-2                  	       1	       361.4 ns/op	        28.10 baseline-ns/pkt	       333.3 over-baseline-ns/pkt	        21.50 spread-ns
 BenchmarkSweep/flows-65536-2 	       1	8859852758 ns/op	        11.76 cpu_ms_flows65536_idle	         5.561 cpu_ms_flows65536_idle_spread	        47.05 cpu_ms_per_s_flows65536	        22.24 cpu_ms_per_s_flows65536_spread
 BenchmarkSweep/active-2 	       1	16852551479 ns/op	         0 extra_reports_per_s_active	        14.99 extra_reports_per_s_active_spread
 PASS
@@ -40,6 +41,8 @@ PASS
 		"bpf_live_ns_per_packet_established_egress_after_minus_before":        2.988,
 		"bpf_live_ns_per_packet_established_egress_after_minus_before_spread": 33.18,
 		"bpf_live_indirect_ns_per_packet_established_egress":                  30.69,
+		"bpf_live_bigtable_ns_per_packet_newflow_egress":                      333.3,
+		"bpf_live_bigtable_ns_per_packet_newflow_egress_spread":               21.5,
 		"sweep_cpu_ms_flows65536_idle":                                        11.76,
 		"sweep_cpu_ms_per_s_flows65536":                                       47.05,
 		"sweep_cpu_ms_per_s_flows65536_spread":                                22.24,

@@ -28,6 +28,8 @@ var bpfCase = map[string]string{
 //	                                               twopacketflow, established)
 //	bpf_live_indirect_ns_per_packet_<case>_egress  same, --tail-call indirect
 //	bpf_live_percpu_ns_per_packet_<case>_egress    same, per-CPU flow table
+//	bpf_live_bigtable_ns_per_packet_<case>_egress  same, a flow table of 262 144
+//	                                               entries (the others: the default)
 //	bpf_verify_<program>_ms                          load + verify of one program
 //	<key>_before, <key>_after_minus_before[_q1|_q3]  the programs of the commit
 //	                                                 before the sweep, same rounds (single-flow
@@ -105,6 +107,8 @@ func foldBPF(r io.Reader) (map[string]float64, error) {
 			switch {
 			case parts[1] == "percpu":
 				variant = "percpu_"
+			case parts[1] == "bigtable":
+				variant = "bigtable_"
 			case parts[2] != "direct":
 				variant = "indirect_"
 			}

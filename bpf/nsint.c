@@ -271,25 +271,27 @@ int nsint_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 			cap = 0;
 	}
 
-	ev->type = NSINT_EVENT_DROP;
-	ev->reason = NSINT_REASON_DROP;
-	ev->dir = dir;
-	ev->flags = flags;
-	ev->obs_port = port;
-	ev->in_port = in_port;
-	ev->out_port = out_port;
-	ev->in_ts = now;
-	ev->out_ts = now;
-	ev->packets = drops;
-	ev->drop_reason = reason;
-	ev->family = key.fk.t.family;
-	ev->proto = key.fk.t.proto;
-	ev->sport = key.fk.t.sport;
-	ev->dport = key.fk.t.dport;
+	*ev = (struct event){
+		.type = NSINT_EVENT_DROP,
+		.reason = NSINT_REASON_DROP,
+		.dir = dir,
+		.flags = flags,
+		.obs_port = port,
+		.in_port = in_port,
+		.out_port = out_port,
+		.in_ts = now,
+		.out_ts = now,
+		.packets = drops,
+		.drop_reason = reason,
+		.family = key.fk.t.family,
+		.proto = key.fk.t.proto,
+		.sport = key.fk.t.sport,
+		.dport = key.fk.t.dport,
+		.orig_len = frame_len,
+		.cap_len = cap,
+	};
 	__builtin_memcpy(ev->saddr, key.fk.t.saddr, 16);
 	__builtin_memcpy(ev->daddr, key.fk.t.daddr, 16);
-	ev->orig_len = frame_len;
-	ev->cap_len = cap;
 	report_submit(ev);
 	stat_inc(NSINT_STAT_DROP_REPORTS);
 	return 0;

@@ -332,26 +332,28 @@ static __always_inline int emit_flow(struct __sk_buff *skb,
 		    bpf_skb_load_bytes(skb, 0, ev + 1, cap))
 			cap = 0;
 	}
-	ev->type = NSINT_EVENT_FLOW;
-	ev->dir = key->dir;
-	ev->obs_port = key->port;
-	ev->in_port = r->in_port;
-	ev->out_port = r->out_port;
-	ev->in_ts = r->in_ts ? r->in_ts : now;
-	ev->out_ts = now;
-	ev->hop_latency_ns = r->latency;
-	ev->packets = r->packets;
-	ev->bytes = r->bytes;
-	ev->reason = r->reason;
-	ev->flags = r->flags | pkt_flags;
-	ev->family = key->t.family;
-	ev->proto = key->t.proto;
-	ev->sport = key->t.sport;
-	ev->dport = key->t.dport;
+	*ev = (struct event){
+		.type = NSINT_EVENT_FLOW,
+		.dir = key->dir,
+		.obs_port = key->port,
+		.in_port = r->in_port,
+		.out_port = r->out_port,
+		.in_ts = r->in_ts ? r->in_ts : now,
+		.out_ts = now,
+		.hop_latency_ns = r->latency,
+		.packets = r->packets,
+		.bytes = r->bytes,
+		.reason = r->reason,
+		.flags = r->flags | pkt_flags,
+		.family = key->t.family,
+		.proto = key->t.proto,
+		.sport = key->t.sport,
+		.dport = key->t.dport,
+		.orig_len = skb->len,
+		.cap_len = cap,
+	};
 	__builtin_memcpy(ev->saddr, key->t.saddr, 16);
 	__builtin_memcpy(ev->daddr, key->t.daddr, 16);
-	ev->orig_len = skb->len;
-	ev->cap_len = cap;
 	report_submit(ev);
 	stat_inc(NSINT_STAT_REPORTS);
 	return 1;

@@ -174,15 +174,16 @@ struct {
  * verifier wants the size of a reservation as a constant: cfg is read-only
  * and frozen, so it knows snap_len. A packet shorter than snap_len leaves
  * the rest unused (event.cap_len says how much holds packet bytes).
+ *
+ * The reservation holds whatever an earlier record left there: the caller
+ * writes the whole struct event as one compound literal, which zeroes every
+ * field it does not name (pad included), so each byte is written once
+ * and none keeps an old report's value.
  */
 static __always_inline struct event *report_reserve(void)
 {
-	struct event *ev = bpf_ringbuf_reserve(
-		&events, sizeof(struct event) + cfg.snap_len, 0);
-
-	if (ev)
-		__builtin_memset(ev, 0, sizeof(*ev));
-	return ev;
+	return bpf_ringbuf_reserve(&events, sizeof(struct event) + cfg.snap_len,
+				   0);
 }
 
 /*
