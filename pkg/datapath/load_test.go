@@ -126,7 +126,7 @@ func TestVerifierHeadroom(t *testing.T) {
 				must(t, err)
 				n, ok := info.VerifiedInstructions()
 				if !ok {
-					t.Skip("kernel does not report verified instructions (5.16+)")
+					t.Skip("kernel without verified_insns in bpf_prog_info (5.16+)")
 				}
 				t.Logf("%s %s: %d instructions processed, %.1f %% of the verifier's budget", c.name, p.hook, n, 100*float64(n)/budget)
 				if n > limit {
