@@ -728,6 +728,21 @@ static __always_inline __u64 egress_flow(struct __sk_buff *skb,
 }
 
 /*
+ * May a last-flow slot's counts go into st, its flow's entry as looked up
+ * now? Not when it is gone (evicted), nor, on the per-CPU table, when it
+ * was evicted and made again by another CPU since the slot was loaded: this
+ * CPU's part of it is zero then (no last_report_ns; every entry this CPU
+ * made or counted in has one), and counts put there would never be
+ * reported: the sweep passes over a part with no last report, and the
+ * flow's next packet here stores the part afresh over them. The caller
+ * counts them lost instead (slot_flush_lost).
+ */
+static __always_inline int slot_entry_live(const struct flow_state *st)
+{
+	return st && st->last_report_ns;
+}
+
+/*
  * The fast path: is this packet of the flow this CPU last counted in this
  * direction, with nothing due? Then count it in the slot and stop there.
  * The flow-table lookup, its hash of the key and the entry's cache lines
@@ -777,7 +792,7 @@ static __always_inline int flow_cache_hit(struct flow_cache *c,
  * includes them. The slot is emptied first: user space reads the counters,
  * then the slots (datapath.PortCountersOf), and must never find a packet in
  * both. An entry gone meanwhile (evicted) loses them, as it would have lost
- * them itself.
+ * them itself, and so does one made again since (slot_entry_live).
  */
 static __always_inline void flow_cache_flush(struct flow_cache *c)
 {
@@ -793,7 +808,7 @@ static __always_inline void flow_cache_flush(struct flow_cache *c)
 		return;
 	count_port(c->key.port, c->key.dir, packets, bytes);
 	st = bpf_map_lookup_elem(&flows, &c->key);
-	if (st)
+	if (slot_entry_live(st))
 		flow_add(st, packets, bytes);
 	else
 		stat_inc(NSINT_STAT_CACHE_FLUSH_LOST);

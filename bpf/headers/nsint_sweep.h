@@ -68,7 +68,7 @@ static __always_inline void sweep_slot(struct flow_cache *c)
 		__sync_fetch_and_add(&pc->dir[c->key.dir & 1].bytes, bytes);
 	}
 	st = bpf_map_lookup_elem(&flows, &c->key);
-	if (st) {
+	if (slot_entry_live(st)) {
 		__sync_fetch_and_add(&st->packets, packets);
 		__sync_fetch_and_add(&st->bytes, bytes);
 	} else {

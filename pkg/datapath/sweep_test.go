@@ -330,3 +330,82 @@ func TestSweepBytesAlone(t *testing.T) {
 		})
 	}
 }
+
+// TestSlotFlushRemadeEntry: on the per-CPU table, a flow's entry evicted
+// while this CPU's last-flow slot holds some of its packets, and made again
+// by another CPU, has this CPU's part zeroed. The slot's packets, flushed
+// there, would be overwritten by the flow's next store on this CPU and never
+// reported: they are counted lost instead (slot_flush_lost), by the next
+// packet's flush and by the sweep's alike, and the port's counters keep
+// them. Nothing of them reaches a report, and no report carries a packet
+// twice.
+func TestSlotFlushRemadeEntry(t *testing.T) {
+	for _, bySweep := range []bool{false, true} {
+		name := "packet"
+		if bySweep {
+			name = "sweep"
+		}
+		t.Run(name, func(t *testing.T) {
+			requireFlowTable(t, false)
+			h := newHarness(t, Config{ReportInterval: time.Hour, perCPUFlows: true})
+			cpus := h.d.possibleCPUs()
+			if cpus < 2 {
+				t.Skip("skipping: needs two possible CPUs")
+			}
+			f := udpFrame("198.18.0.1", "198.18.0.2", 1300, 2000, 10)
+			// First (reported), second (stored), third (in CPU 0's slot).
+			h.runN(hPortA, netif.Egress, f, nil, 3)
+			if ev := h.next(); ev.Reason != ReasonNew || ev.Packets != 1 {
+				t.Fatalf("first packet: %s with %d packets, want new with 1", ev.Reason, ev.Packets)
+			}
+			h.none("the second and third packets")
+
+			// Evicted, and made again by CPU 1: CPU 0's part is zero.
+			key := flowKeyOf(t, f, hPortA, netif.Egress)
+			must(t, h.d.objs.Flows.Delete(key))
+			var now unix.Timespec
+			must(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &now))
+			vals := make([]bpf.NsintFlowState, cpus)
+			vals[1] = bpf.NsintFlowState{LastReportNs: uint64(now.Nano()), Packets: 5, Bytes: 5 * uint64(len(f)), OutPort: hPortA, Watched: 1}
+			must(t, h.d.objs.Flows.Put(key, vals))
+
+			g := udpFrame("198.18.0.1", "198.18.0.2", 1301, 2000, 10)
+			if bySweep {
+				h.sweep(SweepOptions{})
+			} else {
+				h.run(hPortA, netif.Egress, g, nil) // another flow: flushes f's slot
+				h.next()
+			}
+			st, err := h.d.Stats()
+			must(t, err)
+			if st.CacheFlushLost != 1 {
+				t.Errorf("slot_flush_lost %d after the flush into the remade entry, want 1", st.CacheFlushLost)
+			}
+			var got []bpf.NsintFlowState
+			must(t, h.d.objs.Flows.Lookup(key, &got))
+			if got[0].Packets != 0 || got[0].Bytes != 0 {
+				t.Errorf("CPU 0's part of the remade entry holds %d packets %d bytes, want none: they would be overwritten unreported", got[0].Packets, got[0].Bytes)
+			}
+
+			// f's next packet on CPU 0 stores CPU 0's part afresh; the
+			// final sweep carries it and CPU 1's five.
+			h.run(hPortA, netif.Egress, f, nil)
+			var packets uint64
+			for _, ev := range h.sweep(SweepOptions{All: true}) {
+				if ev.SrcPort == 1300 {
+					packets += ev.Packets
+				}
+			}
+			if packets != 1+5 {
+				t.Errorf("the final sweep reported %d packets of the flow, want 6: its last on CPU 0 and the 5 of CPU 1", packets)
+			}
+			want := uint64(4)
+			if !bySweep {
+				want++ // g
+			}
+			if c := h.dirCounters(hPortA, netif.Egress); c.Packets != want {
+				t.Errorf("port counters: %d packets, want %d: every packet, the lost slot's too", c.Packets, want)
+			}
+		})
+	}
+}
