@@ -41,6 +41,7 @@ PASS
 		"bpf_live_ns_per_packet_established_egress_after_minus_before":        2.988,
 		"bpf_live_ns_per_packet_established_egress_after_minus_before_spread": 33.18,
 		"bpf_live_indirect_ns_per_packet_established_egress":                  30.69,
+		"bpf_live_noop_ns_per_packet_egress":                                  32.78,
 		"bpf_live_bigtable_ns_per_packet_newflow_egress":                      333.3,
 		"bpf_live_bigtable_ns_per_packet_newflow_egress_spread":               21.5,
 		"sweep_cpu_ms_flows65536_idle":                                        11.76,

@@ -30,6 +30,9 @@ var bpfCase = map[string]string{
 //	bpf_live_percpu_ns_per_packet_<case>_egress    same, per-CPU flow table
 //	bpf_live_bigtable_ns_per_packet_<case>_egress  same, a flow table of 262 144
 //	                                               entries (the others: the default)
+//	bpf_live_noop_ns_per_packet_egress             the do-nothing program itself, as the
+//	                                               run-time statistics measure it (the
+//	                                               machine's floor the figures are above)
 //	bpf_verify_<program>_ms                          load + verify of one program
 //	<key>_before, <key>_after_minus_before[_q1|_q3]  the programs of the commit
 //	                                                 before the sweep, same rounds (single-flow
@@ -118,6 +121,9 @@ func foldBPF(r io.Reader) (map[string]float64, error) {
 				figures[key+"_spread"] = s
 			}
 			foldBefore(figures, key, metrics)
+			if b, ok := metrics["baseline-ns/pkt"]; ok && variant == "" && parts[4] == "established" {
+				figures["bpf_live_noop_ns_per_packet_"+parts[3]] = b
+			}
 		case parts[0] == "BenchmarkSweep":
 			for unit, v := range metrics {
 				if unit != "ns/op" {
