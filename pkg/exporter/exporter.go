@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -159,13 +160,13 @@ func New(cfg Config) (*Exporter, error) {
 	}
 	e := &Exporter{
 		format:        cfg.Format,
-		batch:         orDefault(cfg.BatchSize, DefaultBatchSize),
+		batch:         cmp.Or(cfg.BatchSize, DefaultBatchSize),
 		onSendError:   cfg.OnSendError,
-		errorInterval: orDefault(cfg.ErrorInterval, DefaultErrorInterval),
-		retryInterval: orDefault(cfg.RetryInterval, DefaultRetryInterval),
-		flushTimeout:  orDefault(cfg.FlushTimeout, DefaultFlushTimeout),
+		errorInterval: cmp.Or(cfg.ErrorInterval, DefaultErrorInterval),
+		retryInterval: cmp.Or(cfg.RetryInterval, DefaultRetryInterval),
+		flushTimeout:  cmp.Or(cfg.FlushTimeout, DefaultFlushTimeout),
 	}
-	queueLen := orDefault(cfg.QueueLen, DefaultQueueLen)
+	queueLen := cmp.Or(cfg.QueueLen, DefaultQueueLen)
 	if queueLen < 0 || e.batch < 0 {
 		return nil, fmt.Errorf("queue length %d, batch size %d: must not be negative", queueLen, e.batch)
 	}
@@ -187,7 +188,7 @@ func New(cfg Config) (*Exporter, error) {
 		seen[key] = name
 	}
 	if cfg.Replicas != "" {
-		rep, err := newReplicas(cfg.Replicas, cfg.ReplicaKey, orDefault(cfg.ReplicaRefresh, DefaultReplicaRefresh), cfg.Resolver)
+		rep, err := newReplicas(cfg.Replicas, cfg.ReplicaKey, cmp.Or(cfg.ReplicaRefresh, DefaultReplicaRefresh), cfg.Resolver)
 		if err != nil {
 			e.closeCollectors()
 			return nil, err
@@ -209,13 +210,6 @@ func New(cfg Config) (*Exporter, error) {
 	e.gsoCounts = make([]int, e.batch)
 	e.gsoCmsgs = make([]byte, e.batch*gsoCmsgSpace)
 	return e, nil
-}
-
-func orDefault[T int | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // validFormat reports whether intreport can encode f.
