@@ -363,10 +363,8 @@ func TestSlotFlushRemadeEntry(t *testing.T) {
 			// Evicted, and made again by CPU 1: CPU 0's part is zero.
 			key := flowKeyOf(t, f, hPortA, netif.Egress)
 			must(t, h.d.objs.Flows.Delete(key))
-			var now unix.Timespec
-			must(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &now))
 			vals := make([]bpf.NsintFlowState, cpus)
-			vals[1] = bpf.NsintFlowState{LastReportNs: uint64(now.Nano()), Packets: 5, Bytes: 5 * uint64(len(f)), OutPort: hPortA, Watched: 1}
+			vals[1] = bpf.NsintFlowState{LastReportNs: uint64(monotonicNow()), Packets: 5, Bytes: 5 * uint64(len(f)), OutPort: hPortA, Watched: 1}
 			must(t, h.d.objs.Flows.Put(key, vals))
 
 			g := udpFrame("198.18.0.1", "198.18.0.2", 1301, 2000, 10)
